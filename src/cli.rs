@@ -1,0 +1,148 @@
+//! The command line: clap definitions and dispatch to the daemon or to a client command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::client::{self, Exit};
+use crate::config::{self, Config, LogFormat};
+use crate::daemon::{self, ServeOptions};
+use crate::server::Limits;
+
+#[derive(Debug, Parser)]
+#[command(name = "primed", version, about = "A supervised, journaled primality-testing daemon")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground.
+    Serve(ServeArgs),
+    /// Submit numbers and wait for the answers (numbers from stdin, one per line, if none given).
+    Check(InputArgs),
+    /// Submit numbers and print their job ids without waiting.
+    Submit(InputArgs),
+    /// Print results by job id.
+    Result(ResultArgs),
+    /// Pool, loads, queues, restarts and counts.
+    Status(ClientOpts),
+    /// List the jobs in flight.
+    Jobs(ClientOpts),
+    /// Kill an actor abruptly, as Erlang's exit(Pid, kill): tester-1 … tester-N or balancer.
+    Kill(KillArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Configuration file laid over the embedded defaults.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Unix socket to listen on.
+    #[arg(long, env = "PRIMED_SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// Directory of the journal.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Number of prime testers (0: one per core).
+    #[arg(long)]
+    pub testers: Option<u32>,
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientOpts {
+    /// Socket of the daemon.
+    #[arg(long, env = "PRIMED_SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// One JSON object per line on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    #[command(flatten)]
+    pub opts: ClientOpts,
+    /// Non-negative decimal integers.
+    #[arg(allow_hyphen_values = true)]
+    pub numbers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ResultArgs {
+    #[command(flatten)]
+    pub opts: ClientOpts,
+    /// Wait for pending jobs to finish.
+    #[arg(long)]
+    pub wait: bool,
+    #[arg(required = true)]
+    pub ids: Vec<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    #[command(flatten)]
+    pub opts: ClientOpts,
+    pub actor: String,
+}
+
+/// Grace for blocking computations at exit: their testers are gone, so they are cancelled.
+const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(2);
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("primed: cannot start the async runtime: {e}");
+            return ExitCode::from(Exit::Unreachable as u8);
+        }
+    };
+    let code = match cli.command {
+        Command::Serve(args) => serve(&runtime, args),
+        command => runtime.block_on(client::run(command)) as u8,
+    };
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    ExitCode::from(code)
+}
+
+fn serve(runtime: &tokio::runtime::Runtime, args: ServeArgs) -> u8 {
+    let result = serve_options(args).and_then(|options| runtime.block_on(daemon::run(options)));
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!(reason = %format!("{e:#}"), "primed serve failed");
+            eprintln!("primed: {e:#}");
+            1
+        }
+    }
+}
+
+fn serve_options(args: ServeArgs) -> anyhow::Result<ServeOptions> {
+    let config = Config::load(args.config.as_deref())?;
+    crate::logging::init(args.log_format.unwrap_or(config.daemon.log_format));
+    let testers = match args.testers.unwrap_or(config.pool.testers) {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        n => n,
+    };
+    Ok(ServeOptions {
+        socket: args.socket.or(config.daemon.socket.clone()).unwrap_or_else(config::default_socket),
+        data_dir: args
+            .data_dir
+            .or(config.daemon.data_dir.clone())
+            .unwrap_or_else(config::default_data_dir),
+        testers,
+        limits: Limits {
+            max_digits: config.limits.max_digits,
+            max_frame_bytes: config.limits.max_frame_bytes,
+            max_outstanding: config.limits.max_outstanding_per_connection,
+        },
+        cache_bytes: config.journal.cache_capacity_mb << 20,
+        intensity: config.intensity(),
+    })
+}

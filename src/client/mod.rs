@@ -1,0 +1,45 @@
+//! The client side of the CLI: connects to the daemon, runs one command, prints the answers
+//! (human or `--json`), and turns the outcome into the documented exit code.
+
+mod conn;
+mod output;
+mod query;
+mod submit;
+
+use std::path::PathBuf;
+
+pub use conn::{ClientError, Connection};
+
+use crate::cli::Command;
+use crate::config;
+
+/// Exit codes: the contract scripts rely on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Everything was answered.
+    Ok = 0,
+    /// Some input was invalid, or a job or request failed.
+    Failed = 1,
+    /// The daemon could not be reached, or the command line was wrong.
+    Unreachable = 2,
+}
+
+pub async fn run(command: Command) -> Exit {
+    let outcome = match command {
+        Command::Serve(_) => return Exit::Unreachable,
+        Command::Check(args) => submit::run(args, true).await,
+        Command::Submit(args) => submit::run(args, false).await,
+        Command::Result(args) => query::results(args).await,
+        Command::Status(opts) => query::status(opts).await,
+        Command::Jobs(opts) => query::jobs(opts).await,
+        Command::Kill(args) => query::kill(args).await,
+    };
+    outcome.unwrap_or_else(|e| {
+        eprintln!("primed: {e}");
+        e.exit()
+    })
+}
+
+fn socket_path(socket: Option<PathBuf>) -> PathBuf {
+    socket.unwrap_or_else(config::default_socket)
+}

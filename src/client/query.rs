@@ -1,0 +1,95 @@
+//! The request-and-answer commands: result, status, jobs, kill.
+
+use std::collections::{HashMap, HashSet};
+
+use super::output::Printer;
+use super::{socket_path, ClientError, Connection, Exit};
+use crate::cli::{ClientOpts, KillArgs, ResultArgs};
+use crate::job::JobId;
+use crate::protocol::{Report, Request, Response};
+
+enum Answer {
+    Done(Report),
+    Pending,
+    Unknown(String),
+}
+
+pub async fn results(args: ResultArgs) -> Result<Exit, ClientError> {
+    let mut conn = Connection::connect(&socket_path(args.opts.socket)).await?;
+    let mut seen = HashSet::new();
+    let ids: Vec<JobId> = args.ids.into_iter().filter(|id| seen.insert(*id)).collect();
+    conn.send(&Request::Results { ids: ids.clone(), wait: args.wait }).await?;
+    let mut answers = HashMap::new();
+    let mut printer = Printer::stdout(args.opts.json);
+    let mut next = 0;
+    let mut exit = Exit::Ok;
+    while next < ids.len() {
+        let (id, answer) = match conn.recv().await? {
+            Response::Done(report) => (report.id, Answer::Done(report)),
+            Response::Pending { id } => (id, Answer::Pending),
+            Response::Unknown { id, error } => (id, Answer::Unknown(error)),
+            other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+        };
+        answers.entry(id).or_insert(answer);
+        // Print in the order asked, as soon as the head of the list is answered.
+        while let Some(answer) = ids.get(next).and_then(|id| answers.remove(id)) {
+            match answer {
+                Answer::Done(report) => printer.result(&report)?,
+                Answer::Pending => printer.pending(ids[next])?,
+                Answer::Unknown(error) => {
+                    exit = Exit::Failed;
+                    printer.unknown(ids[next], &error)?
+                }
+            }
+            next += 1;
+        }
+        printer.flush()?;
+    }
+    Ok(exit)
+}
+
+pub async fn status(opts: ClientOpts) -> Result<Exit, ClientError> {
+    let mut conn = Connection::connect(&socket_path(opts.socket)).await?;
+    match conn.request(&Request::Status).await? {
+        Response::Status(status) => {
+            let mut printer = Printer::stdout(opts.json);
+            printer.status(&status)?;
+            printer.flush()?;
+            Ok(Exit::Ok)
+        }
+        other => Err(ClientError::Unexpected(format!("{other:?}"))),
+    }
+}
+
+pub async fn jobs(opts: ClientOpts) -> Result<Exit, ClientError> {
+    let mut conn = Connection::connect(&socket_path(opts.socket)).await?;
+    conn.send(&Request::Jobs).await?;
+    let mut printer = Printer::stdout(opts.json);
+    loop {
+        match conn.recv().await? {
+            Response::Jobs { jobs, more } => {
+                for job in &jobs {
+                    printer.job(job)?;
+                }
+                if !more {
+                    printer.flush()?;
+                    return Ok(Exit::Ok);
+                }
+            }
+            other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+}
+
+pub async fn kill(args: KillArgs) -> Result<Exit, ClientError> {
+    let mut conn = Connection::connect(&socket_path(args.opts.socket)).await?;
+    match conn.request(&Request::Kill { actor: args.actor }).await? {
+        Response::Killed { actor } => {
+            let mut printer = Printer::stdout(args.opts.json);
+            printer.killed(&actor)?;
+            printer.flush()?;
+            Ok(Exit::Ok)
+        }
+        other => Err(ClientError::Unexpected(format!("{other:?}"))),
+    }
+}

@@ -1,0 +1,221 @@
+//! `check` and `submit`: stream numbers (arguments, or stdin one per line) to the daemon in
+//! pipelined batches, and print answers in input order. A window of unprinted numbers bounds
+//! the client's memory however long the input is.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader, Lines, Stdin};
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::sync::{mpsc, Semaphore};
+
+use super::output::Printer;
+use super::{socket_path, ClientError, Connection, Exit};
+use crate::cli::InputArgs;
+use crate::job::JobId;
+use crate::protocol::{self, Accepted, Report, Request, Response};
+
+/// Numbers sent per Submit frame.
+const BATCH: usize = 1024;
+/// Bytes of numbers per Submit frame, so that big numbers still fit in a frame.
+const BATCH_BYTES: usize = 1 << 20;
+/// Numbers sent but not yet printed.
+const WINDOW: usize = 16 * BATCH;
+/// How long stdin may pause before a partial batch is sent.
+const INPUT_PAUSE: Duration = Duration::from_millis(5);
+
+enum Slot {
+    Invalid { input: String, error: String },
+    /// Accepted, answer not yet in (`check`).
+    Waiting,
+    /// Accepted, and nothing more to wait for (`submit`).
+    Submitted { id: JobId, n: String },
+    Done(Report),
+}
+
+/// Answers in input order: slots are appended as batches are accepted and printed from the front.
+struct Ordered {
+    wait: bool,
+    slots: VecDeque<Slot>,
+    /// Input position of `slots[0]`.
+    base: u64,
+    positions: HashMap<JobId, u64>,
+}
+
+impl Ordered {
+    fn accept(&mut self, items: Vec<Accepted>) {
+        for item in items {
+            let slot = match item {
+                Accepted::Job { id, n } if !self.wait => Slot::Submitted { id, n },
+                Accepted::Job { id, .. } => {
+                    self.positions.insert(id, self.base + self.slots.len() as u64);
+                    Slot::Waiting
+                }
+                Accepted::Invalid { input, error } => Slot::Invalid { input, error },
+            };
+            self.slots.push_back(slot);
+        }
+    }
+
+    fn done(&mut self, report: Report) {
+        if let Some(position) = self.positions.remove(&report.id) {
+            if let Some(slot) = self.slots.get_mut((position - self.base) as usize) {
+                *slot = Slot::Done(report);
+            }
+        }
+    }
+
+    fn pop_ready(&mut self) -> Option<Slot> {
+        if matches!(self.slots.front(), None | Some(Slot::Waiting)) {
+            return None;
+        }
+        self.base += 1;
+        self.slots.pop_front()
+    }
+}
+
+pub async fn run(args: InputArgs, wait: bool) -> Result<Exit, ClientError> {
+    let conn = Connection::connect(&socket_path(args.opts.socket)).await?;
+    let Connection { reader, writer } = conn;
+    let window = Arc::new(Semaphore::new(WINDOW));
+    let (total_tx, mut total_rx) = tokio::sync::oneshot::channel();
+    let sender = tokio::spawn(send_all(writer, args.numbers, wait, Arc::clone(&window), total_tx));
+    let (responses_tx, mut responses) = mpsc::channel(64);
+    tokio::spawn(read_all(reader, responses_tx));
+
+    let mut printer = Printer::stdout(args.opts.json);
+    let mut ordered = Ordered {
+        wait,
+        slots: VecDeque::new(),
+        base: 0,
+        positions: HashMap::new(),
+    };
+    let mut total = None;
+    let mut exit = Exit::Ok;
+    while total != Some(ordered.base) {
+        tokio::select! {
+            sent = &mut total_rx, if total.is_none() => {
+                total = Some(sent.map_err(|_| ClientError::Closed)?);
+            }
+            response = responses.recv() => match response.ok_or(ClientError::Closed)?? {
+                Response::Accepted { items } => ordered.accept(items),
+                Response::Done(report) => ordered.done(report),
+                other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+            },
+        }
+        while let Some(slot) = ordered.pop_ready() {
+            window.add_permits(1);
+            match slot {
+                Slot::Invalid { input, error } => {
+                    exit = Exit::Failed;
+                    printer.invalid(&input, &error)?;
+                }
+                Slot::Done(report) => printer.report(&report)?,
+                Slot::Submitted { id, n } => printer.submitted(id, &n)?,
+                Slot::Waiting => {}
+            }
+        }
+        printer.flush()?;
+    }
+    sender.await.map_err(|_| ClientError::Closed)??;
+    Ok(exit)
+}
+
+async fn read_all(
+    mut reader: BufReader<tokio::net::unix::OwnedReadHalf>,
+    responses: mpsc::Sender<Result<Response, ClientError>>,
+) {
+    loop {
+        let next = match protocol::read_frame(&mut reader, protocol::MAX_FRAME_BYTES).await {
+            Ok(Some(payload)) => protocol::decode::<Response>(&payload).map_err(ClientError::from),
+            Ok(None) => return,
+            Err(e) => Err(e.into()),
+        };
+        let next = match next {
+            Ok(Response::Error { message }) => Err(ClientError::Refused(message)),
+            other => other,
+        };
+        if responses.send(next).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Sends every input in batches, holding one window permit per number; reports the count.
+async fn send_all(
+    mut writer: OwnedWriteHalf,
+    numbers: Vec<String>,
+    wait: bool,
+    window: Arc<Semaphore>,
+    total: tokio::sync::oneshot::Sender<u64>,
+) -> Result<(), ClientError> {
+    let mut batch = Batch::default();
+    let mut sent = 0u64;
+    let mut lines = (numbers.is_empty()).then(|| BufReader::new(tokio::io::stdin()).lines());
+    let mut args = numbers.into_iter();
+    loop {
+        if let Ok(permit) = window.acquire().await {
+            permit.forget();
+        }
+        let next = match &mut lines {
+            Some(lines) => next_line(lines, &mut batch, &mut writer, wait).await?,
+            None => args.next(),
+        };
+        let Some(number) = next else { break };
+        batch.push(number);
+        sent += 1;
+        if batch.full() {
+            batch.send(&mut writer, wait).await?;
+        }
+    }
+    batch.send(&mut writer, wait).await?;
+    let _ = total.send(sent);
+    Ok(())
+}
+
+/// The next stdin line; when input pauses (a person typing, a slow producer), the partial
+/// batch is sent rather than held back until it fills.
+async fn next_line(
+    lines: &mut Lines<BufReader<Stdin>>,
+    batch: &mut Batch,
+    writer: &mut OwnedWriteHalf,
+    wait: bool,
+) -> Result<Option<String>, ClientError> {
+    if !batch.numbers.is_empty() {
+        // next_line is cancel-safe, so a timed-out attempt loses nothing.
+        if let Ok(line) = tokio::time::timeout(INPUT_PAUSE, lines.next_line()).await {
+            return Ok(line?);
+        }
+        batch.send(writer, wait).await?;
+    }
+    Ok(lines.next_line().await?)
+}
+
+#[derive(Default)]
+struct Batch {
+    numbers: Vec<String>,
+    bytes: usize,
+}
+
+impl Batch {
+    fn push(&mut self, number: String) {
+        self.bytes += number.len();
+        self.numbers.push(number);
+    }
+
+    fn full(&self) -> bool {
+        self.numbers.len() >= BATCH || self.bytes >= BATCH_BYTES
+    }
+
+    async fn send(&mut self, writer: &mut OwnedWriteHalf, wait: bool) -> Result<(), ClientError> {
+        if self.numbers.is_empty() {
+            return Ok(());
+        }
+        let numbers = std::mem::take(&mut self.numbers);
+        self.bytes = 0;
+        let request = Request::Submit { numbers, wait };
+        protocol::write_frame(writer, &request, protocol::MAX_FRAME_BYTES).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,193 @@
+//! Configuration: the embedded defaults (`config/primed.toml`), an optional file over them,
+//! and the per-user default paths for the socket and the data dir.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+use crate::supervision::Intensity;
+
+const DEFAULTS: &str = include_str!("../config/primed.toml");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub daemon: DaemonConfig,
+    pub pool: PoolConfig,
+    pub limits: LimitsConfig,
+    pub journal: JournalConfig,
+    pub supervision: SupervisionConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    pub socket: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    pub testers: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub max_digits: usize,
+    pub max_frame_bytes: usize,
+    pub max_outstanding_per_connection: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalConfig {
+    pub cache_capacity_mb: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisionConfig {
+    pub max_restarts: u32,
+    pub period_secs: f64,
+}
+
+impl Config {
+    /// The embedded defaults, with `file` (if any) laid over them key by key.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        let mut table: toml::Table = DEFAULTS.parse().context("embedded default configuration")?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            let overlay: toml::Table = text
+                .parse()
+                .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
+            merge(&mut table, overlay);
+        }
+        let config: Config = table
+            .try_into()
+            .with_context(|| match file {
+                Some(path) => format!("invalid configuration in {}", path.display()),
+                None => "invalid embedded configuration".to_string(),
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.limits.max_digits == 0 {
+            bail!("limits.max_digits must be at least 1");
+        }
+        if self.limits.max_frame_bytes < 1024 {
+            bail!("limits.max_frame_bytes must be at least 1024");
+        }
+        if self.limits.max_outstanding_per_connection < crate::protocol::MAX_BATCH {
+            bail!(
+                "limits.max_outstanding_per_connection must be at least {}",
+                crate::protocol::MAX_BATCH
+            );
+        }
+        if !(self.supervision.period_secs.is_finite() && self.supervision.period_secs > 0.0) {
+            bail!("supervision.period_secs must be a positive number of seconds");
+        }
+        Ok(())
+    }
+
+    pub fn intensity(&self) -> Intensity {
+        Intensity {
+            max_restarts: self.supervision.max_restarts,
+            period: Duration::from_secs_f64(self.supervision.period_secs),
+        }
+    }
+}
+
+fn merge(base: &mut toml::Table, overlay: toml::Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(inner)), toml::Value::Table(over)) => merge(inner, over),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+fn uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}
+
+fn env_dir(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// Where `serve` listens and clients connect when neither --socket nor PRIMED_SOCKET says.
+pub fn default_socket() -> PathBuf {
+    match env_dir("XDG_RUNTIME_DIR") {
+        Some(dir) => dir.join("primed").join("primed.sock"),
+        None => std::env::temp_dir()
+            .join(format!("primed-{}", uid()))
+            .join("primed.sock"),
+    }
+}
+
+pub fn default_data_dir() -> PathBuf {
+    if let Some(dir) = env_dir("XDG_DATA_HOME") {
+        return dir.join("primed");
+    }
+    match env_dir("HOME") {
+        Some(home) => home.join(".local").join("share").join("primed"),
+        None => std::env::temp_dir()
+            .join(format!("primed-{}", uid()))
+            .join("data"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_parse_and_validate() {
+        let config = Config::load(None).unwrap();
+        assert_eq!(config.limits.max_digits, 10_000);
+        assert_eq!(config.daemon.log_format, LogFormat::Pretty);
+        assert_eq!(config.pool.testers, 0);
+    }
+
+    #[test]
+    fn a_file_overrides_only_its_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("primed.toml");
+        std::fs::write(&path, "[pool]\ntesters = 3\n[limits]\nmax_digits = 50\n").unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        assert_eq!(config.pool.testers, 3);
+        assert_eq!(config.limits.max_digits, 50);
+        assert_eq!(config.limits.max_frame_bytes, 16 << 20);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("primed.toml");
+        std::fs::write(&path, "[pool]\ntesterz = 3\n").unwrap();
+        let err = format!("{:#}", Config::load(Some(&path)).unwrap_err());
+        assert!(err.contains("testerz"), "{err}");
+        std::fs::write(&path, "[limits]\nmax_digits = 0\n").unwrap();
+        let err = format!("{:#}", Config::load(Some(&path)).unwrap_err());
+        assert!(err.contains("max_digits"), "{err}");
+    }
+}

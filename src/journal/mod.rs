@@ -1,0 +1,105 @@
+//! The journal: the durable record of every accepted job, behind a small trait so that a
+//! replicated backend can stand in for sled later.
+//!
+//! Writes are applied at once and made durable by group commit: every mutation returns a
+//! [`Ticket`], and [`Journal::durable`] resolves once a flush covering that ticket has completed.
+//! A job is acknowledged to its client only after its ticket is durable.
+
+mod group_commit;
+mod sled_journal;
+
+use std::path::PathBuf;
+
+pub use group_commit::{GroupCommit, Ticket};
+pub use sled_journal::SledJournal;
+
+use crate::job::{InFlight, Job, JobId, JobResult, TesterId};
+use crate::number::Number;
+
+pub use crate::BoxFuture;
+
+/// Journal failures. Every variant says what was being done, so logs and clients get context.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum JournalError {
+    #[error("cannot open journal at {path}: {reason}")]
+    Open { path: PathBuf, reason: String },
+    #[error("journal data dir {path} is in use by another primed process (sled holds its lock)")]
+    Locked { path: PathBuf },
+    #[error("journal {operation} failed: {reason}")]
+    Storage {
+        operation: &'static str,
+        reason: String,
+    },
+    #[error("journal record {key} is corrupt: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("journal flush failed: {0}")]
+    Flush(String),
+    #[error("journal is shut down")]
+    Closed,
+}
+
+/// What looking up a job id found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Done(JobResult),
+    Pending,
+    Unknown,
+}
+
+/// What completing a job did: results are recorded once, however often the job ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completion {
+    Recorded(JobResult),
+    AlreadyRecorded(JobResult),
+}
+
+/// Counters kept exactly, without scanning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    pub in_flight: u64,
+    pub completed: u64,
+}
+
+pub type InFlightIter = Box<dyn Iterator<Item = Result<InFlight, JournalError>> + Send>;
+
+pub trait Journal: Send + Sync + 'static {
+    /// Records new jobs, allocating their ids. Not durable until `durable(ticket)` resolves.
+    fn accept(&self, numbers: Vec<Number>) -> Result<(Vec<Job>, Ticket), JournalError>;
+
+    /// Records that `id` is queued at `to` (moving it from `from` if it was assigned before).
+    fn assign(
+        &self,
+        id: JobId,
+        from: Option<TesterId>,
+        to: TesterId,
+        attempts: u32,
+    ) -> Result<Ticket, JournalError>;
+
+    /// Records that `tester` starts attempt number `attempts` of `id`.
+    fn start(&self, id: JobId, tester: TesterId, attempts: u32) -> Result<Ticket, JournalError>;
+
+    /// Atomically removes the in-flight record and stores the result, unless one is stored.
+    fn complete(
+        &self,
+        id: JobId,
+        tester: TesterId,
+        prime: bool,
+        attempts: u32,
+    ) -> Result<(Completion, Ticket), JournalError>;
+
+    /// The jobs assigned to one tester, in id order: what a restarted tester replays.
+    fn assigned_to(&self, tester: TesterId) -> Result<Vec<Job>, JournalError>;
+
+    /// Every job still in flight, in id order.
+    fn in_flight(&self) -> InFlightIter;
+
+    fn lookup(&self, id: JobId) -> Result<Lookup, JournalError>;
+
+    fn counts(&self) -> Counts;
+
+    /// Resolves once everything written up to `ticket` is on disk.
+    fn durable(&self, ticket: Ticket) -> BoxFuture<Result<(), JournalError>>;
+
+    /// Makes everything written so far durable, blocking: for shutdown.
+    fn flush(&self) -> Result<(), JournalError>;
+}

@@ -1,0 +1,510 @@
+//! The sled backend of the journal.
+//!
+//! Everything lives in one tree so that a completion (remove the in-flight record and its
+//! tester index entry, store the result, bump the completed counter) is one atomic batch.
+//! Keys are a one-byte kind followed by big-endian integers, so that they sort numerically:
+//!
+//! | key                          | value                               |
+//! |------------------------------|-------------------------------------|
+//! | `J` job id                   | the job: number, submit time        |
+//! | `T` tester id, job id        | attempts so far (u32)               |
+//! | `R` job id                   | the result: number, verdict, attempts|
+//! | `M` `next_id` / `completed`  | u64 counters                        |
+//!
+//! The `T` index lets a restarted tester read only its own jobs.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    BoxFuture, Completion, Counts, GroupCommit, InFlightIter, Journal, JournalError, Lookup,
+    Ticket,
+};
+use crate::job::{now_ms, InFlight, Job, JobId, JobResult, TesterId};
+use crate::number::Number;
+
+const JOB: u8 = b'J';
+const TESTER: u8 = b'T';
+const RESULT: u8 = b'R';
+const NEXT_ID_KEY: &[u8] = b"Mnext_id";
+const COMPLETED_KEY: &[u8] = b"Mcompleted";
+
+#[derive(Serialize, Deserialize)]
+struct JobRecord {
+    n: Vec<u8>,
+    submitted_ms: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ResultRecord {
+    n: Vec<u8>,
+    prime: bool,
+    attempts: u32,
+    completed_ms: u64,
+}
+
+pub struct SledJournal {
+    db: sled::Db,
+    tree: sled::Tree,
+    commits: GroupCommit,
+    /// Held while allocating ids, so ids are written in order.
+    next_id: Mutex<JobId>,
+    /// Held while completing, so that "is there a result already?" and the write are one step.
+    completing: Mutex<()>,
+    in_flight: AtomicU64,
+    completed: AtomicU64,
+}
+
+fn job_key(id: JobId) -> [u8; 9] {
+    let mut key = [JOB; 9];
+    key[1..].copy_from_slice(&id.to_be_bytes());
+    key
+}
+
+fn result_key(id: JobId) -> [u8; 9] {
+    let mut key = [RESULT; 9];
+    key[1..].copy_from_slice(&id.to_be_bytes());
+    key
+}
+
+fn tester_prefix(tester: TesterId) -> [u8; 5] {
+    let mut key = [TESTER; 5];
+    key[1..].copy_from_slice(&tester.0.to_be_bytes());
+    key
+}
+
+fn tester_key(tester: TesterId, id: JobId) -> [u8; 13] {
+    let mut key = [0; 13];
+    key[..5].copy_from_slice(&tester_prefix(tester));
+    key[5..].copy_from_slice(&id.to_be_bytes());
+    key
+}
+
+fn describe(key: &[u8]) -> String {
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn corrupt(key: &[u8], reason: impl ToString) -> JournalError {
+    JournalError::Corrupt {
+        key: describe(key),
+        reason: reason.to_string(),
+    }
+}
+
+fn storage(operation: &'static str) -> impl FnOnce(sled::Error) -> JournalError {
+    move |e| JournalError::Storage {
+        operation,
+        reason: e.to_string(),
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, JournalError> {
+    bincode::serde::encode_to_vec(value, bincode::config::standard()).map_err(|e| {
+        JournalError::Storage {
+            operation: "encode",
+            reason: e.to_string(),
+        }
+    })
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T, JournalError> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map(|(value, _)| value)
+        .map_err(|e| corrupt(key, e))
+}
+
+fn be_u64(key: &[u8], bytes: &[u8]) -> Result<u64, JournalError> {
+    let array: [u8; 8] = bytes.try_into().map_err(|_| corrupt(key, "expected 8 bytes"))?;
+    Ok(u64::from_be_bytes(array))
+}
+
+fn be_u32(key: &[u8], bytes: &[u8]) -> Result<u32, JournalError> {
+    let array: [u8; 4] = bytes.try_into().map_err(|_| corrupt(key, "expected 4 bytes"))?;
+    Ok(u32::from_be_bytes(array))
+}
+
+/// Splits a `T` key into its tester and job id.
+fn parse_tester_key(key: &[u8]) -> Result<(TesterId, JobId), JournalError> {
+    if key.len() != 13 {
+        return Err(corrupt(key, "tester index key of wrong length"));
+    }
+    Ok((TesterId(be_u32(key, &key[1..5])?), be_u64(key, &key[5..])?))
+}
+
+fn open_error(path: &Path, err: sled::Error) -> JournalError {
+    let reason = err.to_string();
+    if reason.contains("could not acquire lock") {
+        JournalError::Locked {
+            path: path.to_path_buf(),
+        }
+    } else {
+        JournalError::Open {
+            path: path.to_path_buf(),
+            reason,
+        }
+    }
+}
+
+impl SledJournal {
+    /// Opens (or creates) the journal in `dir`. sled's page cache is capped at `cache_bytes`:
+    /// its 1 GiB default is far more than the in-flight set needs.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, JournalError> {
+        // We flush ourselves through group commit; sled's timer would only add fsyncs.
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| open_error(dir, e))?;
+        let tree = db.open_tree("journal").map_err(|e| open_error(dir, e))?;
+        let flushed = db.clone();
+        let commits = GroupCommit::start(Box::new(move || {
+            flushed.flush().map(drop).map_err(|e| e.to_string())
+        }))
+        .map_err(|e| JournalError::Open {
+            path: dir.to_path_buf(),
+            reason: format!("cannot start the flusher thread: {e}"),
+        })?;
+        let next_id = read_counter(&tree, NEXT_ID_KEY)?.max(1);
+        let completed = read_counter(&tree, COMPLETED_KEY)?;
+        let in_flight = count_prefix(&tree, JOB)?;
+        Ok(Self {
+            db,
+            tree,
+            commits,
+            next_id: Mutex::new(next_id),
+            completing: Mutex::new(()),
+            in_flight: AtomicU64::new(in_flight),
+            completed: AtomicU64::new(completed),
+        })
+    }
+
+    fn read_job(&self, id: JobId) -> Result<Option<JobRecord>, JournalError> {
+        let key = job_key(id);
+        match self.tree.get(key).map_err(storage("read job"))? {
+            Some(bytes) => decode(&key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn read_result(&self, id: JobId) -> Result<Option<JobResult>, JournalError> {
+        let key = result_key(id);
+        let Some(bytes) = self.tree.get(key).map_err(storage("read result"))? else {
+            return Ok(None);
+        };
+        let record: ResultRecord = decode(&key, &bytes)?;
+        Ok(Some(JobResult {
+            id,
+            n: Number::from_bytes(&record.n),
+            prime: record.prime,
+            attempts: record.attempts,
+        }))
+    }
+
+    /// tester index entries, as job id → (tester, attempts).
+    fn assignments(&self) -> Result<HashMap<JobId, (TesterId, u32)>, JournalError> {
+        let mut map = HashMap::new();
+        for entry in self.tree.scan_prefix([TESTER]) {
+            let (key, value) = entry.map_err(storage("scan tester index"))?;
+            let (tester, id) = parse_tester_key(&key)?;
+            map.insert(id, (tester, be_u32(&key, &value)?));
+        }
+        Ok(map)
+    }
+}
+
+fn read_counter(tree: &sled::Tree, key: &[u8]) -> Result<u64, JournalError> {
+    match tree.get(key).map_err(storage("read counter"))? {
+        Some(bytes) => be_u64(key, &bytes),
+        None => Ok(0),
+    }
+}
+
+fn count_prefix(tree: &sled::Tree, prefix: u8) -> Result<u64, JournalError> {
+    let mut count = 0;
+    for entry in tree.scan_prefix([prefix]).keys() {
+        entry.map_err(storage("count records"))?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Journal for SledJournal {
+    fn accept(&self, numbers: Vec<Number>) -> Result<(Vec<Job>, Ticket), JournalError> {
+        let submitted_ms = now_ms();
+        let mut next_id = lock(&self.next_id);
+        let first = *next_id;
+        let mut batch = sled::Batch::default();
+        let mut jobs = Vec::with_capacity(numbers.len());
+        for (id, n) in (first..).zip(numbers) {
+            let record = JobRecord {
+                n: n.to_bytes(),
+                submitted_ms,
+            };
+            batch.insert(&job_key(id), encode(&record)?);
+            jobs.push(Job { id, n, attempts: 0 });
+        }
+        let after = first + jobs.len() as u64;
+        batch.insert(NEXT_ID_KEY, &after.to_be_bytes());
+        self.tree.apply_batch(batch).map_err(storage("accept"))?;
+        *next_id = after;
+        self.in_flight
+            .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+        Ok((jobs, self.commits.record()))
+    }
+
+    fn assign(
+        &self,
+        id: JobId,
+        from: Option<TesterId>,
+        to: TesterId,
+        attempts: u32,
+    ) -> Result<Ticket, JournalError> {
+        let mut batch = sled::Batch::default();
+        if let Some(from) = from.filter(|&f| f != to) {
+            batch.remove(&tester_key(from, id));
+        }
+        batch.insert(&tester_key(to, id), &attempts.to_be_bytes());
+        self.tree.apply_batch(batch).map_err(storage("assign"))?;
+        Ok(self.commits.record())
+    }
+
+    fn start(&self, id: JobId, tester: TesterId, attempts: u32) -> Result<Ticket, JournalError> {
+        self.tree
+            .insert(tester_key(tester, id), &attempts.to_be_bytes())
+            .map_err(storage("start"))?;
+        Ok(self.commits.record())
+    }
+
+    fn complete(
+        &self,
+        id: JobId,
+        tester: TesterId,
+        prime: bool,
+        attempts: u32,
+    ) -> Result<(Completion, Ticket), JournalError> {
+        let _completing = lock(&self.completing);
+        if let Some(existing) = self.read_result(id)? {
+            self.tree
+                .remove(tester_key(tester, id))
+                .map_err(storage("complete"))?;
+            return Ok((Completion::AlreadyRecorded(existing), self.commits.record()));
+        }
+        let Some(job) = self.read_job(id)? else {
+            return Err(corrupt(&job_key(id), "completing a job that was never recorded"));
+        };
+        let record = ResultRecord {
+            n: job.n,
+            prime,
+            attempts,
+            completed_ms: now_ms(),
+        };
+        let completed = self.completed.load(Ordering::Relaxed) + 1;
+        let mut batch = sled::Batch::default();
+        batch.remove(&job_key(id));
+        batch.remove(&tester_key(tester, id));
+        batch.insert(&result_key(id), encode(&record)?);
+        batch.insert(COMPLETED_KEY, &completed.to_be_bytes());
+        self.tree.apply_batch(batch).map_err(storage("complete"))?;
+        self.completed.store(completed, Ordering::Relaxed);
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let result = JobResult {
+            id,
+            n: Number::from_bytes(&record.n),
+            prime,
+            attempts,
+        };
+        Ok((Completion::Recorded(result), self.commits.record()))
+    }
+
+    fn assigned_to(&self, tester: TesterId) -> Result<Vec<Job>, JournalError> {
+        let mut jobs = Vec::new();
+        for entry in self.tree.scan_prefix(tester_prefix(tester)) {
+            let (key, value) = entry.map_err(storage("scan tester index"))?;
+            let (_, id) = parse_tester_key(&key)?;
+            let attempts = be_u32(&key, &value)?;
+            match self.read_job(id)? {
+                Some(record) => jobs.push(Job {
+                    id,
+                    n: Number::from_bytes(&record.n),
+                    attempts,
+                }),
+                // A completion raced an assignment: the index entry outlived its job.
+                None => {
+                    self.tree.remove(&key).map_err(storage("prune tester index"))?;
+                }
+            }
+        }
+        Ok(jobs)
+    }
+
+    fn in_flight(&self) -> InFlightIter {
+        let assignments = match self.assignments() {
+            Ok(map) => map,
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
+        Box::new(self.tree.scan_prefix([JOB]).map(move |entry| {
+            let (key, value) = entry.map_err(storage("scan jobs"))?;
+            let id = be_u64(&key, &key[1..])?;
+            let record: JobRecord = decode(&key, &value)?;
+            let (tester, attempts) = match assignments.get(&id) {
+                Some(&(tester, attempts)) => (Some(tester), attempts),
+                None => (None, 0),
+            };
+            Ok(InFlight {
+                job: Job {
+                    id,
+                    n: Number::from_bytes(&record.n),
+                    attempts,
+                },
+                tester,
+                submitted_ms: record.submitted_ms,
+            })
+        }))
+    }
+
+    fn lookup(&self, id: JobId) -> Result<Lookup, JournalError> {
+        if let Some(result) = self.read_result(id)? {
+            return Ok(Lookup::Done(result));
+        }
+        let pending = self
+            .tree
+            .contains_key(job_key(id))
+            .map_err(storage("read job"))?;
+        Ok(if pending { Lookup::Pending } else { Lookup::Unknown })
+    }
+
+    fn counts(&self) -> Counts {
+        Counts {
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            completed: self.completed.load(Ordering::Relaxed),
+        }
+    }
+
+    fn durable(&self, ticket: Ticket) -> BoxFuture<Result<(), JournalError>> {
+        self.commits.wait(ticket)
+    }
+
+    fn flush(&self) -> Result<(), JournalError> {
+        self.db
+            .flush()
+            .map(drop)
+            .map_err(|e| JournalError::Flush(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path) -> SledJournal {
+        SledJournal::open(dir, 8 << 20).unwrap()
+    }
+
+    fn numbers(values: &[u64]) -> Vec<Number> {
+        values.iter().map(|&v| Number::Small(v)).collect()
+    }
+
+    #[tokio::test]
+    async fn accepted_jobs_survive_reopening_and_ids_are_never_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (jobs, ticket) = {
+            let journal = open(dir.path());
+            let accepted = journal.accept(numbers(&[7, 8, 9])).unwrap();
+            journal.durable(accepted.1).await.unwrap();
+            accepted
+        };
+        assert!(ticket > 0);
+        assert_eq!(jobs.iter().map(|j| j.id).collect::<Vec<_>>(), vec![1, 2, 3]);
+        let journal = open(dir.path());
+        let replayed: Vec<_> = journal.in_flight().map(Result::unwrap).collect();
+        assert_eq!(replayed.len(), 3);
+        assert_eq!(replayed[2].job.n, Number::Small(9));
+        assert_eq!(journal.counts().in_flight, 3);
+        let (more, _) = journal.accept(numbers(&[10])).unwrap();
+        assert_eq!(more[0].id, 4);
+    }
+
+    #[tokio::test]
+    async fn a_tester_replays_only_its_own_jobs_with_attempts() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = open(dir.path());
+        let (jobs, _) = journal.accept(numbers(&[11, 12, 13])).unwrap();
+        journal.assign(jobs[0].id, None, TesterId(1), 0).unwrap();
+        journal.assign(jobs[1].id, None, TesterId(2), 0).unwrap();
+        journal.assign(jobs[2].id, None, TesterId(1), 0).unwrap();
+        journal.start(jobs[0].id, TesterId(1), 1).unwrap();
+        let mine = journal.assigned_to(TesterId(1)).unwrap();
+        assert_eq!(mine.iter().map(|j| (j.id, j.attempts)).collect::<Vec<_>>(), vec![(1, 1), (3, 0)]);
+        journal.assign(jobs[2].id, Some(TesterId(1)), TesterId(2), 0).unwrap();
+        assert_eq!(journal.assigned_to(TesterId(1)).unwrap().len(), 1);
+        assert_eq!(journal.assigned_to(TesterId(2)).unwrap().len(), 2);
+        let unassigned: Vec<_> = journal
+            .in_flight()
+            .map(Result::unwrap)
+            .filter(|f| f.tester.is_none())
+            .collect();
+        assert!(unassigned.is_empty());
+    }
+
+    #[tokio::test]
+    async fn completion_is_atomic_and_recorded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = open(dir.path());
+        let (jobs, _) = journal.accept(numbers(&[97])).unwrap();
+        let id = jobs[0].id;
+        journal.assign(id, None, TesterId(1), 0).unwrap();
+        assert_eq!(journal.lookup(id).unwrap(), Lookup::Pending);
+        let (first, ticket) = journal.complete(id, TesterId(1), true, 1).unwrap();
+        journal.durable(ticket).await.unwrap();
+        assert!(matches!(first, Completion::Recorded(ref r) if r.prime && r.attempts == 1));
+        let (second, _) = journal.complete(id, TesterId(1), true, 2).unwrap();
+        assert!(matches!(second, Completion::AlreadyRecorded(ref r) if r.attempts == 1));
+        assert_eq!(journal.counts(), Counts { in_flight: 0, completed: 1 });
+        assert!(journal.assigned_to(TesterId(1)).unwrap().is_empty());
+        assert_eq!(journal.in_flight().count(), 0);
+        drop(journal);
+        let journal = open(dir.path());
+        assert_eq!(journal.counts(), Counts { in_flight: 0, completed: 1 });
+        match journal.lookup(id).unwrap() {
+            Lookup::Done(result) => assert_eq!(result.n, Number::Small(97)),
+            other => panic!("expected a result, got {other:?}"),
+        }
+        assert_eq!(journal.lookup(999).unwrap(), Lookup::Unknown);
+    }
+
+    #[tokio::test]
+    async fn stale_index_entries_are_pruned_on_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = open(dir.path());
+        let (jobs, _) = journal.accept(numbers(&[5])).unwrap();
+        journal.assign(jobs[0].id, None, TesterId(1), 0).unwrap();
+        journal.complete(jobs[0].id, TesterId(1), true, 1).unwrap();
+        // A late duplicate dispatch re-assigns a finished job.
+        journal.assign(jobs[0].id, None, TesterId(2), 0).unwrap();
+        assert!(journal.assigned_to(TesterId(2)).unwrap().is_empty());
+        assert!(journal.assigned_to(TesterId(2)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_dir_is_refused_as_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = open(dir.path());
+        let second = SledJournal::open(dir.path(), 8 << 20);
+        assert!(matches!(second, Err(JournalError::Locked { .. })), "{:?}", second.err());
+    }
+
+    #[test]
+    fn keys_sort_numerically() {
+        assert!(job_key(255) < job_key(256));
+        assert!(tester_key(TesterId(1), u64::MAX) < tester_key(TesterId(2), 0));
+    }
+}

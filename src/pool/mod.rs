@@ -1,0 +1,44 @@
+//! The prime-tester pool: the balancer that spreads jobs by estimated load, the testers that
+//! run them, and the pure load bookkeeping the balancer delegates to.
+
+mod balancer;
+mod load;
+mod tester;
+
+use std::sync::Arc;
+
+pub use balancer::{Balancer, BalancerMsg, BalancerSpec, LoadSnapshot, BALANCER};
+pub use load::LoadTable;
+pub use tester::{Tester, TesterMsg, TesterSpec};
+
+use crate::job::{Job, TesterId};
+use crate::journal::Journal;
+use crate::outcomes::Outcomes;
+use crate::stats::Stats;
+
+/// What every actor of the pool shares. Cloned into each child spec, so restarts reuse it.
+#[derive(Clone)]
+pub struct PoolContext {
+    pub journal: Arc<dyn Journal>,
+    pub stats: Arc<Stats>,
+    pub outcomes: Arc<Outcomes>,
+    pub testers: u32,
+}
+
+/// Hands new jobs to the balancer, whichever incarnation is alive. If none is (it is being
+/// restarted), the jobs are safe: they are journaled and the next balancer picks them up.
+pub fn dispatch(jobs: Vec<Job>) {
+    if jobs.is_empty() {
+        return;
+    }
+    if let Some(cell) = ractor::registry::where_is(BALANCER.to_string()) {
+        let _ = ractor::ActorRef::<BalancerMsg>::from(cell).send_message(BalancerMsg::Dispatch(jobs));
+    }
+}
+
+/// Sends to tester `k` if it is alive; otherwise its replay will find the job in the journal.
+fn send_to_tester(tester: TesterId, message: TesterMsg) {
+    if let Some(cell) = ractor::registry::where_is(tester.name()) {
+        let _ = ractor::ActorRef::<TesterMsg>::from(cell).send_message(message);
+    }
+}

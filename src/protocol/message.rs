@@ -1,0 +1,94 @@
+//! The messages: what a client may ask and what the daemon answers. The same report structs
+//! are what the CLI prints with `--json`, so the JSON shapes are defined here once.
+
+use serde::{Deserialize, Serialize};
+
+use crate::job::{JobId, JobResult};
+
+/// Most numbers one Submit frame may carry.
+pub const MAX_BATCH: usize = 4096;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Journal these numbers; with `wait`, also stream a `Done` for each once it is answered.
+    Submit { numbers: Vec<String>, wait: bool },
+    /// Look up results; with `wait`, pending ones are answered with `Done` when they finish.
+    Results { ids: Vec<JobId>, wait: bool },
+    Status,
+    Jobs,
+    Kill { actor: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// One item per submitted number, in order; sent only once the jobs are durable.
+    Accepted { items: Vec<Accepted> },
+    Done(Report),
+    Pending { id: JobId },
+    Unknown { id: JobId, error: String },
+    Status(StatusReport),
+    /// A chunk of the in-flight list; `more` is false on the last one.
+    Jobs { jobs: Vec<JobInfo>, more: bool },
+    Killed { actor: String },
+    /// The request (or the connection) failed; the message says why.
+    Error { message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Accepted {
+    Job { id: JobId, n: String },
+    Invalid { input: String, error: String },
+}
+
+/// A job's answer: `{"id":7,"n":"97","prime":true,"attempts":1}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub id: JobId,
+    pub n: String,
+    pub prime: bool,
+    pub attempts: u32,
+}
+
+impl From<&JobResult> for Report {
+    fn from(result: &JobResult) -> Self {
+        Report {
+            id: result.id,
+            n: result.n.to_string(),
+            prime: result.prime,
+            attempts: result.attempts,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub testers: Vec<TesterStatus>,
+    pub balancer: BalancerStatus,
+    pub in_flight: u64,
+    pub completed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TesterStatus {
+    pub name: String,
+    pub queued: u64,
+    pub load: u64,
+    pub restarts: u64,
+    pub completed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BalancerStatus {
+    pub restarts: u64,
+    /// False while the balancer is restarting; queues and loads then come from the journal.
+    pub available: bool,
+}
+
+/// One in-flight job: `{"id":7,"n":"97","tester":"tester-3","attempts":1}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobInfo {
+    pub id: JobId,
+    pub n: String,
+    pub tester: Option<String>,
+    pub attempts: u32,
+}

@@ -1,0 +1,14 @@
+//! The wire protocol between the `primed` CLI and the daemon: an 8-byte hello that carries the
+//! protocol version, then length-prefixed frames holding bincode-encoded messages.
+
+mod frame;
+mod message;
+
+pub use frame::{
+    check_hello, decode, encode_frame, frame_len, hello, read_frame, write_frame, FrameError,
+    HELLO_LEN, MAX_FRAME_BYTES, PROTOCOL_VERSION,
+};
+pub use message::{
+    Accepted, BalancerStatus, JobInfo, Report, Request, Response, StatusReport, TesterStatus,
+    MAX_BATCH,
+};

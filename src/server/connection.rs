@@ -1,0 +1,257 @@
+//! One client connection: the hello exchange, then a reader that parses and journals requests,
+//! an ack stage that answers submissions in order once they are durable, and a writer that
+//! sends responses. The connection holds one permit per job it owes an answer for, so a client
+//! that submits without reading is slowed down instead of growing the daemon's memory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, Semaphore};
+use tracing::debug;
+
+use super::{admin, Shared};
+use crate::job::{Job, JobId};
+use crate::journal::{Lookup, Ticket};
+use crate::number::{InputError, Number};
+use crate::outcomes::{Delivery, Waiter};
+use crate::pool::dispatch;
+use crate::protocol::{self, Accepted, FrameError, Report, Request, Response, MAX_BATCH};
+
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub async fn handle(stream: UnixStream, shared: Arc<Shared>) {
+    if let Err(e) = run(stream, shared).await {
+        debug!(reason = %e, "connection ended with an error");
+    }
+}
+
+async fn run(mut stream: UnixStream, shared: Arc<Shared>) -> Result<(), FrameError> {
+    let mut hello = [0; protocol::HELLO_LEN];
+    tokio::time::timeout(HELLO_TIMEOUT, stream.read_exact(&mut hello))
+        .await
+        .map_err(|_| FrameError::Truncated)??;
+    // Our hello goes back whatever came in, so an old client can report the version mismatch.
+    stream.write_all(&protocol::hello()).await?;
+    protocol::check_hello(hello)?;
+    let (reader, writer) = stream.into_split();
+    let permits = Arc::new(Semaphore::new(shared.limits.max_outstanding));
+    let (out, deliveries) = mpsc::unbounded_channel();
+    let writing = tokio::spawn(write_loop(
+        writer,
+        deliveries,
+        Arc::clone(&permits),
+        shared.limits.max_frame_bytes,
+    ));
+    let (acks, ack_queue) = mpsc::unbounded_channel();
+    tokio::spawn(ack_loop(Arc::clone(&shared), ack_queue, out.clone()));
+    let connection = Connection {
+        shared,
+        out,
+        acks,
+        permits,
+    };
+    let read = connection.read_loop(reader).await;
+    drop(connection);
+    let _ = writing.await;
+    read
+}
+
+/// A submission journaled but not yet known to be durable.
+struct PendingAck {
+    ticket: Ticket,
+    items: Vec<Result<Job, (String, InputError)>>,
+    wait: bool,
+}
+
+struct Connection {
+    shared: Arc<Shared>,
+    out: Waiter,
+    acks: mpsc::UnboundedSender<PendingAck>,
+    permits: Arc<Semaphore>,
+}
+
+impl Connection {
+    fn send(&self, response: Response, release: u32) {
+        let _ = self.out.send(Delivery { response, release });
+    }
+
+    async fn read_loop(&self, mut reader: OwnedReadHalf) -> Result<(), FrameError> {
+        let max = self.shared.limits.max_frame_bytes;
+        loop {
+            let request = match protocol::read_frame(&mut reader, max).await {
+                Ok(Some(payload)) => protocol::decode::<Request>(&payload),
+                Ok(None) => return Ok(()),
+                Err(e) => Err(e),
+            };
+            match request {
+                Ok(request) => self.serve(request).await,
+                Err(e) => {
+                    // A bad frame ends this connection only: say why, then close.
+                    self.send(Response::Error { message: e.to_string() }, 0);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    async fn serve(&self, request: Request) {
+        match request {
+            Request::Submit { numbers, wait } => self.submit(numbers, wait).await,
+            Request::Results { ids, wait } => self.results(ids, wait).await,
+            Request::Status => self.send(admin::status(&self.shared.ctx).await, 0),
+            Request::Jobs => admin::jobs(&self.shared.ctx, |r| self.send(r, 0)),
+            Request::Kill { actor } => self.send(admin::kill(&actor, self.shared.ctx.testers).await, 0),
+        }
+    }
+
+    async fn acquire(&self, permits: usize) {
+        let permits = u32::try_from(permits).unwrap_or(u32::MAX);
+        if let Ok(permit) = self.permits.acquire_many(permits).await {
+            permit.forget();
+        }
+    }
+
+    async fn submit(&self, numbers: Vec<String>, wait: bool) {
+        if numbers.len() > MAX_BATCH {
+            let message = format!(
+                "a submission of {} numbers exceeds the maximum of {MAX_BATCH} per request",
+                numbers.len()
+            );
+            return self.send(Response::Error { message }, 0);
+        }
+        let max_digits = self.shared.limits.max_digits;
+        let parsed: Vec<_> = numbers
+            .into_iter()
+            .map(|text| Number::parse(&text, max_digits).map_err(|e| (text, e)))
+            .collect();
+        let valid: Vec<Number> = parsed.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
+        self.acquire(valid.len()).await;
+        let count = valid.len() as u32;
+        match self.shared.ctx.journal.accept(valid) {
+            Ok((jobs, ticket)) => {
+                // accept returns one job per valid number, in order.
+                let mut jobs = jobs.into_iter();
+                let items = parsed
+                    .into_iter()
+                    .filter_map(|p| match p {
+                        Ok(_) => jobs.next().map(Ok),
+                        Err(invalid) => Some(Err(invalid)),
+                    })
+                    .collect();
+                let _ = self.acks.send(PendingAck { ticket, items, wait });
+            }
+            Err(e) => {
+                let items = refuse(parsed.into_iter().map(|p| p.map(|n| n.to_string())), &e);
+                self.send(Response::Accepted { items }, count);
+            }
+        }
+    }
+
+    async fn results(&self, ids: Vec<JobId>, wait: bool) {
+        let outcomes = &self.shared.ctx.outcomes;
+        for id in ids {
+            if wait {
+                self.acquire(1).await;
+                outcomes.watch(&[id], &self.out);
+            }
+            let lookup = self.shared.ctx.journal.lookup(id);
+            if matches!(lookup, Ok(Lookup::Pending)) {
+                if !wait {
+                    self.send(Response::Pending { id }, 0);
+                }
+                continue;
+            }
+            // Still registered: the answer is ours to send. If not, the hub's copy is on its way.
+            let ours = !wait || outcomes.unwatch(id, &self.out);
+            let release = u32::from(wait && ours);
+            match lookup {
+                Ok(Lookup::Done(result)) if ours => {
+                    self.send(Response::Done(Report::from(&result)), release)
+                }
+                Ok(Lookup::Done(_) | Lookup::Pending) => {}
+                Ok(Lookup::Unknown) => {
+                    let error = format!("no job with id {id}");
+                    self.send(Response::Unknown { id, error }, release)
+                }
+                Err(e) => self.send(Response::Unknown { id, error: e.to_string() }, release),
+            }
+        }
+    }
+}
+
+/// Turns every item into a refusal, keeping each invalid input's own error.
+fn refuse(
+    items: impl Iterator<Item = Result<String, (String, InputError)>>,
+    cause: &impl std::fmt::Display,
+) -> Vec<Accepted> {
+    items
+        .map(|item| match item {
+            Ok(n) => Accepted::Invalid {
+                input: n,
+                error: format!("not accepted: {cause}"),
+            },
+            Err((input, e)) => Accepted::Invalid {
+                input,
+                error: e.to_string(),
+            },
+        })
+        .collect()
+}
+
+/// Answers submissions in the order they came, each once its journal write is durable; only
+/// then are its jobs watched (for `check`) and handed to the balancer.
+async fn ack_loop(
+    shared: Arc<Shared>,
+    mut queue: mpsc::UnboundedReceiver<PendingAck>,
+    out: Waiter,
+) {
+    while let Some(PendingAck { ticket, items, wait }) = queue.recv().await {
+        let jobs: Vec<Job> = items.iter().filter_map(|i| i.as_ref().ok().cloned()).collect();
+        let count = jobs.len() as u32;
+        if let Err(e) = shared.ctx.journal.durable(ticket).await {
+            let items = refuse(items.into_iter().map(|i| i.map(|j| j.n.to_string())), &e);
+            let _ = out.send(Delivery { response: Response::Accepted { items }, release: count });
+            continue;
+        }
+        let items = items
+            .into_iter()
+            .map(|item| match item {
+                Ok(job) => Accepted::Job { id: job.id, n: job.n.to_string() },
+                Err((input, e)) => Accepted::Invalid { input, error: e.to_string() },
+            })
+            .collect();
+        let release = if wait { 0 } else { count };
+        let _ = out.send(Delivery { response: Response::Accepted { items }, release });
+        if wait {
+            let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
+            shared.ctx.outcomes.watch(&ids, &out);
+        }
+        dispatch(jobs);
+    }
+}
+
+/// Writes responses, flushing whenever the queue runs dry, and frees permits as it goes.
+async fn write_loop(
+    writer: OwnedWriteHalf,
+    mut deliveries: mpsc::UnboundedReceiver<Delivery>,
+    permits: Arc<Semaphore>,
+    max_frame: usize,
+) -> Result<(), FrameError> {
+    let mut writer = BufWriter::new(writer);
+    while let Some(delivery) = deliveries.recv().await {
+        protocol::write_frame(&mut writer, &delivery.response, max_frame).await?;
+        permits.add_permits(delivery.release as usize);
+        if deliveries.is_empty() {
+            writer.flush().await?;
+        }
+        // An error ends the conversation: the reader has already stopped.
+        if matches!(delivery.response, Response::Error { .. }) {
+            break;
+        }
+    }
+    writer.flush().await?;
+    Ok(())
+}
