@@ -12,7 +12,11 @@ use crate::daemon::{self, ServeOptions};
 use crate::server::Limits;
 
 #[derive(Debug, Parser)]
-#[command(name = "primed", version, about = "A supervised, journaled primality-testing daemon")]
+#[command(
+    name = "primed",
+    version,
+    about = "A supervised, journaled primality-testing daemon"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -64,12 +68,13 @@ pub struct ClientOpts {
     pub json: bool,
 }
 
+/// Negative numbers pass through as values, so the daemon can say what is wrong with them.
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct InputArgs {
     #[command(flatten)]
     pub opts: ClientOpts,
     /// Non-negative decimal integers.
-    #[arg(allow_hyphen_values = true)]
     pub numbers: Vec<String>,
 }
 
@@ -96,7 +101,10 @@ const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(2);
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("primed: cannot start the async runtime: {e}");
@@ -131,7 +139,10 @@ fn serve_options(args: ServeArgs) -> anyhow::Result<ServeOptions> {
         n => n,
     };
     Ok(ServeOptions {
-        socket: args.socket.or(config.daemon.socket.clone()).unwrap_or_else(config::default_socket),
+        socket: args
+            .socket
+            .or(config.daemon.socket.clone())
+            .unwrap_or_else(config::default_socket),
         data_dir: args
             .data_dir
             .or(config.daemon.data_dir.clone())

@@ -75,12 +75,10 @@ impl Config {
                 .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
             merge(&mut table, overlay);
         }
-        let config: Config = table
-            .try_into()
-            .with_context(|| match file {
-                Some(path) => format!("invalid configuration in {}", path.display()),
-                None => "invalid embedded configuration".to_string(),
-            })?;
+        let config: Config = table.try_into().with_context(|| match file {
+            Some(path) => format!("invalid configuration in {}", path.display()),
+            None => "invalid embedded configuration".to_string(),
+        })?;
         config.validate()?;
         Ok(config)
     }

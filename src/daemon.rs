@@ -53,8 +53,12 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
         _ = &mut root_exit => true,
     };
     if root_gave_up {
-        error!(actor = ROOT, event = "exit", reason = "restart intensity exceeded",
-               "the root supervisor gave up; exiting so that a service manager restarts primed");
+        error!(
+            actor = ROOT,
+            event = "exit",
+            reason = "restart intensity exceeded",
+            "the root supervisor gave up; exiting so that a service manager restarts primed"
+        );
         journal.flush()?;
         bail!("the root supervisor gave up (restart intensity exceeded); see the log above");
     }
@@ -80,7 +84,8 @@ fn open_journal(options: &ServeOptions) -> anyhow::Result<Arc<dyn Journal>> {
 /// Resolves on the first SIGINT or SIGTERM.
 fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     Ok(async move {
         let name = tokio::select! {
             _ = interrupt.recv() => "SIGINT",

@@ -122,8 +122,7 @@ fn classify_bad(trimmed: &str, body: &str, position: usize) -> InputError {
     let is_decimal_like = body
         .bytes()
         .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'));
-    if trimmed.starts_with('-') && body[1..].bytes().all(|b| b.is_ascii_digit()) && body.len() > 1
-    {
+    if trimmed.starts_with('-') && body[1..].bytes().all(|b| b.is_ascii_digit()) && body.len() > 1 {
         InputError::Negative(shown(trimmed))
     } else if is_decimal_like && matches!(found, '.' | 'e' | 'E') {
         InputError::NotInteger(shown(trimmed))
@@ -182,11 +181,19 @@ mod tests {
         assert_eq!(parse("1e9"), Err(InputError::NotInteger("1e9".into())));
         assert!(matches!(
             parse("abc"),
-            Err(InputError::BadCharacter { found: 'a', position: 0, .. })
+            Err(InputError::BadCharacter {
+                found: 'a',
+                position: 0,
+                ..
+            })
         ));
         assert!(matches!(
             parse("12x4"),
-            Err(InputError::BadCharacter { found: 'x', position: 2, .. })
+            Err(InputError::BadCharacter {
+                found: 'x',
+                position: 2,
+                ..
+            })
         ));
         assert!(matches!(parse("--5"), Err(InputError::BadCharacter { .. })));
         let message = parse("12\u{fffd}").map_err(|e| e.to_string());
@@ -215,7 +222,14 @@ mod tests {
 
     #[test]
     fn bytes_round_trip() {
-        for text in ["0", "1", "255", "256", "18446744073709551615", "340282366920938463463374607431768211457"] {
+        for text in [
+            "0",
+            "1",
+            "255",
+            "256",
+            "18446744073709551615",
+            "340282366920938463463374607431768211457",
+        ] {
             let n = parse(text).unwrap();
             assert_eq!(Number::from_bytes(&n.to_bytes()), n, "{text}");
         }
@@ -231,6 +245,10 @@ mod tests {
         let c2048 = cost_of_bits(2048);
         assert!(1 < c128 && c128 < c1024 && c1024 < c2048);
         assert_eq!(c2048 / c1024, 8, "cubic growth");
-        assert_eq!(cost_of_bits(u64::MAX), u64::MAX, "saturates instead of overflowing");
+        assert_eq!(
+            cost_of_bits(u64::MAX),
+            u64::MAX,
+            "saturates instead of overflowing"
+        );
     }
 }

@@ -63,7 +63,11 @@ impl Outcomes {
     /// Registers `waiter` for the answers to `ids`. Register before looking the result up (or
     /// before dispatching the job), so that no answer can slip between the two.
     pub fn watch(&self, ids: &[JobId], waiter: &Waiter) {
-        let mut map = self.waiters.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self
+            .waiters
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         for &id in ids {
             map.entry(id).or_default().push(waiter.clone());
         }
@@ -72,7 +76,11 @@ impl Outcomes {
     /// Withdraws `waiter` from `id`; false if it was no longer registered (the answer is
     /// already on its way to it).
     pub fn unwatch(&self, id: JobId, waiter: &Waiter) -> bool {
-        let mut map = self.waiters.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self
+            .waiters
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let Some(list) = map.get_mut(&id) else {
             return false;
         };

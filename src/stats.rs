@@ -55,7 +55,13 @@ mod tests {
         assert_eq!(stats.record_start("tester-1"), 0);
         assert_eq!(stats.record_start("tester-1"), 1);
         stats.record_completed("tester-1");
-        assert_eq!(stats.get("tester-1"), ActorStats { starts: 2, completed: 1 });
+        assert_eq!(
+            stats.get("tester-1"),
+            ActorStats {
+                starts: 2,
+                completed: 1
+            }
+        );
         assert_eq!(stats.get("tester-2").restarts(), 0);
     }
 }

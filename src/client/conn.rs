@@ -47,7 +47,10 @@ impl Connection {
             source,
         };
         let mut stream = UnixStream::connect(socket).await.map_err(unreachable)?;
-        stream.write_all(&protocol::hello()).await.map_err(unreachable)?;
+        stream
+            .write_all(&protocol::hello())
+            .await
+            .map_err(unreachable)?;
         let mut hello = [0; protocol::HELLO_LEN];
         stream
             .read_exact(&mut hello)

@@ -86,20 +86,32 @@ impl<W: Write> Printer<W> {
             return self.line(job);
         }
         let tester = job.tester.as_deref().unwrap_or("unassigned");
-        writeln!(self.out, "{} {} {tester} attempts={}", job.id, job.n, job.attempts)
+        writeln!(
+            self.out,
+            "{} {} {tester} attempts={}",
+            job.id, job.n, job.attempts
+        )
     }
 
     pub fn status(&mut self, status: &StatusReport) -> io::Result<()> {
         if self.json {
             return self.line(status);
         }
-        let balancer = if status.balancer.available { "up" } else { "restarting" };
+        let balancer = if status.balancer.available {
+            "up"
+        } else {
+            "restarting"
+        };
         writeln!(
             self.out,
             "in flight: {}  completed: {}  balancer: {balancer}, {} restarts",
             status.in_flight, status.completed, status.balancer.restarts
         )?;
-        writeln!(self.out, "{:<12} {:>8} {:>14} {:>9} {:>10}", "tester", "queued", "load", "restarts", "completed")?;
+        writeln!(
+            self.out,
+            "{:<12} {:>8} {:>14} {:>9} {:>10}",
+            "tester", "queued", "load", "restarts", "completed"
+        )?;
         for t in &status.testers {
             writeln!(
                 self.out,
@@ -127,24 +139,54 @@ mod tests {
     use super::*;
 
     fn printed(json: bool, f: impl FnOnce(&mut Printer<Vec<u8>>) -> io::Result<()>) -> String {
-        let mut printer = Printer { out: Vec::new(), json };
+        let mut printer = Printer {
+            out: Vec::new(),
+            json,
+        };
         f(&mut printer).unwrap();
         String::from_utf8(printer.out).unwrap()
     }
 
     #[test]
     fn json_shapes_match_the_contract() {
-        let report = Report { id: 7, n: "97".into(), prime: true, attempts: 1 };
-        assert_eq!(printed(true, |p| p.report(&report)), "{\"id\":7,\"n\":\"97\",\"prime\":true,\"attempts\":1}\n");
-        assert_eq!(printed(true, |p| p.pending(7)), "{\"id\":7,\"status\":\"pending\"}\n");
-        assert_eq!(printed(true, |p| p.submitted(7, "97")), "{\"id\":7,\"n\":\"97\"}\n");
-        let job = JobInfo { id: 7, n: "97".into(), tester: None, attempts: 0 };
-        assert_eq!(printed(true, |p| p.job(&job)), "{\"id\":7,\"n\":\"97\",\"tester\":null,\"attempts\":0}\n");
+        let report = Report {
+            id: 7,
+            n: "97".into(),
+            prime: true,
+            attempts: 1,
+        };
+        assert_eq!(
+            printed(true, |p| p.report(&report)),
+            "{\"id\":7,\"n\":\"97\",\"prime\":true,\"attempts\":1}\n"
+        );
+        assert_eq!(
+            printed(true, |p| p.pending(7)),
+            "{\"id\":7,\"status\":\"pending\"}\n"
+        );
+        assert_eq!(
+            printed(true, |p| p.submitted(7, "97")),
+            "{\"id\":7,\"n\":\"97\"}\n"
+        );
+        let job = JobInfo {
+            id: 7,
+            n: "97".into(),
+            tester: None,
+            attempts: 0,
+        };
+        assert_eq!(
+            printed(true, |p| p.job(&job)),
+            "{\"id\":7,\"n\":\"97\",\"tester\":null,\"attempts\":0}\n"
+        );
     }
 
     #[test]
     fn human_verdicts() {
-        let report = Report { id: 1, n: "91".into(), prime: false, attempts: 1 };
+        let report = Report {
+            id: 1,
+            n: "91".into(),
+            prime: false,
+            attempts: 1,
+        };
         assert_eq!(printed(false, |p| p.report(&report)), "91 is composite\n");
     }
 }

@@ -18,7 +18,11 @@ pub async fn results(args: ResultArgs) -> Result<Exit, ClientError> {
     let mut conn = Connection::connect(&socket_path(args.opts.socket)).await?;
     let mut seen = HashSet::new();
     let ids: Vec<JobId> = args.ids.into_iter().filter(|id| seen.insert(*id)).collect();
-    conn.send(&Request::Results { ids: ids.clone(), wait: args.wait }).await?;
+    conn.send(&Request::Results {
+        ids: ids.clone(),
+        wait: args.wait,
+    })
+    .await?;
     let mut answers = HashMap::new();
     let mut printer = Printer::stdout(args.opts.json);
     let mut next = 0;

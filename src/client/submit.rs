@@ -26,11 +26,17 @@ const WINDOW: usize = 16 * BATCH;
 const INPUT_PAUSE: Duration = Duration::from_millis(5);
 
 enum Slot {
-    Invalid { input: String, error: String },
+    Invalid {
+        input: String,
+        error: String,
+    },
     /// Accepted, answer not yet in (`check`).
     Waiting,
     /// Accepted, and nothing more to wait for (`submit`).
-    Submitted { id: JobId, n: String },
+    Submitted {
+        id: JobId,
+        n: String,
+    },
     Done(Report),
 }
 
@@ -49,7 +55,8 @@ impl Ordered {
             let slot = match item {
                 Accepted::Job { id, n } if !self.wait => Slot::Submitted { id, n },
                 Accepted::Job { id, .. } => {
-                    self.positions.insert(id, self.base + self.slots.len() as u64);
+                    self.positions
+                        .insert(id, self.base + self.slots.len() as u64);
                     Slot::Waiting
                 }
                 Accepted::Invalid { input, error } => Slot::Invalid { input, error },
@@ -80,7 +87,13 @@ pub async fn run(args: InputArgs, wait: bool) -> Result<Exit, ClientError> {
     let Connection { reader, writer } = conn;
     let window = Arc::new(Semaphore::new(WINDOW));
     let (total_tx, mut total_rx) = tokio::sync::oneshot::channel();
-    let sender = tokio::spawn(send_all(writer, args.numbers, wait, Arc::clone(&window), total_tx));
+    let sender = tokio::spawn(send_all(
+        writer,
+        args.numbers,
+        wait,
+        Arc::clone(&window),
+        total_tx,
+    ));
     let (responses_tx, mut responses) = mpsc::channel(64);
     tokio::spawn(read_all(reader, responses_tx));
 

@@ -21,8 +21,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    BoxFuture, Completion, Counts, GroupCommit, InFlightIter, Journal, JournalError, Lookup,
-    Ticket,
+    BoxFuture, Completion, Counts, GroupCommit, InFlightIter, Journal, JournalError, Lookup, Ticket,
 };
 use crate::job::{now_ms, InFlight, Job, JobId, JobResult, TesterId};
 use crate::number::Number;
@@ -118,12 +117,16 @@ fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T, J
 }
 
 fn be_u64(key: &[u8], bytes: &[u8]) -> Result<u64, JournalError> {
-    let array: [u8; 8] = bytes.try_into().map_err(|_| corrupt(key, "expected 8 bytes"))?;
+    let array: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| corrupt(key, "expected 8 bytes"))?;
     Ok(u64::from_be_bytes(array))
 }
 
 fn be_u32(key: &[u8], bytes: &[u8]) -> Result<u32, JournalError> {
-    let array: [u8; 4] = bytes.try_into().map_err(|_| corrupt(key, "expected 4 bytes"))?;
+    let array: [u8; 4] = bytes
+        .try_into()
+        .map_err(|_| corrupt(key, "expected 4 bytes"))?;
     Ok(u32::from_be_bytes(array))
 }
 
@@ -299,7 +302,10 @@ impl Journal for SledJournal {
             return Ok((Completion::AlreadyRecorded(existing), self.commits.record()));
         }
         let Some(job) = self.read_job(id)? else {
-            return Err(corrupt(&job_key(id), "completing a job that was never recorded"));
+            return Err(corrupt(
+                &job_key(id),
+                "completing a job that was never recorded",
+            ));
         };
         let record = ResultRecord {
             n: job.n,
@@ -339,7 +345,9 @@ impl Journal for SledJournal {
                 }),
                 // A completion raced an assignment: the index entry outlived its job.
                 None => {
-                    self.tree.remove(&key).map_err(storage("prune tester index"))?;
+                    self.tree
+                        .remove(&key)
+                        .map_err(storage("prune tester index"))?;
                 }
             }
         }
@@ -372,14 +380,19 @@ impl Journal for SledJournal {
     }
 
     fn lookup(&self, id: JobId) -> Result<Lookup, JournalError> {
-        if let Some(result) = self.read_result(id)? {
-            return Ok(Lookup::Done(result));
-        }
+        // The in-flight record first: a completion removes it and adds the result in one
+        // batch, so a job that is not in flight anymore already has its result.
         let pending = self
             .tree
             .contains_key(job_key(id))
             .map_err(storage("read job"))?;
-        Ok(if pending { Lookup::Pending } else { Lookup::Unknown })
+        if pending {
+            return Ok(Lookup::Pending);
+        }
+        Ok(match self.read_result(id)? {
+            Some(result) => Lookup::Done(result),
+            None => Lookup::Unknown,
+        })
     }
 
     fn counts(&self) -> Counts {
@@ -443,8 +456,13 @@ mod tests {
         journal.assign(jobs[2].id, None, TesterId(1), 0).unwrap();
         journal.start(jobs[0].id, TesterId(1), 1).unwrap();
         let mine = journal.assigned_to(TesterId(1)).unwrap();
-        assert_eq!(mine.iter().map(|j| (j.id, j.attempts)).collect::<Vec<_>>(), vec![(1, 1), (3, 0)]);
-        journal.assign(jobs[2].id, Some(TesterId(1)), TesterId(2), 0).unwrap();
+        assert_eq!(
+            mine.iter().map(|j| (j.id, j.attempts)).collect::<Vec<_>>(),
+            vec![(1, 1), (3, 0)]
+        );
+        journal
+            .assign(jobs[2].id, Some(TesterId(1)), TesterId(2), 0)
+            .unwrap();
         assert_eq!(journal.assigned_to(TesterId(1)).unwrap().len(), 1);
         assert_eq!(journal.assigned_to(TesterId(2)).unwrap().len(), 2);
         let unassigned: Vec<_> = journal
@@ -468,12 +486,24 @@ mod tests {
         assert!(matches!(first, Completion::Recorded(ref r) if r.prime && r.attempts == 1));
         let (second, _) = journal.complete(id, TesterId(1), true, 2).unwrap();
         assert!(matches!(second, Completion::AlreadyRecorded(ref r) if r.attempts == 1));
-        assert_eq!(journal.counts(), Counts { in_flight: 0, completed: 1 });
+        assert_eq!(
+            journal.counts(),
+            Counts {
+                in_flight: 0,
+                completed: 1
+            }
+        );
         assert!(journal.assigned_to(TesterId(1)).unwrap().is_empty());
         assert_eq!(journal.in_flight().count(), 0);
         drop(journal);
         let journal = open(dir.path());
-        assert_eq!(journal.counts(), Counts { in_flight: 0, completed: 1 });
+        assert_eq!(
+            journal.counts(),
+            Counts {
+                in_flight: 0,
+                completed: 1
+            }
+        );
         match journal.lookup(id).unwrap() {
             Lookup::Done(result) => assert_eq!(result.n, Number::Small(97)),
             other => panic!("expected a result, got {other:?}"),
@@ -499,7 +529,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let _first = open(dir.path());
         let second = SledJournal::open(dir.path(), 8 << 20);
-        assert!(matches!(second, Err(JournalError::Locked { .. })), "{:?}", second.err());
+        assert!(
+            matches!(second, Err(JournalError::Locked { .. })),
+            "{:?}",
+            second.err()
+        );
     }
 
     #[test]

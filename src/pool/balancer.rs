@@ -18,7 +18,9 @@ pub struct Balancer;
 pub enum BalancerMsg {
     Dispatch(Vec<Job>),
     /// A tester finished `id` (reported whether or not it was the first to).
-    Done { id: JobId },
+    Done {
+        id: JobId,
+    },
     Snapshot(RpcReplyPort<LoadSnapshot>),
 }
 
@@ -39,8 +41,13 @@ impl BalancerState {
         if self.table.holds(job.id) {
             return Ok(());
         }
-        let tester = self.table.least_loaded().ok_or("the tester pool is empty")?;
-        self.ctx.journal.assign(job.id, from, tester, job.attempts)?;
+        let tester = self
+            .table
+            .least_loaded()
+            .ok_or("the tester pool is empty")?;
+        self.ctx
+            .journal
+            .assign(job.id, from, tester, job.attempts)?;
         self.table.assign(job.id, tester, job.n.cost());
         send_to_tester(tester, TesterMsg::Assign(job));
         Ok(())
@@ -86,8 +93,13 @@ impl Actor for Balancer {
                 from => orphans.push((in_flight.job, from)),
             }
         }
-        info!(actor = BALANCER, jobs = held, unassigned = orphans.len(), event = "replay",
-              "rebuilt load table from the journal");
+        info!(
+            actor = BALANCER,
+            jobs = held,
+            unassigned = orphans.len(),
+            event = "replay",
+            "rebuilt load table from the journal"
+        );
         for (job, from) in orphans {
             state.place(job, from)?;
         }

@@ -32,7 +32,8 @@ pub fn dispatch(jobs: Vec<Job>) {
         return;
     }
     if let Some(cell) = ractor::registry::where_is(BALANCER.to_string()) {
-        let _ = ractor::ActorRef::<BalancerMsg>::from(cell).send_message(BalancerMsg::Dispatch(jobs));
+        let _ =
+            ractor::ActorRef::<BalancerMsg>::from(cell).send_message(BalancerMsg::Dispatch(jobs));
     }
 }
 

@@ -130,7 +130,8 @@ impl TesterState {
         };
         self.ctx.outcomes.publish(ticket, result);
         if let Some(cell) = ractor::registry::where_is(BALANCER.to_string()) {
-            let _ = ActorRef::<BalancerMsg>::from(cell).send_message(BalancerMsg::Done { id: job.id });
+            let _ =
+                ActorRef::<BalancerMsg>::from(cell).send_message(BalancerMsg::Done { id: job.id });
         }
         Ok(())
     }

@@ -73,9 +73,8 @@ pub fn frame_len(header: [u8; 4], max: usize) -> Result<usize, FrameError> {
 
 /// Decodes a whole payload; trailing bytes are an error, not silently ignored.
 pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
-    let (message, used) =
-        bincode::serde::decode_from_slice(payload, bincode::config::standard())
-            .map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let (message, used) = bincode::serde::decode_from_slice(payload, bincode::config::standard())
+        .map_err(|e| FrameError::Malformed(e.to_string()))?;
     if used != payload.len() {
         return Err(FrameError::Malformed(format!(
             "{} trailing bytes after the message",
@@ -100,11 +99,18 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     Ok(Some(payload))
 }
 
-async fn read_exact<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut [u8]) -> Result<(), FrameError> {
-    reader.read_exact(buf).await.map(drop).map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => FrameError::Truncated,
-        _ => FrameError::Io(e),
-    })
+async fn read_exact<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut [u8],
+) -> Result<(), FrameError> {
+    reader
+        .read_exact(buf)
+        .await
+        .map(drop)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => FrameError::Truncated,
+            _ => FrameError::Io(e),
+        })
 }
 
 pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
@@ -126,8 +132,14 @@ mod tests {
         assert!(check_hello(hello()).is_ok());
         let mut other = hello();
         other[7] = other[7].wrapping_add(1);
-        assert!(matches!(check_hello(other), Err(FrameError::Version { .. })));
-        assert!(matches!(check_hello(*b"GET / HT"), Err(FrameError::BadHello(_))));
+        assert!(matches!(
+            check_hello(other),
+            Err(FrameError::Version { .. })
+        ));
+        assert!(matches!(
+            check_hello(*b"GET / HT"),
+            Err(FrameError::BadHello(_))
+        ));
     }
 
     #[test]
@@ -146,20 +158,32 @@ mod tests {
     fn oversized_frames_are_refused_both_ways() {
         assert!(matches!(
             frame_len([0xff; 4], MAX_FRAME_BYTES),
-            Err(FrameError::TooLarge { len: 4_294_967_295, .. })
+            Err(FrameError::TooLarge {
+                len: 4_294_967_295,
+                ..
+            })
         ));
         let big = Response::Error {
             message: "x".repeat(100),
         };
-        assert!(matches!(encode_frame(&big, 50), Err(FrameError::TooLarge { .. })));
+        assert!(matches!(
+            encode_frame(&big, 50),
+            Err(FrameError::TooLarge { .. })
+        ));
     }
 
     #[test]
     fn garbage_and_trailing_bytes_are_malformed() {
-        assert!(matches!(decode::<Request>(&[0xff, 0xfe, 0x01]), Err(FrameError::Malformed(_))));
+        assert!(matches!(
+            decode::<Request>(&[0xff, 0xfe, 0x01]),
+            Err(FrameError::Malformed(_))
+        ));
         let mut frame = encode_frame(&Request::Status, 64).unwrap();
         frame.push(0);
-        assert!(matches!(decode::<Request>(&frame[4..]), Err(FrameError::Malformed(_))));
+        assert!(matches!(
+            decode::<Request>(&frame[4..]),
+            Err(FrameError::Malformed(_))
+        ));
     }
 
     #[tokio::test]
@@ -169,6 +193,9 @@ mod tests {
         assert!(read_frame(&mut whole, 64).await.unwrap().is_some());
         assert!(read_frame(&mut whole, 64).await.unwrap().is_none());
         let mut cut: &[u8] = &frame[..frame.len() - 1];
-        assert!(matches!(read_frame(&mut cut, 64).await, Err(FrameError::Truncated)));
+        assert!(matches!(
+            read_frame(&mut cut, 64).await,
+            Err(FrameError::Truncated)
+        ));
     }
 }

@@ -11,27 +11,49 @@ pub const MAX_BATCH: usize = 4096;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
     /// Journal these numbers; with `wait`, also stream a `Done` for each once it is answered.
-    Submit { numbers: Vec<String>, wait: bool },
+    Submit {
+        numbers: Vec<String>,
+        wait: bool,
+    },
     /// Look up results; with `wait`, pending ones are answered with `Done` when they finish.
-    Results { ids: Vec<JobId>, wait: bool },
+    Results {
+        ids: Vec<JobId>,
+        wait: bool,
+    },
     Status,
     Jobs,
-    Kill { actor: String },
+    Kill {
+        actor: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
     /// One item per submitted number, in order; sent only once the jobs are durable.
-    Accepted { items: Vec<Accepted> },
+    Accepted {
+        items: Vec<Accepted>,
+    },
     Done(Report),
-    Pending { id: JobId },
-    Unknown { id: JobId, error: String },
+    Pending {
+        id: JobId,
+    },
+    Unknown {
+        id: JobId,
+        error: String,
+    },
     Status(StatusReport),
     /// A chunk of the in-flight list; `more` is false on the last one.
-    Jobs { jobs: Vec<JobInfo>, more: bool },
-    Killed { actor: String },
+    Jobs {
+        jobs: Vec<JobInfo>,
+        more: bool,
+    },
+    Killed {
+        actor: String,
+    },
     /// The request (or the connection) failed; the message says why.
-    Error { message: String },
+    Error {
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

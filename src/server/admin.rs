@@ -19,7 +19,10 @@ const JOBS_CHUNK: usize = 1000;
 async fn balancer_snapshot() -> Option<LoadSnapshot> {
     let cell = ractor::registry::where_is(BALANCER.to_string())?;
     let balancer = ActorRef::<BalancerMsg>::from(cell);
-    match balancer.call(BalancerMsg::Snapshot, Some(SNAPSHOT_TIMEOUT)).await {
+    match balancer
+        .call(BalancerMsg::Snapshot, Some(SNAPSHOT_TIMEOUT))
+        .await
+    {
         Ok(CallResult::Success(snapshot)) => Some(snapshot),
         _ => None,
     }
@@ -120,7 +123,12 @@ pub async fn kill(actor: &str, testers: u32) -> Response {
             message: format!("{actor} is not running right now (it is being restarted)"),
         };
     };
-    warn!(actor, reason = "killed on request", event = "kill", "killing actor");
+    warn!(
+        actor,
+        reason = "killed on request",
+        event = "kill",
+        "killing actor"
+    );
     match cell.kill_and_wait(Some(KILL_TIMEOUT)).await {
         Ok(()) => Response::Killed {
             actor: actor.to_string(),

@@ -90,7 +90,12 @@ impl Connection {
                 Ok(request) => self.serve(request).await,
                 Err(e) => {
                     // A bad frame ends this connection only: say why, then close.
-                    self.send(Response::Error { message: e.to_string() }, 0);
+                    self.send(
+                        Response::Error {
+                            message: e.to_string(),
+                        },
+                        0,
+                    );
                     return Err(e);
                 }
             }
@@ -103,7 +108,9 @@ impl Connection {
             Request::Results { ids, wait } => self.results(ids, wait).await,
             Request::Status => self.send(admin::status(&self.shared.ctx).await, 0),
             Request::Jobs => admin::jobs(&self.shared.ctx, |r| self.send(r, 0)),
-            Request::Kill { actor } => self.send(admin::kill(&actor, self.shared.ctx.testers).await, 0),
+            Request::Kill { actor } => {
+                self.send(admin::kill(&actor, self.shared.ctx.testers).await, 0)
+            }
         }
     }
 
@@ -127,7 +134,10 @@ impl Connection {
             .into_iter()
             .map(|text| Number::parse(&text, max_digits).map_err(|e| (text, e)))
             .collect();
-        let valid: Vec<Number> = parsed.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
+        let valid: Vec<Number> = parsed
+            .iter()
+            .filter_map(|p| p.as_ref().ok().cloned())
+            .collect();
         self.acquire(valid.len()).await;
         let count = valid.len() as u32;
         match self.shared.ctx.journal.accept(valid) {
@@ -141,7 +151,11 @@ impl Connection {
                         Err(invalid) => Some(Err(invalid)),
                     })
                     .collect();
-                let _ = self.acks.send(PendingAck { ticket, items, wait });
+                let _ = self.acks.send(PendingAck {
+                    ticket,
+                    items,
+                    wait,
+                });
             }
             Err(e) => {
                 let items = refuse(parsed.into_iter().map(|p| p.map(|n| n.to_string())), &e);
@@ -176,7 +190,13 @@ impl Connection {
                     let error = format!("no job with id {id}");
                     self.send(Response::Unknown { id, error }, release)
                 }
-                Err(e) => self.send(Response::Unknown { id, error: e.to_string() }, release),
+                Err(e) => self.send(
+                    Response::Unknown {
+                        id,
+                        error: e.to_string(),
+                    },
+                    release,
+                ),
             }
         }
     }
@@ -208,23 +228,43 @@ async fn ack_loop(
     mut queue: mpsc::UnboundedReceiver<PendingAck>,
     out: Waiter,
 ) {
-    while let Some(PendingAck { ticket, items, wait }) = queue.recv().await {
-        let jobs: Vec<Job> = items.iter().filter_map(|i| i.as_ref().ok().cloned()).collect();
+    while let Some(PendingAck {
+        ticket,
+        items,
+        wait,
+    }) = queue.recv().await
+    {
+        let jobs: Vec<Job> = items
+            .iter()
+            .filter_map(|i| i.as_ref().ok().cloned())
+            .collect();
         let count = jobs.len() as u32;
         if let Err(e) = shared.ctx.journal.durable(ticket).await {
             let items = refuse(items.into_iter().map(|i| i.map(|j| j.n.to_string())), &e);
-            let _ = out.send(Delivery { response: Response::Accepted { items }, release: count });
+            let _ = out.send(Delivery {
+                response: Response::Accepted { items },
+                release: count,
+            });
             continue;
         }
         let items = items
             .into_iter()
             .map(|item| match item {
-                Ok(job) => Accepted::Job { id: job.id, n: job.n.to_string() },
-                Err((input, e)) => Accepted::Invalid { input, error: e.to_string() },
+                Ok(job) => Accepted::Job {
+                    id: job.id,
+                    n: job.n.to_string(),
+                },
+                Err((input, e)) => Accepted::Invalid {
+                    input,
+                    error: e.to_string(),
+                },
             })
             .collect();
         let release = if wait { 0 } else { count };
-        let _ = out.send(Delivery { response: Response::Accepted { items }, release });
+        let _ = out.send(Delivery {
+            response: Response::Accepted { items },
+            release,
+        });
         if wait {
             let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
             shared.ctx.outcomes.watch(&ids, &out);

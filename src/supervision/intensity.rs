@@ -58,7 +58,10 @@ mod tests {
         let start = Instant::now();
         let mut restarts = log(3, 5);
         for i in 0..3 {
-            assert!(restarts.record(start + Duration::from_secs(i)), "restart {i}");
+            assert!(
+                restarts.record(start + Duration::from_secs(i)),
+                "restart {i}"
+            );
         }
         assert!(!restarts.record(start + Duration::from_secs(3)));
     }

@@ -103,7 +103,11 @@ impl SupervisorState {
         }
     }
 
-    async fn restart(&mut self, exited: usize, myself: ActorCell) -> Result<(), ActorProcessingErr> {
+    async fn restart(
+        &mut self,
+        exited: usize,
+        myself: ActorCell,
+    ) -> Result<(), ActorProcessingErr> {
         if !self.log.record(Instant::now()) {
             return Err(self.give_up(exited).await);
         }
@@ -208,5 +212,203 @@ impl Actor for Supervisor {
         warn!(supervisor = %state.spec.name, actor = %state.child_name(i), reason = %reason,
               strategy = state.spec.strategy.name(), event = "crash", "child exited");
         state.restart(i, myself.get_cell()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use tokio::sync::mpsc;
+
+    struct Worker;
+
+    impl Actor for Worker {
+        type Msg = ();
+        type State = ();
+        type Arguments = ();
+
+        async fn pre_start(&self, _: ActorRef<()>, _: ()) -> Result<(), ActorProcessingErr> {
+            Ok(())
+        }
+    }
+
+    /// A child that fails to start `failures` times, then reports each start on `started`.
+    struct TestChild {
+        name: String,
+        failures: Arc<AtomicU32>,
+        started: mpsc::UnboundedSender<(String, ActorId)>,
+    }
+
+    impl ChildSpec for TestChild {
+        fn name(&self) -> String {
+            self.name.clone()
+        }
+
+        fn start(&self, supervisor: ActorCell) -> BoxFuture<Result<ActorCell, SpawnErr>> {
+            let failing = self
+                .failures
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |f| f.checked_sub(1))
+                .is_ok();
+            let (name, started) = (self.name.clone(), self.started.clone());
+            Box::pin(async move {
+                if failing {
+                    return Err(SpawnErr::StartupFailed("injected start failure".into()));
+                }
+                let cell = spawn_named(name.clone(), Worker, (), supervisor).await?;
+                let _ = started.send((name, cell.get_id()));
+                Ok(cell)
+            })
+        }
+    }
+
+    struct Tree {
+        supervisor: ActorRef<SupervisorMsg>,
+        started: mpsc::UnboundedReceiver<(String, ActorId)>,
+        /// Per child: how many of its next starts fail.
+        failures: Vec<Arc<AtomicU32>>,
+    }
+
+    impl Tree {
+        async fn start(
+            prefix: &str,
+            strategy: Strategy,
+            max_restarts: u32,
+            children: &[(&str, u32)],
+        ) -> (Tree, Vec<ActorId>) {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let failures: Vec<_> = children
+                .iter()
+                .map(|&(_, f)| Arc::new(AtomicU32::new(f)))
+                .collect();
+            let children = children
+                .iter()
+                .zip(&failures)
+                .map(|(&(name, _), failures)| {
+                    Arc::new(TestChild {
+                        name: format!("{prefix}-{name}"),
+                        failures: Arc::clone(failures),
+                        started: tx.clone(),
+                    }) as Arc<dyn ChildSpec>
+                })
+                .collect();
+            let spec = SupervisorSpec {
+                name: format!("{prefix}-sup"),
+                strategy,
+                intensity: Intensity {
+                    max_restarts,
+                    period: Duration::from_secs(60),
+                },
+                children,
+                stats: Arc::new(Stats::default()),
+            };
+            let (supervisor, _) = Actor::spawn(None, Supervisor, spec).await.unwrap();
+            let mut tree = Tree {
+                supervisor,
+                started: rx,
+                failures,
+            };
+            // Spawning returns after pre_start, which started every child.
+            let mut ids = Vec::new();
+            while let Ok((_, id)) = tree.started.try_recv() {
+                ids.push(id);
+            }
+            (tree, ids)
+        }
+
+        async fn next_start(&mut self) -> (String, ActorId) {
+            tokio::time::timeout(Duration::from_secs(10), self.started.recv())
+                .await
+                .expect("a child start")
+                .expect("channel open")
+        }
+    }
+
+    fn kill(name: &str) {
+        ractor::registry::where_is(name.to_string())
+            .expect("child running")
+            .kill();
+    }
+
+    #[tokio::test]
+    async fn one_for_one_restarts_only_the_child_that_exited() {
+        let (mut tree, ids) =
+            Tree::start("o41", Strategy::OneForOne, 5, &[("a", 0), ("b", 0)]).await;
+        kill("o41-a");
+        let (name, id) = tree.next_start().await;
+        assert_eq!(name, "o41-a");
+        assert_ne!(id, ids[0]);
+        let b = ractor::registry::where_is("o41-b".to_string()).unwrap();
+        assert_eq!(b.get_id(), ids[1], "b was left alone");
+        tree.supervisor.stop(None);
+    }
+
+    #[tokio::test]
+    async fn rest_for_one_restarts_the_child_and_those_after_it() {
+        let children = [("a", 0), ("b", 0), ("c", 0)];
+        let (mut tree, ids) = Tree::start("r41", Strategy::RestForOne, 5, &children).await;
+        kill("r41-b");
+        assert_eq!(tree.next_start().await.0, "r41-b");
+        assert_eq!(tree.next_start().await.0, "r41-c");
+        let a = ractor::registry::where_is("r41-a".to_string()).unwrap();
+        assert_eq!(a.get_id(), ids[0], "a started before b and was left alone");
+        tree.supervisor.stop(None);
+    }
+
+    #[tokio::test]
+    async fn a_child_that_fails_to_restart_is_retried_within_the_intensity() {
+        let (mut tree, _) = Tree::start("sf", Strategy::OneForOne, 5, &[("a", 0)]).await;
+        tree.failures[0].store(2, Ordering::SeqCst);
+        kill("sf-a");
+        assert_eq!(tree.next_start().await.0, "sf-a", "third attempt succeeds");
+        assert_eq!(
+            tree.failures[0].load(Ordering::SeqCst),
+            0,
+            "both failures were retried"
+        );
+        tree.supervisor.stop(None);
+    }
+
+    #[tokio::test]
+    async fn exceeding_the_restart_intensity_stops_the_children_and_escalates() {
+        let (mut tree, _) = Tree::start("ri", Strategy::OneForOne, 2, &[("a", 0)]).await;
+        for _ in 0..2 {
+            kill("ri-a");
+            tree.next_start().await;
+        }
+        kill("ri-a");
+        tree.supervisor
+            .get_cell()
+            .wait(Some(Duration::from_secs(10)))
+            .await
+            .expect("the supervisor gives up");
+        assert!(ractor::registry::where_is("ri-a".to_string()).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_child_that_cannot_start_at_all_makes_the_supervisor_fail_to_start() {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let spec = SupervisorSpec {
+            name: "nostart-sup".into(),
+            strategy: Strategy::OneForOne,
+            intensity: Intensity {
+                max_restarts: 3,
+                period: Duration::from_secs(60),
+            },
+            children: vec![Arc::new(TestChild {
+                name: "nostart-a".into(),
+                failures: Arc::new(AtomicU32::new(1)),
+                started: tx,
+            })],
+            stats: Arc::new(Stats::default()),
+        };
+        let err = Actor::spawn(None, Supervisor, spec)
+            .await
+            .err()
+            .expect("start fails");
+        assert!(
+            err.to_string().contains("nostart-a failed to start"),
+            "{err}"
+        );
     }
 }

@@ -1,0 +1,262 @@
+//! Test harness: runs the real `primed` binary on a socket in a temp dir, reads its JSON logs
+//! so tests can await events (listening, crash, restart, replay) instead of sleeping, and runs
+//! CLI commands against it.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use num_bigint::BigUint;
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_primed");
+/// Generous: CI machines are slow, and a timeout here is a failure, never a synchronisation.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Default)]
+struct LogBook {
+    lines: Mutex<Vec<Value>>,
+    grew: Condvar,
+}
+
+pub struct Daemon {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    pub data_dir: PathBuf,
+    log: Arc<LogBook>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Daemon {
+    /// A daemon with `testers` testers in a fresh temp dir, ready (listening) on return.
+    pub fn start(testers: u32) -> Daemon {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().to_path_buf();
+        let mut daemon = Daemon::start_in(&dir, testers, &[]);
+        daemon._tmp = Some(tmp);
+        daemon
+    }
+
+    /// A daemon on `dir`'s socket and data dir (another start on the same dir replays it).
+    pub fn start_in(dir: &Path, testers: u32, extra: &[&str]) -> Daemon {
+        let daemon = Daemon::spawn(dir, testers, extra);
+        daemon.wait_for("listening", |l| l["event"] == "listening");
+        daemon
+    }
+
+    /// Spawns without waiting for readiness.
+    pub fn spawn(dir: &Path, testers: u32, extra: &[&str]) -> Daemon {
+        let socket = dir.join("primed.sock");
+        let data_dir = dir.join("data");
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--testers")
+            .arg(testers.to_string())
+            .args(["--log-format", "json"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env_remove("PRIMED_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn primed serve");
+        let log = Arc::new(LogBook::default());
+        let stderr = child.stderr.take().expect("stderr");
+        let book = Arc::clone(&log);
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let value = serde_json::from_str(&line).unwrap_or(Value::String(line));
+                book.lines.lock().unwrap().push(value);
+                book.grew.notify_all();
+            }
+        });
+        Daemon {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+            socket,
+            data_dir,
+            log,
+            _tmp: None,
+        }
+    }
+
+    /// The first log line (ever) matching `pred`; waits for it if it has not come yet.
+    pub fn wait_for(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        self.wait_for_nth(what, 1, pred)
+    }
+
+    /// The `n`th log line matching `pred`.
+    pub fn wait_for_nth(&self, what: &str, n: usize, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + EVENT_TIMEOUT;
+        let mut lines = self.log.lines.lock().unwrap();
+        loop {
+            if let Some(line) = lines.iter().filter(|l| pred(l)).nth(n - 1) {
+                return line.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "timed out waiting for log event: {what}\nlog:\n{}",
+                dump(&lines)
+            );
+            lines = self.log.grew.wait_timeout(lines, left).unwrap().0;
+        }
+    }
+
+    pub fn count(&self, pred: impl Fn(&Value) -> bool) -> usize {
+        self.log
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| pred(l))
+            .count()
+    }
+
+    pub fn log_tail(&self, n: usize) -> String {
+        let lines = self.log.lines.lock().unwrap();
+        dump(&lines[lines.len().saturating_sub(n)..])
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_stdin(args, None)
+    }
+
+    /// Runs `primed ARGS --socket S`, feeding `stdin` if given.
+    pub fn cli_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .arg("--socket")
+            .arg(&self.socket)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn primed client");
+        if let Some(input) = stdin {
+            let mut pipe = child.stdin.take().expect("stdin");
+            let input = input.to_vec();
+            thread::spawn(move || pipe.write_all(&input));
+        }
+        child.wait_with_output().expect("client output")
+    }
+
+    /// Runs a `--json` command that must succeed; returns its lines parsed.
+    pub fn json(&self, args: &[&str]) -> Vec<Value> {
+        let mut full = args.to_vec();
+        full.push("--json");
+        let out = self.cli(&full);
+        assert!(
+            out.status.success(),
+            "{} failed: {}\ndaemon log (last lines):\n{}",
+            args[0],
+            describe(&out),
+            self.log_tail(30)
+        );
+        parse_lines(&out.stdout)
+    }
+
+    pub fn status(&self) -> Value {
+        self.json(&["status"]).remove(0)
+    }
+
+    /// kill -9: no flush, no cleanup, the socket file stays behind.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reap");
+        }
+    }
+
+    /// Sends SIGTERM and returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running daemon");
+        let pid = child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
+        child.wait().expect("reap")
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn dump(lines: &[Value]) -> String {
+    lines
+        .iter()
+        .map(|l| l.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub fn describe(out: &Output) -> String {
+    let cut = |bytes: &[u8]| {
+        let text = String::from_utf8_lossy(bytes);
+        text.chars().take(2000).collect::<String>()
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let errors: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("\"error\""))
+        .take(20)
+        .collect();
+    format!(
+        "status {:?}\nstdout: {}\nerrors on stdout: {errors:?}\nstderr: {}",
+        out.status.code(),
+        cut(&out.stdout),
+        cut(&out.stderr)
+    )
+}
+
+pub fn parse_lines(bytes: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// 2^p - 1 in decimal.
+pub fn mersenne(p: u32) -> String {
+    ((BigUint::from(1u8) << p) - 1u8).to_string()
+}
+
+/// An independent oracle for small numbers: trial division.
+pub fn is_prime_by_trial_division(n: u64) -> bool {
+    if n < 2 {
+        return false;
+    }
+    let mut d = 2u64;
+    while d * d <= n {
+        if n % d == 0 {
+            return false;
+        }
+        d += 1;
+    }
+    true
+}
