@@ -105,16 +105,25 @@ pub async fn run(args: InputArgs, wait: bool) -> Result<Exit, ClientError> {
         positions: HashMap::new(),
     };
     let mut total = None;
+    let mut closed = false;
     let mut exit = Exit::Ok;
     while total != Some(ordered.base) {
+        // The daemon hangs up once our input ends and it has answered: only an early hang-up
+        // (answers still missing once we know how many we sent) is an error.
+        if closed && total.is_some() {
+            return Err(ClientError::Closed);
+        }
         tokio::select! {
             sent = &mut total_rx, if total.is_none() => {
                 total = Some(sent.map_err(|_| ClientError::Closed)?);
             }
-            response = responses.recv() => match response.ok_or(ClientError::Closed)?? {
-                Response::Accepted { items } => ordered.accept(items),
-                Response::Done(report) => ordered.done(report),
-                other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+            response = responses.recv(), if !closed => match response {
+                None => closed = true,
+                Some(response) => match response? {
+                    Response::Accepted { items } => ordered.accept(items),
+                    Response::Done(report) => ordered.done(report),
+                    other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+                },
             },
         }
         while let Some(slot) = ordered.pop_ready() {

@@ -31,7 +31,7 @@ pub fn dispatch(jobs: Vec<Job>) {
     if jobs.is_empty() {
         return;
     }
-    if let Some(cell) = ractor::registry::where_is(BALANCER.to_string()) {
+    if let Some(cell) = ractor::registry::where_is(BALANCER) {
         let _ =
             ractor::ActorRef::<BalancerMsg>::from(cell).send_message(BalancerMsg::Dispatch(jobs));
     }

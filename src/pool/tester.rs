@@ -129,7 +129,7 @@ impl TesterState {
             Completion::AlreadyRecorded(result) => result,
         };
         self.ctx.outcomes.publish(ticket, result);
-        if let Some(cell) = ractor::registry::where_is(BALANCER.to_string()) {
+        if let Some(cell) = ractor::registry::where_is(BALANCER) {
             let _ =
                 ActorRef::<BalancerMsg>::from(cell).send_message(BalancerMsg::Done { id: job.id });
         }

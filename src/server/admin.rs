@@ -17,7 +17,7 @@ const KILL_TIMEOUT: Duration = Duration::from_secs(1);
 const JOBS_CHUNK: usize = 1000;
 
 async fn balancer_snapshot() -> Option<LoadSnapshot> {
-    let cell = ractor::registry::where_is(BALANCER.to_string())?;
+    let cell = ractor::registry::where_is(BALANCER)?;
     let balancer = ActorRef::<BalancerMsg>::from(cell);
     match balancer
         .call(BalancerMsg::Snapshot, Some(SNAPSHOT_TIMEOUT))
@@ -118,7 +118,7 @@ pub async fn kill(actor: &str, testers: u32) -> Response {
             ),
         };
     }
-    let Some(cell) = ractor::registry::where_is(actor.to_string()) else {
+    let Some(cell) = ractor::registry::where_is(actor) else {
         return Response::Error {
             message: format!("{actor} is not running right now (it is being restarted)"),
         };
