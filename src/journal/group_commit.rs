@@ -1,12 +1,17 @@
 //! Group commit: one flusher thread makes batches of writes durable with one fsync each.
 //!
-//! Every applied write takes the next [`Ticket`]. The flusher reads the highest ticket, flushes,
-//! and publishes it as durable; writes that arrive while a flush runs share the next one. Because
-//! a ticket is taken only after its write is applied, a flush that starts after ticket `t` was
-//! issued covers every write up to `t`.
+//! Every applied write that must become durable takes the next [`Ticket`]. The flusher reads the
+//! highest ticket, flushes, and publishes it as durable; writes that arrive while a flush runs
+//! share the next one. Because a ticket is taken only after its write is applied, a flush that
+//! starts after ticket `t` was issued covers every write up to `t`.
+//!
+//! Flushes start at most once per `pace`: each one costs several I/O calls whatever its size, so
+//! under load a short wait buys far larger batches, and an idle journal adds at most `pace` to an
+//! acknowledgement.
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -61,7 +66,7 @@ pub struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the flusher thread around `flush`, which must make all applied writes durable.
-    pub fn start(flush: FlushFn) -> std::io::Result<Self> {
+    pub fn start(flush: FlushFn, pace: Duration) -> std::io::Result<Self> {
         let (progress, _) = watch::channel(Progress::default());
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending::default()),
@@ -71,7 +76,7 @@ impl GroupCommit {
         let worker = Arc::clone(&shared);
         let flusher = thread::Builder::new()
             .name("primed-flusher".into())
-            .spawn(move || run_flusher(&worker, &flush))?;
+            .spawn(move || run_flusher(&worker, &flush, pace))?;
         Ok(Self {
             shared,
             flusher: Some(flusher),
@@ -88,11 +93,6 @@ impl GroupCommit {
         ticket
     }
 
-    /// The newest ticket issued.
-    pub fn latest(&self) -> Ticket {
-        self.lock().written
-    }
-
     pub fn wait(&self, ticket: Ticket) -> BoxFuture<Result<(), JournalError>> {
         let mut progress = self.shared.progress.subscribe();
         Box::pin(async move {
@@ -105,10 +105,7 @@ impl GroupCommit {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
-        self.shared
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        lock(&self.shared.pending)
     }
 }
 
@@ -122,8 +119,15 @@ impl Drop for GroupCommit {
     }
 }
 
-fn run_flusher(shared: &Shared, flush: &FlushFn) {
-    while let Some(target) = next_target(shared) {
+fn run_flusher(shared: &Shared, flush: &FlushFn, pace: Duration) {
+    let mut last_start: Option<Instant> = None;
+    while wait_for_writes(shared) {
+        if let Some(wait) = last_start.and_then(|t| pace.checked_sub(t.elapsed())) {
+            thread::sleep(wait);
+        }
+        last_start = Some(Instant::now());
+        // Read after the pause, so the writes made during it ride along.
+        let target = lock(&shared.pending).written;
         let outcome = flush();
         shared.progress.send_modify(|p| match outcome {
             Ok(()) => p.durable = target,
@@ -132,26 +136,23 @@ fn run_flusher(shared: &Shared, flush: &FlushFn) {
                 p.error = Some(reason.clone());
             }
         });
-        let mut pending = shared
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        pending.flushed = target;
+        lock(&shared.pending).flushed = target;
     }
 }
 
-/// Blocks until there are unflushed writes; `None` once closed and drained.
-fn next_target(shared: &Shared) -> Option<Ticket> {
-    let mut pending = shared
-        .pending
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
+fn lock(pending: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
+    pending.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Blocks until there are unflushed writes (true), or the journal is closed and drained (false).
+fn wait_for_writes(shared: &Shared) -> bool {
+    let mut pending = lock(&shared.pending);
     loop {
         if pending.written > pending.flushed {
-            return Some(pending.written);
+            return true;
         }
         if pending.closed {
-            return None;
+            return false;
         }
         pending = shared
             .wake
@@ -171,10 +172,13 @@ mod tests {
     async fn waiters_resolve_after_a_flush_that_covers_them() {
         let flushes = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&flushes);
-        let gc = GroupCommit::start(Box::new(move || {
-            counter.fetch_add(1, Ordering::SeqCst);
-            Ok(())
-        }))
+        let gc = GroupCommit::start(
+            Box::new(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }),
+            Duration::ZERO,
+        )
         .unwrap();
         let t1 = gc.record();
         let t2 = gc.record();
@@ -190,12 +194,15 @@ mod tests {
         let release_rx = Mutex::new(release_rx);
         let flushes = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&flushes);
-        let gc = GroupCommit::start(Box::new(move || {
-            if counter.fetch_add(1, Ordering::SeqCst) == 0 {
-                let _ = release_rx.lock().unwrap().recv();
-            }
-            Ok(())
-        }))
+        let gc = GroupCommit::start(
+            Box::new(move || {
+                if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+                    let _ = release_rx.lock().unwrap().recv();
+                }
+                Ok(())
+            }),
+            Duration::ZERO,
+        )
         .unwrap();
         let first = gc.record();
         while flushes.load(Ordering::SeqCst) == 0 {
@@ -214,12 +221,13 @@ mod tests {
     async fn a_failed_flush_fails_its_waiters_and_a_later_one_recovers() {
         let calls = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&calls);
-        let gc = GroupCommit::start(Box::new(move || {
-            match counter.fetch_add(1, Ordering::SeqCst) {
+        let gc = GroupCommit::start(
+            Box::new(move || match counter.fetch_add(1, Ordering::SeqCst) {
                 0 => Err("disk full".to_string()),
                 _ => Ok(()),
-            }
-        }))
+            }),
+            Duration::ZERO,
+        )
         .unwrap();
         let doomed = gc.record();
         let err = gc.wait(doomed).await.unwrap_err();

@@ -67,16 +67,19 @@ pub trait Journal: Send + Sync + 'static {
     fn accept(&self, numbers: Vec<Number>) -> Result<(Vec<Job>, Ticket), JournalError>;
 
     /// Records that `id` is queued at `to` (moving it from `from` if it was assigned before).
+    /// Durable only with a later flush: a crash may forget it, and replay copes (the balancer
+    /// places unassigned jobs again).
     fn assign(
         &self,
         id: JobId,
         from: Option<TesterId>,
         to: TesterId,
         attempts: u32,
-    ) -> Result<Ticket, JournalError>;
+    ) -> Result<(), JournalError>;
 
-    /// Records that `tester` starts attempt number `attempts` of `id`.
-    fn start(&self, id: JobId, tester: TesterId, attempts: u32) -> Result<Ticket, JournalError>;
+    /// Records that `tester` starts attempt number `attempts` of `id`. Durable only with a
+    /// later flush, like `assign`.
+    fn start(&self, id: JobId, tester: TesterId, attempts: u32) -> Result<(), JournalError>;
 
     /// Atomically removes the in-flight record and stores the result, unless one is stored.
     fn complete(

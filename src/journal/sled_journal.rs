@@ -1,22 +1,30 @@
 //! The sled backend of the journal.
 //!
-//! Everything lives in one tree so that a completion (remove the in-flight record and its
-//! tester index entry, store the result, bump the completed counter) is one atomic batch.
 //! Keys are a one-byte kind followed by big-endian integers, so that they sort numerically:
 //!
-//! | key                          | value                               |
-//! |------------------------------|-------------------------------------|
-//! | `J` job id                   | the job: number, submit time        |
-//! | `T` tester id, job id        | attempts so far (u32)               |
-//! | `R` job id                   | the result: number, verdict, attempts|
-//! | `M` `next_id` / `completed`  | u64 counters                        |
+//! | key                    | value                                                  |
+//! |------------------------|--------------------------------------------------------|
+//! | `J` job id             | the job: number, submit time, and its outcome once done |
+//! | `I` job id             | (empty) marks the job in flight                        |
+//! | `T` tester id, job id  | attempts so far (u32): the job is queued at that tester |
+//! | `M` `next_id`          | the next job id (u64)                                  |
 //!
-//! The `T` index lets a restarted tester read only its own jobs.
+//! Accepting a batch of jobs is one atomic sled batch (records, in-flight markers, next id).
+//! Completing a job is one atomic single-key write: the outcome goes into the job's own record.
+//! sled seals and writes an I/O buffer for every multi-key batch, so the per-job path avoids
+//! them; the `I` and `T` entries a completion leaves behind are then removed one by one, and a
+//! crash between the two only leaves stale entries that replay recognises (their record is done)
+//! and prunes. Every id below `next_id` has a record, so the completed count is
+//! `next_id - 1 - in flight`, with no counter to keep.
+//!
+//! The `T` index lets a restarted tester read only its own jobs, and `I` lets a restarted
+//! balancer read only the jobs in flight: replay never walks the finished ones.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -27,23 +35,35 @@ use crate::job::{now_ms, InFlight, Job, JobId, JobResult, TesterId};
 use crate::number::Number;
 
 const JOB: u8 = b'J';
+const IN_FLIGHT: u8 = b'I';
 const TESTER: u8 = b'T';
-const RESULT: u8 = b'R';
 const NEXT_ID_KEY: &[u8] = b"Mnext_id";
-const COMPLETED_KEY: &[u8] = b"Mcompleted";
+/// Least time between the starts of two flushes (see the group-commit module).
+const FLUSH_PACE: Duration = Duration::from_millis(1);
 
 #[derive(Serialize, Deserialize)]
 struct JobRecord {
     n: Vec<u8>,
     submitted_ms: u64,
+    outcome: Option<Outcome>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct ResultRecord {
-    n: Vec<u8>,
+#[derive(Clone, Copy, Serialize, Deserialize)]
+struct Outcome {
     prime: bool,
     attempts: u32,
     completed_ms: u64,
+}
+
+impl JobRecord {
+    fn result(&self, id: JobId) -> Option<JobResult> {
+        self.outcome.map(|o| JobResult {
+            id,
+            n: Number::from_bytes(&self.n),
+            prime: o.prime,
+            attempts: o.attempts,
+        })
+    }
 }
 
 pub struct SledJournal {
@@ -55,19 +75,20 @@ pub struct SledJournal {
     /// Held while completing, so that "is there a result already?" and the write are one step.
     completing: Mutex<()>,
     in_flight: AtomicU64,
-    completed: AtomicU64,
+}
+
+fn id_key(kind: u8, id: JobId) -> [u8; 9] {
+    let mut key = [kind; 9];
+    key[1..].copy_from_slice(&id.to_be_bytes());
+    key
 }
 
 fn job_key(id: JobId) -> [u8; 9] {
-    let mut key = [JOB; 9];
-    key[1..].copy_from_slice(&id.to_be_bytes());
-    key
+    id_key(JOB, id)
 }
 
-fn result_key(id: JobId) -> [u8; 9] {
-    let mut key = [RESULT; 9];
-    key[1..].copy_from_slice(&id.to_be_bytes());
-    key
+fn in_flight_key(id: JobId) -> [u8; 9] {
+    id_key(IN_FLIGHT, id)
 }
 
 fn tester_prefix(tester: TesterId) -> [u8; 5] {
@@ -165,25 +186,26 @@ impl SledJournal {
             .map_err(|e| open_error(dir, e))?;
         let tree = db.open_tree("journal").map_err(|e| open_error(dir, e))?;
         let flushed = db.clone();
-        let commits = GroupCommit::start(Box::new(move || {
-            flushed.flush().map(drop).map_err(|e| e.to_string())
-        }))
+        let commits = GroupCommit::start(
+            Box::new(move || flushed.flush().map(drop).map_err(|e| e.to_string())),
+            FLUSH_PACE,
+        )
         .map_err(|e| JournalError::Open {
             path: dir.to_path_buf(),
             reason: format!("cannot start the flusher thread: {e}"),
         })?;
         let next_id = read_counter(&tree, NEXT_ID_KEY)?.max(1);
-        let completed = read_counter(&tree, COMPLETED_KEY)?;
-        let in_flight = count_prefix(&tree, JOB)?;
-        Ok(Self {
+        let journal = Self {
             db,
             tree,
             commits,
             next_id: Mutex::new(next_id),
             completing: Mutex::new(()),
-            in_flight: AtomicU64::new(in_flight),
-            completed: AtomicU64::new(completed),
-        })
+            in_flight: AtomicU64::new(0),
+        };
+        let in_flight = journal.in_flight().try_fold(0, |n, f| f.map(|_| n + 1))?;
+        journal.in_flight.store(in_flight, Ordering::Relaxed);
+        Ok(journal)
     }
 
     fn read_job(&self, id: JobId) -> Result<Option<JobRecord>, JournalError> {
@@ -194,18 +216,13 @@ impl SledJournal {
         }
     }
 
-    fn read_result(&self, id: JobId) -> Result<Option<JobResult>, JournalError> {
-        let key = result_key(id);
-        let Some(bytes) = self.tree.get(key).map_err(storage("read result"))? else {
-            return Ok(None);
-        };
-        let record: ResultRecord = decode(&key, &bytes)?;
-        Ok(Some(JobResult {
-            id,
-            n: Number::from_bytes(&record.n),
-            prime: record.prime,
-            attempts: record.attempts,
-        }))
+    /// Removes index entries a completion left behind (it removes them itself, one by one,
+    /// after the record; a crash in between leaves them for replay to prune here).
+    fn prune(&self, key: &[u8]) -> Result<(), JournalError> {
+        self.tree
+            .remove(key)
+            .map(drop)
+            .map_err(storage("prune index"))
     }
 
     /// tester index entries, as job id → (tester, attempts).
@@ -227,15 +244,6 @@ fn read_counter(tree: &sled::Tree, key: &[u8]) -> Result<u64, JournalError> {
     }
 }
 
-fn count_prefix(tree: &sled::Tree, prefix: u8) -> Result<u64, JournalError> {
-    let mut count = 0;
-    for entry in tree.scan_prefix([prefix]).keys() {
-        entry.map_err(storage("count records"))?;
-        count += 1;
-    }
-    Ok(count)
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -251,8 +259,10 @@ impl Journal for SledJournal {
             let record = JobRecord {
                 n: n.to_bytes(),
                 submitted_ms,
+                outcome: None,
             };
             batch.insert(&job_key(id), encode(&record)?);
+            batch.insert(&in_flight_key(id), &[]);
             jobs.push(Job { id, n, attempts: 0 });
         }
         let after = first + jobs.len() as u64;
@@ -270,21 +280,23 @@ impl Journal for SledJournal {
         from: Option<TesterId>,
         to: TesterId,
         attempts: u32,
-    ) -> Result<Ticket, JournalError> {
-        let mut batch = sled::Batch::default();
-        if let Some(from) = from.filter(|&f| f != to) {
-            batch.remove(&tester_key(from, id));
+    ) -> Result<(), JournalError> {
+        // Insert before removing: a crash in between leaves the job at both testers, and the
+        // first to finish it records it; never at none.
+        self.tree
+            .insert(tester_key(to, id), &attempts.to_be_bytes())
+            .map_err(storage("assign"))?;
+        match from.filter(|&f| f != to) {
+            Some(from) => self.prune(&tester_key(from, id)),
+            None => Ok(()),
         }
-        batch.insert(&tester_key(to, id), &attempts.to_be_bytes());
-        self.tree.apply_batch(batch).map_err(storage("assign"))?;
-        Ok(self.commits.record())
     }
 
-    fn start(&self, id: JobId, tester: TesterId, attempts: u32) -> Result<Ticket, JournalError> {
+    fn start(&self, id: JobId, tester: TesterId, attempts: u32) -> Result<(), JournalError> {
         self.tree
             .insert(tester_key(tester, id), &attempts.to_be_bytes())
-            .map_err(storage("start"))?;
-        Ok(self.commits.record())
+            .map(drop)
+            .map_err(storage("start"))
     }
 
     fn complete(
@@ -295,40 +307,35 @@ impl Journal for SledJournal {
         attempts: u32,
     ) -> Result<(Completion, Ticket), JournalError> {
         let _completing = lock(&self.completing);
-        if let Some(existing) = self.read_result(id)? {
-            self.tree
-                .remove(tester_key(tester, id))
-                .map_err(storage("complete"))?;
-            return Ok((Completion::AlreadyRecorded(existing), self.commits.record()));
-        }
-        let Some(job) = self.read_job(id)? else {
+        let Some(mut record) = self.read_job(id)? else {
             return Err(corrupt(
                 &job_key(id),
                 "completing a job that was never recorded",
             ));
         };
-        let record = ResultRecord {
-            n: job.n,
-            prime,
-            attempts,
-            completed_ms: now_ms(),
+        let completion = match record.result(id) {
+            Some(existing) => Completion::AlreadyRecorded(existing),
+            None => {
+                record.outcome = Some(Outcome {
+                    prime,
+                    attempts,
+                    completed_ms: now_ms(),
+                });
+                self.tree
+                    .insert(job_key(id), encode(&record)?)
+                    .map_err(storage("complete"))?;
+                self.in_flight.fetch_sub(1, Ordering::Relaxed);
+                Completion::Recorded(
+                    record
+                        .result(id)
+                        .ok_or_else(|| corrupt(&job_key(id), "no outcome"))?,
+                )
+            }
         };
-        let completed = self.completed.load(Ordering::Relaxed) + 1;
-        let mut batch = sled::Batch::default();
-        batch.remove(&job_key(id));
-        batch.remove(&tester_key(tester, id));
-        batch.insert(&result_key(id), encode(&record)?);
-        batch.insert(COMPLETED_KEY, &completed.to_be_bytes());
-        self.tree.apply_batch(batch).map_err(storage("complete"))?;
-        self.completed.store(completed, Ordering::Relaxed);
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        let result = JobResult {
-            id,
-            n: Number::from_bytes(&record.n),
-            prime,
-            attempts,
-        };
-        Ok((Completion::Recorded(result), self.commits.record()))
+        let ticket = self.commits.record();
+        self.prune(&in_flight_key(id))?;
+        self.prune(&tester_key(tester, id))?;
+        Ok((completion, ticket))
     }
 
     fn assigned_to(&self, tester: TesterId) -> Result<Vec<Job>, JournalError> {
@@ -338,17 +345,13 @@ impl Journal for SledJournal {
             let (_, id) = parse_tester_key(&key)?;
             let attempts = be_u32(&key, &value)?;
             match self.read_job(id)? {
-                Some(record) => jobs.push(Job {
+                Some(record) if record.outcome.is_none() => jobs.push(Job {
                     id,
                     n: Number::from_bytes(&record.n),
                     attempts,
                 }),
-                // A completion raced an assignment: the index entry outlived its job.
-                None => {
-                    self.tree
-                        .remove(&key)
-                        .map_err(storage("prune tester index"))?;
-                }
+                // The job is done: a completion (or a crash in its middle) left the entry.
+                _ => self.prune(&key)?,
             }
         }
         Ok(jobs)
@@ -359,15 +362,23 @@ impl Journal for SledJournal {
             Ok(map) => map,
             Err(e) => return Box::new(std::iter::once(Err(e))),
         };
-        Box::new(self.tree.scan_prefix([JOB]).map(move |entry| {
-            let (key, value) = entry.map_err(storage("scan jobs"))?;
+        let tree = self.tree.clone();
+        let jobs = self.tree.scan_prefix([IN_FLIGHT]).keys().map(move |key| {
+            let key = key.map_err(storage("scan in-flight jobs"))?;
             let id = be_u64(&key, &key[1..])?;
-            let record: JobRecord = decode(&key, &value)?;
+            let record = match tree.get(job_key(id)).map_err(storage("read job"))? {
+                Some(bytes) => decode::<JobRecord>(&job_key(id), &bytes)?,
+                None => return Err(corrupt(&key, "in flight, but no job record")),
+            };
+            if record.outcome.is_some() {
+                tree.remove(&key).map_err(storage("prune index"))?;
+                return Ok(None);
+            }
             let (tester, attempts) = match assignments.get(&id) {
                 Some(&(tester, attempts)) => (Some(tester), attempts),
                 None => (None, 0),
             };
-            Ok(InFlight {
+            Ok(Some(InFlight {
                 job: Job {
                     id,
                     n: Number::from_bytes(&record.n),
@@ -375,30 +386,25 @@ impl Journal for SledJournal {
                 },
                 tester,
                 submitted_ms: record.submitted_ms,
-            })
-        }))
+            }))
+        });
+        Box::new(jobs.filter_map(Result::transpose))
     }
 
     fn lookup(&self, id: JobId) -> Result<Lookup, JournalError> {
-        // The in-flight record first: a completion removes it and adds the result in one
-        // batch, so a job that is not in flight anymore already has its result.
-        let pending = self
-            .tree
-            .contains_key(job_key(id))
-            .map_err(storage("read job"))?;
-        if pending {
-            return Ok(Lookup::Pending);
-        }
-        Ok(match self.read_result(id)? {
-            Some(result) => Lookup::Done(result),
+        Ok(match self.read_job(id)? {
+            Some(record) => record.result(id).map_or(Lookup::Pending, Lookup::Done),
             None => Lookup::Unknown,
         })
     }
 
     fn counts(&self) -> Counts {
+        // Hold the id lock so both numbers describe the same moment's allocations.
+        let next_id = *lock(&self.next_id);
+        let in_flight = self.in_flight.load(Ordering::Relaxed);
         Counts {
-            in_flight: self.in_flight.load(Ordering::Relaxed),
-            completed: self.completed.load(Ordering::Relaxed),
+            in_flight,
+            completed: (next_id - 1).saturating_sub(in_flight),
         }
     }
 
@@ -518,10 +524,20 @@ mod tests {
         let (jobs, _) = journal.accept(numbers(&[5])).unwrap();
         journal.assign(jobs[0].id, None, TesterId(1), 0).unwrap();
         journal.complete(jobs[0].id, TesterId(1), true, 1).unwrap();
-        // A late duplicate dispatch re-assigns a finished job.
+        // A late duplicate dispatch re-assigns a finished job; a crash mid-completion leaves
+        // its in-flight marker behind.
         journal.assign(jobs[0].id, None, TesterId(2), 0).unwrap();
+        journal.tree.insert(in_flight_key(jobs[0].id), &[]).unwrap();
         assert!(journal.assigned_to(TesterId(2)).unwrap().is_empty());
-        assert!(journal.assigned_to(TesterId(2)).unwrap().is_empty());
+        assert_eq!(journal.in_flight().count(), 0);
+        assert!(!journal
+            .tree
+            .contains_key(tester_key(TesterId(2), jobs[0].id))
+            .unwrap());
+        assert!(!journal
+            .tree
+            .contains_key(in_flight_key(jobs[0].id))
+            .unwrap());
     }
 
     #[test]
