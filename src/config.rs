@@ -96,8 +96,9 @@ impl Config {
                 crate::protocol::MAX_BATCH
             );
         }
-        if !(self.supervision.period_secs.is_finite() && self.supervision.period_secs > 0.0) {
-            bail!("supervision.period_secs must be a positive number of seconds");
+        let period = self.supervision.period_secs;
+        if !(period > 0.0 && Duration::try_from_secs_f64(period).is_ok()) {
+            bail!("supervision.period_secs must be a positive number of seconds, got {period}");
         }
         Ok(())
     }
@@ -105,7 +106,8 @@ impl Config {
     pub fn intensity(&self) -> Intensity {
         Intensity {
             max_restarts: self.supervision.max_restarts,
-            period: Duration::from_secs_f64(self.supervision.period_secs),
+            period: Duration::try_from_secs_f64(self.supervision.period_secs)
+                .unwrap_or(Duration::MAX),
         }
     }
 }

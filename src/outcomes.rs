@@ -84,9 +84,8 @@ impl Outcomes {
         let Some(list) = map.get_mut(&id) else {
             return false;
         };
-        let before = list.len();
-        list.retain(|w| !w.same_channel(waiter));
-        let removed = list.len() < before;
+        let position = list.iter().position(|w| w.same_channel(waiter));
+        let removed = position.map(|i| list.swap_remove(i)).is_some();
         if list.is_empty() {
             map.remove(&id);
         }

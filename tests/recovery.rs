@@ -72,3 +72,40 @@ fn kill_9_with_thousands_in_flight_loses_nothing() {
     assert_eq!(status["in_flight"], 0, "{status}");
     assert_eq!(status["completed"], numbers.len() as u64 + 2, "{status}");
 }
+
+#[test]
+fn a_check_client_exits_with_code_2_when_the_daemon_dies_under_it() {
+    let mut daemon = Daemon::start(1);
+    let long = mersenne(19937);
+    let long_id = daemon.json(&["submit", &long])[0]["id"]
+        .as_u64()
+        .expect("id");
+    daemon.wait_for("the long job starts", |l| {
+        l["event"] == "job_start" && l["job"] == long_id
+    });
+    // More numbers than the client's window, all stuck behind the long job.
+    let input: String = (0..40_000u64).map(|n| format!("{n}\n")).collect();
+    let mut client = std::process::Command::new(common::BIN)
+        .args(["check", "--socket"])
+        .arg(&daemon.socket)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("client");
+    let mut stdin = client.stdin.take().expect("stdin");
+    std::thread::spawn(move || std::io::Write::write_all(&mut stdin, input.as_bytes()));
+    let in_flight = || daemon.status()["in_flight"].as_u64().unwrap_or(0);
+    // Wait until the client's window is full of acknowledged jobs.
+    while in_flight() < 16_000 {
+        std::thread::yield_now();
+    }
+    daemon.kill9();
+    let (done, exited) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(client.wait_with_output()));
+    let out = exited
+        .recv_timeout(common::EVENT_TIMEOUT)
+        .expect("the client exits instead of hanging")
+        .expect("client output");
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+}

@@ -118,7 +118,11 @@ pub async fn run(args: InputArgs, wait: bool) -> Result<Exit, ClientError> {
                 total = Some(sent.map_err(|_| ClientError::Closed)?);
             }
             response = responses.recv(), if !closed => match response {
-                None => closed = true,
+                None => {
+                    // Nothing will free window space any more: let the sender fail and stop.
+                    window.close();
+                    closed = true;
+                }
                 Some(response) => match response? {
                     Response::Accepted { items } => ordered.accept(items),
                     Response::Done(report) => ordered.done(report),
@@ -177,8 +181,9 @@ async fn send_all(
     let mut lines = (numbers.is_empty()).then(|| BufReader::new(tokio::io::stdin()).lines());
     let mut args = numbers.into_iter();
     loop {
-        if let Ok(permit) = window.acquire().await {
-            permit.forget();
+        match window.acquire().await {
+            Ok(permit) => permit.forget(),
+            Err(_) => return Err(ClientError::Closed),
         }
         let next = match &mut lines {
             Some(lines) => next_line(lines, &mut batch, &mut writer, wait).await?,

@@ -333,8 +333,12 @@ impl Journal for SledJournal {
             }
         };
         let ticket = self.commits.record();
-        self.prune(&in_flight_key(id))?;
-        self.prune(&tester_key(tester, id))?;
+        // The outcome is recorded: a failed prune must not hide it (replay prunes later).
+        for key in [&in_flight_key(id)[..], &tester_key(tester, id)[..]] {
+            if let Err(e) = self.prune(key) {
+                tracing::warn!(job = id, reason = %e, "index entry left behind after completion");
+            }
+        }
         Ok((completion, ticket))
     }
 

@@ -62,8 +62,8 @@ impl LoadTable {
     pub fn remove(&mut self, id: JobId) -> Option<TesterId> {
         let (tester, cost) = self.jobs.remove(&id)?;
         let slot = &mut self.testers[tester.0 as usize - 1];
-        slot.queued -= 1;
-        slot.load -= cost;
+        slot.queued = slot.queued.saturating_sub(1);
+        slot.load = slot.load.saturating_sub(cost);
         Some(tester)
     }
 

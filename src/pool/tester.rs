@@ -28,9 +28,10 @@ pub enum TesterMsg {
     Assign(Job),
     /// Keep working through the queue (sent to itself after a time slice).
     Continue,
+    /// The blocking computation of `id` ended; `Err` if it panicked.
     Finished {
         id: JobId,
-        verdict: Result<bool, Cancelled>,
+        verdict: Result<Result<bool, Cancelled>, String>,
     },
 }
 
@@ -101,11 +102,13 @@ impl TesterState {
               event = "job_start", "testing a big number");
         let cancel = Arc::new(AtomicBool::new(false));
         let (flag, n, id, reply) = (Arc::clone(&cancel), job.n.clone(), job.id, myself.clone());
-        tokio::task::spawn_blocking(move || {
-            let verdict = match &n {
-                Number::Big(big) => is_prime_big(big, &flag),
-                Number::Small(small) => Ok(is_prime_u64(*small)),
-            };
+        let computation = tokio::task::spawn_blocking(move || match &n {
+            Number::Big(big) => is_prime_big(big, &flag),
+            Number::Small(small) => Ok(is_prime_u64(*small)),
+        });
+        tokio::spawn(async move {
+            // A panic in the computation is this tester's crash, not a silent stall.
+            let verdict = computation.await.map_err(|e| e.to_string());
             // A dead tester cannot take the answer; its successor recomputes it.
             let _ = reply.send_message(TesterMsg::Finished { id, verdict });
         });
@@ -139,14 +142,17 @@ impl TesterState {
     fn finished(
         &mut self,
         id: JobId,
-        verdict: Result<bool, Cancelled>,
+        verdict: Result<Result<bool, Cancelled>, String>,
     ) -> Result<(), ActorProcessingErr> {
         let Some(running) = self.running.take_if(|r| r.job.id == id) else {
             return Ok(());
         };
         match verdict {
-            Ok(prime) => self.finish(running.job, prime),
-            Err(Cancelled) => Err(format!("job {id} was cancelled while its tester lived").into()),
+            Ok(Ok(prime)) => self.finish(running.job, prime),
+            Ok(Err(Cancelled)) => {
+                Err(format!("job {id} was cancelled while its tester lived").into())
+            }
+            Err(panic) => Err(format!("testing job {id} panicked: {panic}").into()),
         }
     }
 }

@@ -14,7 +14,7 @@ use tracing::debug;
 
 use super::{admin, Shared};
 use crate::job::{Job, JobId};
-use crate::journal::{Lookup, Ticket};
+use crate::journal::{JournalError, Lookup, Ticket};
 use crate::number::{InputError, Number};
 use crate::outcomes::{Delivery, Waiter};
 use crate::pool::dispatch;
@@ -59,9 +59,10 @@ async fn run(mut stream: UnixStream, shared: Arc<Shared>) -> Result<(), FrameErr
     read
 }
 
-/// A submission journaled but not yet known to be durable.
+/// A submission journaled but not yet known to be durable (or refused by the journal: it
+/// still goes through the ack queue, so answers keep the order of the submissions).
 struct PendingAck {
-    ticket: Ticket,
+    journaled: Result<Ticket, JournalError>,
     items: Vec<Result<Job, (String, InputError)>>,
     wait: bool,
 }
@@ -80,7 +81,8 @@ impl Connection {
 
     async fn read_loop(&self, mut reader: OwnedReadHalf) -> Result<(), FrameError> {
         let max = self.shared.limits.max_frame_bytes;
-        loop {
+        // The writer closes the permits when it stops: then nothing read could be answered.
+        while !self.permits.is_closed() {
             let request = match protocol::read_frame(&mut reader, max).await {
                 Ok(Some(payload)) => protocol::decode::<Request>(&payload),
                 Ok(None) => return Ok(()),
@@ -100,6 +102,7 @@ impl Connection {
                 }
             }
         }
+        Ok(())
     }
 
     async fn serve(&self, request: Request) {
@@ -114,10 +117,15 @@ impl Connection {
         }
     }
 
-    async fn acquire(&self, permits: usize) {
+    /// Takes `permits` of this connection's allowance; false once the writer has gone.
+    async fn acquire(&self, permits: usize) -> bool {
         let permits = u32::try_from(permits).unwrap_or(u32::MAX);
-        if let Ok(permit) = self.permits.acquire_many(permits).await {
-            permit.forget();
+        match self.permits.acquire_many(permits).await {
+            Ok(permit) => {
+                permit.forget();
+                true
+            }
+            Err(_) => false,
         }
     }
 
@@ -138,37 +146,40 @@ impl Connection {
             .iter()
             .filter_map(|p| p.as_ref().ok().cloned())
             .collect();
-        self.acquire(valid.len()).await;
-        let count = valid.len() as u32;
-        match self.shared.ctx.journal.accept(valid) {
-            Ok((jobs, ticket)) => {
-                // accept returns one job per valid number, in order.
-                let mut jobs = jobs.into_iter();
-                let items = parsed
-                    .into_iter()
-                    .filter_map(|p| match p {
-                        Ok(_) => jobs.next().map(Ok),
-                        Err(invalid) => Some(Err(invalid)),
-                    })
-                    .collect();
-                let _ = self.acks.send(PendingAck {
-                    ticket,
-                    items,
-                    wait,
-                });
-            }
-            Err(e) => {
-                let items = refuse(parsed.into_iter().map(|p| p.map(|n| n.to_string())), &e);
-                self.send(Response::Accepted { items }, count);
-            }
+        if !self.acquire(valid.len()).await {
+            return;
         }
+        let (journaled, mut jobs) = match self.shared.ctx.journal.accept(valid) {
+            Ok((jobs, ticket)) => (Ok(ticket), jobs.into_iter()),
+            Err(e) => (Err(e), Vec::new().into_iter()),
+        };
+        // accept returns one job per valid number, in order; a refused batch keeps its numbers
+        // (id 0, never shown) only so the refusal can name them.
+        let items = parsed
+            .into_iter()
+            .map(|p| match p {
+                Ok(n) => Ok(jobs.next().unwrap_or(Job {
+                    id: 0,
+                    n,
+                    attempts: 0,
+                })),
+                Err(invalid) => Err(invalid),
+            })
+            .collect();
+        let _ = self.acks.send(PendingAck {
+            journaled,
+            items,
+            wait,
+        });
     }
 
     async fn results(&self, ids: Vec<JobId>, wait: bool) {
         let outcomes = &self.shared.ctx.outcomes;
         for id in ids {
             if wait {
-                self.acquire(1).await;
+                if !self.acquire(1).await {
+                    return;
+                }
                 outcomes.watch(&[id], &self.out);
             }
             let lookup = self.shared.ctx.journal.lookup(id);
@@ -229,7 +240,7 @@ async fn ack_loop(
     out: Waiter,
 ) {
     while let Some(PendingAck {
-        ticket,
+        journaled,
         items,
         wait,
     }) = queue.recv().await
@@ -239,7 +250,11 @@ async fn ack_loop(
             .filter_map(|i| i.as_ref().ok().cloned())
             .collect();
         let count = jobs.len() as u32;
-        if let Err(e) = shared.ctx.journal.durable(ticket).await {
+        let durable = match journaled {
+            Ok(ticket) => shared.ctx.journal.durable(ticket).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = durable {
             let items = refuse(items.into_iter().map(|i| i.map(|j| j.n.to_string())), &e);
             let _ = out.send(Delivery {
                 response: Response::Accepted { items },
@@ -266,10 +281,28 @@ async fn ack_loop(
             release,
         });
         if wait {
-            let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
-            shared.ctx.outcomes.watch(&ids, &out);
+            watch_new(&shared, &jobs, &out);
         }
         dispatch(jobs);
+    }
+}
+
+/// Watches freshly accepted jobs. A balancer restarting since the accept may already have run
+/// one (its replay sees every journaled job), so answer those that are already done.
+fn watch_new(shared: &Shared, jobs: &[Job], out: &Waiter) {
+    let outcomes = &shared.ctx.outcomes;
+    let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
+    outcomes.watch(&ids, out);
+    for &id in &ids {
+        if let Ok(Lookup::Done(result)) = shared.ctx.journal.lookup(id) {
+            if outcomes.unwatch(id, out) {
+                let response = Response::Done(Report::from(&result));
+                let _ = out.send(Delivery {
+                    response,
+                    release: 1,
+                });
+            }
+        }
     }
 }
 
@@ -278,6 +311,18 @@ async fn write_loop(
     writer: OwnedWriteHalf,
     mut deliveries: mpsc::UnboundedReceiver<Delivery>,
     permits: Arc<Semaphore>,
+    max_frame: usize,
+) -> Result<(), FrameError> {
+    let written = write_all(writer, &mut deliveries, &permits, max_frame).await;
+    // Whatever stopped the writer, the reader must not wait for permits that cannot come back.
+    permits.close();
+    written
+}
+
+async fn write_all(
+    writer: OwnedWriteHalf,
+    deliveries: &mut mpsc::UnboundedReceiver<Delivery>,
+    permits: &Semaphore,
     max_frame: usize,
 ) -> Result<(), FrameError> {
     let mut writer = BufWriter::new(writer);
