@@ -5,18 +5,24 @@ mod common;
 
 use common::{describe, is_prime_by_trial_division, mersenne, parse_lines, Daemon};
 
+/// Submits a big prime (seconds of work) and returns its id once a tester has started it.
+fn occupy_a_tester(daemon: &Daemon) -> u64 {
+    let long = mersenne(19937);
+    let id = daemon.json(&["submit", &long])[0]["id"]
+        .as_u64()
+        .expect("id");
+    daemon.wait_for("the long job starts", |l| {
+        l["event"] == "job_start" && l["job"] == id
+    });
+    id
+}
+
 #[test]
 fn kill_9_with_thousands_in_flight_loses_nothing() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let mut daemon = Daemon::start_in(tmp.path(), 1, &[]);
     // Keep the only tester busy so the small jobs queue up behind this one.
-    let long = mersenne(19937);
-    let long_id = daemon.json(&["submit", &long])[0]["id"]
-        .as_u64()
-        .expect("id");
-    daemon.wait_for("the long job starts", |l| {
-        l["event"] == "job_start" && l["job"] == long_id
-    });
+    let long_id = occupy_a_tester(&daemon);
 
     let numbers: Vec<u64> = (0..3000u64).map(|i| 1_000_003 + 2 * i).collect();
     let input: String = numbers.iter().map(|n| format!("{n}\n")).collect();
@@ -76,13 +82,7 @@ fn kill_9_with_thousands_in_flight_loses_nothing() {
 #[test]
 fn a_check_client_exits_with_code_2_when_the_daemon_dies_under_it() {
     let mut daemon = Daemon::start(1);
-    let long = mersenne(19937);
-    let long_id = daemon.json(&["submit", &long])[0]["id"]
-        .as_u64()
-        .expect("id");
-    daemon.wait_for("the long job starts", |l| {
-        l["event"] == "job_start" && l["job"] == long_id
-    });
+    let long_id = occupy_a_tester(&daemon);
     // More numbers than the client's window, all stuck behind the long job.
     let input: String = (0..40_000u64).map(|n| format!("{n}\n")).collect();
     let mut client = std::process::Command::new(common::BIN)
