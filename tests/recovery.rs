@@ -82,7 +82,7 @@ fn kill_9_with_thousands_in_flight_loses_nothing() {
 #[test]
 fn a_check_client_exits_with_code_2_when_the_daemon_dies_under_it() {
     let mut daemon = Daemon::start(1);
-    let long_id = occupy_a_tester(&daemon);
+    occupy_a_tester(&daemon);
     // More numbers than the client's window, all stuck behind the long job.
     let input: String = (0..40_000u64).map(|n| format!("{n}\n")).collect();
     let mut client = std::process::Command::new(common::BIN)
