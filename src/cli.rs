@@ -9,7 +9,10 @@ use clap::{Args, Parser, Subcommand};
 use crate::client::{self, Exit};
 use crate::config::{self, Config, LogFormat};
 use crate::daemon::{self, ServeOptions};
+use crate::faults::Faults;
+use crate::journal::JournalOptions;
 use crate::server::Limits;
+use crate::tree::{TreeOptions, POOL, ROOT, TESTER_SUPERVISOR};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -38,6 +41,8 @@ pub enum Command {
     Jobs(ClientOpts),
     /// Kill an actor abruptly, as Erlang's exit(Pid, kill): tester-1 … tester-N or balancer.
     Kill(KillArgs),
+    /// List stored supervision events: crashes, restarts, backoff, escalations, quarantines.
+    Events(EventsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +61,15 @@ pub struct ServeArgs {
     pub testers: Option<u32>,
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Most jobs in flight across all clients; beyond it submissions get a "busy" error.
+    #[arg(long, value_name = "N")]
+    pub max_in_flight: Option<u64>,
+    /// TESTING ONLY: a tester panics when it starts testing N (repeatable).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub panic_on: Vec<String>,
+    /// TESTING ONLY: tester-K fails every start after its first (repeatable).
+    #[arg(long, value_name = "TESTER")]
+    pub fail_restart: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -96,6 +110,19 @@ pub struct KillArgs {
     pub actor: String,
 }
 
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    pub opts: ClientOpts,
+    /// Only events newer than this: 90s, 15m, 2h, 7d, 1h30m.
+    #[arg(long, value_name = "DURATION", value_parser = parse_since)]
+    pub since: Option<Duration>,
+}
+
+fn parse_since(text: &str) -> Result<Duration, String> {
+    crate::events::parse_duration(text)
+}
+
 /// Grace for blocking computations at exit: their testers are gone, so they are cancelled.
 const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(2);
 
@@ -123,6 +150,8 @@ fn serve(runtime: &tokio::runtime::Runtime, args: ServeArgs) -> u8 {
     let result = serve_options(args).and_then(|options| runtime.block_on(daemon::run(options)));
     match result {
         Ok(()) => 0,
+        // Already logged as the one error line an operator needs.
+        Err(e) if e.is::<daemon::GaveUp>() => 1,
         Err(e) => {
             tracing::error!(reason = %format!("{e:#}"), "primed serve failed");
             eprintln!("primed: {e:#}");
@@ -133,6 +162,8 @@ fn serve(runtime: &tokio::runtime::Runtime, args: ServeArgs) -> u8 {
 
 fn serve_options(args: ServeArgs) -> anyhow::Result<ServeOptions> {
     let config = Config::load(args.config.as_deref())?;
+    let panic_on = [config.faults.panic_on.clone(), args.panic_on].concat();
+    let fail_restart = [config.faults.fail_restart.clone(), args.fail_restart].concat();
     crate::logging::init(args.log_format.unwrap_or(config.daemon.log_format));
     let testers = match args.testers.unwrap_or(config.pool.testers) {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
@@ -148,12 +179,26 @@ fn serve_options(args: ServeArgs) -> anyhow::Result<ServeOptions> {
             .or(config.daemon.data_dir.clone())
             .unwrap_or_else(config::default_data_dir),
         testers,
+        socket_group: config.daemon.socket_group.clone(),
         limits: Limits {
+            max_in_flight: args.max_in_flight.unwrap_or(config.limits.max_in_flight),
+            min_free_bytes: config.limits.min_free_disk_mb.saturating_mul(1 << 20),
             max_digits: config.limits.max_digits,
             max_frame_bytes: config.limits.max_frame_bytes,
             max_outstanding: config.limits.max_outstanding_per_connection,
         },
-        cache_bytes: config.journal.cache_capacity_mb << 20,
-        intensity: config.intensity(),
+        journal: JournalOptions {
+            cache_bytes: config.journal.cache_capacity_mb.saturating_mul(1 << 20),
+            max_events: config.journal.max_events,
+        },
+        tree: TreeOptions {
+            root: config.intensity(ROOT),
+            tester_supervisor: config.intensity(TESTER_SUPERVISOR),
+            pool: config.intensity(POOL),
+            backoff: config.backoff(),
+        },
+        max_attempts: config.supervision.max_attempts,
+        faults: Faults::parse(&panic_on, &fail_restart)?,
+        grace: config.shutdown_grace(),
     })
 }

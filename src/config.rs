@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
-use crate::supervision::Intensity;
+use crate::supervision::{BackoffPolicy, Intensity};
+use crate::tree::{POOL, ROOT, TESTER_SUPERVISOR};
 
 const DEFAULTS: &str = include_str!("../config/primed.toml");
 
@@ -26,13 +27,16 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub journal: JournalConfig,
     pub supervision: SupervisionConfig,
+    pub faults: FaultsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonConfig {
     pub socket: Option<PathBuf>,
+    pub socket_group: Option<String>,
     pub data_dir: Option<PathBuf>,
+    pub shutdown_grace_secs: f64,
     pub log_format: LogFormat,
 }
 
@@ -45,6 +49,8 @@ pub struct PoolConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
+    pub max_in_flight: u64,
+    pub min_free_disk_mb: u64,
     pub max_digits: usize,
     pub max_frame_bytes: usize,
     pub max_outstanding_per_connection: usize,
@@ -54,6 +60,7 @@ pub struct LimitsConfig {
 #[serde(deny_unknown_fields)]
 pub struct JournalConfig {
     pub cache_capacity_mb: u64,
+    pub max_events: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -61,6 +68,28 @@ pub struct JournalConfig {
 pub struct SupervisionConfig {
     pub max_restarts: u32,
     pub period_secs: f64,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    pub backoff_reset_secs: f64,
+    pub max_attempts: u32,
+    pub root: Option<IntensityConfig>,
+    pub tester_supervisor: Option<IntensityConfig>,
+    pub pool: Option<IntensityConfig>,
+}
+
+/// One supervisor's own restart intensity.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntensityConfig {
+    pub max_restarts: u32,
+    pub period_secs: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultsConfig {
+    pub panic_on: Vec<String>,
+    pub fail_restart: Vec<String>,
 }
 
 impl Config {
@@ -96,20 +125,84 @@ impl Config {
                 crate::protocol::MAX_BATCH
             );
         }
-        let period = self.supervision.period_secs;
-        if !(period > 0.0 && Duration::try_from_secs_f64(period).is_ok()) {
-            bail!("supervision.period_secs must be a positive number of seconds, got {period}");
+        let supervision = &self.supervision;
+        seconds("supervision.period_secs", supervision.period_secs)?;
+        seconds(
+            "supervision.backoff_reset_secs",
+            supervision.backoff_reset_secs,
+        )?;
+        seconds(
+            "daemon.shutdown_grace_secs",
+            self.daemon.shutdown_grace_secs,
+        )?;
+        for (name, own) in self.own_intensities() {
+            if let Some(own) = own {
+                seconds(&format!("supervision.{name}.period_secs"), own.period_secs)?;
+            }
+        }
+        if supervision.max_attempts == 0 {
+            bail!("supervision.max_attempts must be at least 1");
+        }
+        if supervision.backoff_initial_ms > supervision.backoff_max_ms {
+            bail!("supervision.backoff_initial_ms must not exceed supervision.backoff_max_ms");
+        }
+        if self.journal.max_events == 0 {
+            bail!("journal.max_events must be at least 1");
         }
         Ok(())
     }
 
-    pub fn intensity(&self) -> Intensity {
-        Intensity {
+    fn own_intensities(&self) -> [(&'static str, Option<IntensityConfig>); 3] {
+        let s = &self.supervision;
+        [
+            (ROOT, s.root),
+            (TESTER_SUPERVISOR, s.tester_supervisor),
+            (POOL, s.pool),
+        ]
+    }
+
+    /// The restart intensity of supervisor `name`: its own table, or the common keys.
+    pub fn intensity(&self, name: &str) -> Intensity {
+        let common = IntensityConfig {
             max_restarts: self.supervision.max_restarts,
-            period: Duration::try_from_secs_f64(self.supervision.period_secs)
-                .unwrap_or(Duration::MAX),
+            period_secs: self.supervision.period_secs,
+        };
+        let own = self
+            .own_intensities()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, own)| own);
+        let chosen = own.unwrap_or(common);
+        Intensity {
+            max_restarts: chosen.max_restarts,
+            period: secs(chosen.period_secs),
         }
     }
+
+    pub fn backoff(&self) -> BackoffPolicy {
+        let s = &self.supervision;
+        BackoffPolicy {
+            initial: Duration::from_millis(s.backoff_initial_ms),
+            max: Duration::from_millis(s.backoff_max_ms),
+            reset_after: secs(s.backoff_reset_secs),
+        }
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        secs(self.daemon.shutdown_grace_secs)
+    }
+}
+
+/// Validated by [`seconds`] before use; saturates rather than panics regardless.
+fn secs(value: f64) -> Duration {
+    Duration::try_from_secs_f64(value).unwrap_or(Duration::MAX)
+}
+
+fn seconds(key: &str, value: f64) -> anyhow::Result<()> {
+    if !(value > 0.0 && Duration::try_from_secs_f64(value).is_ok()) {
+        bail!("{key} must be a positive number of seconds, got {value}");
+    }
+    Ok(())
 }
 
 fn merge(base: &mut toml::Table, overlay: toml::Table) {
@@ -189,5 +282,25 @@ mod tests {
         std::fs::write(&path, "[limits]\nmax_digits = 0\n").unwrap();
         let err = format!("{:#}", Config::load(Some(&path)).unwrap_err());
         assert!(err.contains("max_digits"), "{err}");
+        std::fs::write(
+            &path,
+            "[supervision.pool]\nmax_restarts = 1\nperiod_secs = -1\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", Config::load(Some(&path)).unwrap_err());
+        assert!(err.contains("supervision.pool.period_secs"), "{err}");
+    }
+
+    #[test]
+    fn a_supervisor_may_have_its_own_intensity() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("primed.toml");
+        let text = "[supervision]\nmax_restarts = 7\n[supervision.pool]\nmax_restarts = 2\nperiod_secs = 1\n";
+        std::fs::write(&path, text).unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        assert_eq!(config.intensity(POOL).max_restarts, 2);
+        assert_eq!(config.intensity(POOL).period, Duration::from_secs(1));
+        assert_eq!(config.intensity(ROOT).max_restarts, 7);
+        assert_eq!(config.intensity(ROOT).period, Duration::from_secs(10));
     }
 }

@@ -1,79 +1,128 @@
 //! `primed serve`: opens the journal, binds the socket, starts the supervision tree (which
-//! replays everything in flight), serves until SIGINT/SIGTERM, then shuts down in order.
+//! replays everything in flight), serves until SIGINT/SIGTERM, then drains and shuts down in
+//! order. If the root supervisor gives up, the daemon exits non-zero with one error line.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use ractor::Actor;
 use tokio::signal::unix::{signal, SignalKind};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
-use crate::journal::{Journal, SledJournal};
+use crate::events::{Event, EventKind, Events};
+use crate::faults::Faults;
+use crate::journal::{Journal, JournalOptions, SledJournal};
 use crate::outcomes::Outcomes;
-use crate::pool::PoolContext;
-use crate::server::{self, Limits, Shared};
+use crate::pool::{Activity, PoolContext};
+use crate::server::{self, Limits, PeerPolicy, Shared};
 use crate::stats::Stats;
-use crate::supervision::{Intensity, Supervisor};
-use crate::tree::{self, ROOT};
+use crate::supervision::Supervisor;
+use crate::tree::{self, TreeOptions, ROOT};
 
 const TREE_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub socket: PathBuf,
+    pub socket_group: Option<String>,
     pub data_dir: PathBuf,
     pub testers: u32,
     pub limits: Limits,
-    pub cache_bytes: u64,
-    pub intensity: Intensity,
+    pub journal: JournalOptions,
+    pub tree: TreeOptions,
+    pub max_attempts: u32,
+    pub faults: Faults,
+    pub grace: Duration,
 }
+
+/// The root supervisor exceeded its restart intensity; already logged, so printed no more.
+#[derive(Debug, thiserror::Error)]
+#[error("the root supervisor gave up: {0}")]
+pub struct GaveUp(pub String);
 
 pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
     let journal = open_journal(&options)?;
-    let listener = server::bind(&options.socket)?;
+    let peers = PeerPolicy::new(options.socket_group.as_deref())?;
+    let listener = server::bind(&options.socket, &peers)?;
+    let events = Events::new(Some(Arc::clone(&journal)));
+    events.record(Event::new(EventKind::DaemonStart, ROOT).count(journal.counts().in_flight));
+    if !options.faults.is_empty() {
+        warn!(event = "faults", "fault injection is on: for tests only");
+    }
     let ctx = PoolContext {
         journal: Arc::clone(&journal),
         stats: Arc::new(Stats::default()),
         outcomes: Outcomes::start(Arc::clone(&journal)),
+        events: Arc::clone(&events),
+        activity: Arc::new(Activity::new(options.testers)),
+        faults: Arc::new(options.faults.clone()),
         testers: options.testers,
+        max_attempts: options.max_attempts,
     };
-    let spec = tree::root_spec(&ctx, options.intensity);
+    let spec = tree::root_spec(&ctx, &options.tree);
     let (root, mut root_exit) = Actor::spawn(Some(ROOT.to_string()), Supervisor, spec)
         .await
         .context("starting the supervision tree")?;
+    let activity = Arc::clone(&ctx.activity);
     let shared = Arc::new(Shared {
         ctx,
         limits: options.limits,
+        peers,
+        data_dir: options.data_dir.clone(),
     });
     let shutdown = shutdown_signal()?;
     let root_gave_up = tokio::select! {
         () = listener.serve(shared, shutdown) => false,
         _ = &mut root_exit => true,
     };
+    // Stop accepting at once: the socket goes, new clients are told nobody is there.
+    drop(listener);
     if root_gave_up {
-        error!(
-            actor = ROOT,
-            event = "exit",
-            reason = "restart intensity exceeded",
-            "the root supervisor gave up; exiting so that a service manager restarts primed"
-        );
-        journal.flush()?;
-        bail!("the root supervisor gave up (restart intensity exceeded); see the log above");
+        return Err(give_up(&events, journal.as_ref()).into());
     }
+    drain(&activity, options.grace).await;
     info!(event = "shutdown", "stopping the supervision tree");
     let _ = root.stop_and_wait(None, Some(TREE_STOP_TIMEOUT)).await;
+    events.record(Event::new(EventKind::DaemonStop, ROOT));
     journal.flush()?;
-    drop(listener);
     info!(event = "stopped", "journal flushed, socket removed");
     Ok(())
+}
+
+/// Lets running jobs finish (none may start) for up to `grace`.
+async fn drain(activity: &Activity, grace: Duration) {
+    let grace_secs = grace.as_secs_f64();
+    info!(grace_secs, event = "drain", "letting running jobs finish");
+    match tokio::time::timeout(grace, activity.drain()).await {
+        Ok(running) => info!(running, event = "drained", "running jobs finished"),
+        Err(_) => warn!(
+            grace_secs,
+            event = "drain_timeout",
+            "jobs still running after the grace period; they replay on the next start"
+        ),
+    }
+}
+
+fn give_up(events: &Events, journal: &dyn Journal) -> GaveUp {
+    let reason = events
+        .escalation()
+        .unwrap_or_else(|| "the root supervisor stopped".into());
+    error!(actor = ROOT, reason = %reason, event = "gave_up",
+           "restart intensity exceeded; exiting non-zero so the service manager restarts primed \
+            (the journal replays every unfinished job)");
+    events.record(Event::new(EventKind::GaveUp, ROOT).reason(&reason));
+    if let Err(e) = journal.flush() {
+        warn!(reason = %e, "cannot flush the journal on the way out");
+    }
+    GaveUp(reason)
 }
 
 fn open_journal(options: &ServeOptions) -> anyhow::Result<Arc<dyn Journal>> {
     std::fs::create_dir_all(&options.data_dir)
         .with_context(|| format!("cannot create data dir {}", options.data_dir.display()))?;
-    let journal = SledJournal::open(&options.data_dir.join("journal"), options.cache_bytes)?;
+    let journal = SledJournal::open(&options.data_dir.join("journal"), options.journal)?;
     let counts = journal.counts();
     info!(data_dir = %options.data_dir.display(), in_flight = counts.in_flight,
           completed = counts.completed, testers = options.testers, event = "journal_open",

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use serde::{Deserialize, Serialize};
+
 use crate::number::Number;
 
 /// Monotonic, never reused: allocated by the journal in the same atomic batch that records the job.
@@ -48,12 +50,33 @@ pub struct InFlight {
     pub submitted_ms: u64,
 }
 
+/// How a job ended: tested, or given up on because testing it kept crashing its tester.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Verdict {
+    Prime,
+    Composite,
+    /// A poison job: `reason` names how often and how its testers died.
+    Quarantined {
+        reason: String,
+    },
+}
+
+impl Verdict {
+    pub fn tested(prime: bool) -> Verdict {
+        if prime {
+            Verdict::Prime
+        } else {
+            Verdict::Composite
+        }
+    }
+}
+
 /// The recorded answer for a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobResult {
     pub id: JobId,
     pub n: Number,
-    pub prime: bool,
+    pub verdict: Verdict,
     pub attempts: u32,
 }
 

@@ -8,6 +8,8 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod events;
+pub mod faults;
 pub mod job;
 pub mod journal;
 pub mod logging;

@@ -7,7 +7,7 @@ use num_bigint::BigUint;
 
 /// A non-negative integer to test. Values that fit in a machine word stay there, because most
 /// jobs are small and the u64 path is two orders of magnitude faster.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Number {
     Small(u64),
     Big(BigUint),

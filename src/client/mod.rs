@@ -22,6 +22,25 @@ pub enum Exit {
     Failed = 1,
     /// The daemon could not be reached, or the command line was wrong.
     Unreachable = 2,
+    /// The daemon refused some jobs for now (busy, disk full): retry later. (EX_TEMPFAIL)
+    Retry = 75,
+}
+
+impl Exit {
+    /// The exit code of two outcomes together: a failure outranks a refusal to retry.
+    pub fn and(self, other: Exit) -> Exit {
+        let rank = |e: Exit| match e {
+            Exit::Ok => 0,
+            Exit::Retry => 1,
+            Exit::Failed => 2,
+            Exit::Unreachable => 3,
+        };
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
+    }
 }
 
 pub async fn run(command: Command) -> Exit {
@@ -33,6 +52,7 @@ pub async fn run(command: Command) -> Exit {
         Command::Status(opts) => query::status(opts).await,
         Command::Jobs(opts) => query::jobs(opts).await,
         Command::Kill(args) => query::kill(args).await,
+        Command::Events(args) => query::events(args).await,
     };
     outcome.unwrap_or_else(|e| {
         eprintln!("primed: {e}");

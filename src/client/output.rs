@@ -6,8 +6,41 @@ use std::io::{self, Write};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::job::JobId;
+use crate::events::{format_timestamp, Event};
+use crate::job::{JobId, Verdict};
 use crate::protocol::{JobInfo, Report, StatusReport};
+
+/// The JSON shape of an answer: `prime` for a tested job, `error` for a quarantined one.
+#[derive(Serialize)]
+struct ReportJson<'a> {
+    id: JobId,
+    n: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prime: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    attempts: u32,
+}
+
+#[derive(Serialize)]
+struct EventJson<'a> {
+    at: String,
+    at_ms: u64,
+    event: &'static str,
+    actor: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    supervisor: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    job: Option<JobId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempt: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delay_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+}
 
 pub struct Printer<W: Write> {
     out: W,
@@ -29,19 +62,48 @@ impl<W: Write> Printer<W> {
         writeln!(self.out)
     }
 
-    pub fn report(&mut self, report: &Report) -> io::Result<()> {
-        if self.json {
-            return self.line(report);
-        }
-        let verdict = if report.prime { "prime" } else { "composite" };
-        writeln!(self.out, "{} is {verdict}", report.n)
+    fn report_json(&mut self, report: &Report) -> io::Result<()> {
+        let (prime, error) = match &report.verdict {
+            Verdict::Prime => (Some(true), None),
+            Verdict::Composite => (Some(false), None),
+            Verdict::Quarantined { reason } => (None, Some(format!("quarantined: {reason}"))),
+        };
+        self.line(&ReportJson {
+            id: report.id,
+            n: &report.n,
+            prime,
+            error,
+            attempts: report.attempts,
+        })
     }
 
-    pub fn result(&mut self, report: &Report) -> io::Result<()> {
-        if self.json {
-            return self.line(report);
+    fn quarantined(&mut self, report: &Report, reason: &str) -> io::Result<()> {
+        self.out.flush()?;
+        eprintln!(
+            "primed: error: job {}: {} was quarantined: {reason} (attempts: {})",
+            report.id, report.n, report.attempts
+        );
+        Ok(())
+    }
+
+    /// A `check` answer.
+    pub fn report(&mut self, report: &Report) -> io::Result<()> {
+        match &report.verdict {
+            _ if self.json => self.report_json(report),
+            Verdict::Quarantined { reason } => self.quarantined(report, reason),
+            Verdict::Prime => writeln!(self.out, "{} is prime", report.n),
+            Verdict::Composite => writeln!(self.out, "{} is composite", report.n),
         }
-        let verdict = if report.prime { "prime" } else { "composite" };
+    }
+
+    /// A `result` answer.
+    pub fn result(&mut self, report: &Report) -> io::Result<()> {
+        let verdict = match &report.verdict {
+            _ if self.json => return self.report_json(report),
+            Verdict::Quarantined { reason } => return self.quarantined(report, reason),
+            Verdict::Prime => "prime",
+            Verdict::Composite => "composite",
+        };
         writeln!(
             self.out,
             "job {}: {} is {verdict} (attempts: {})",
@@ -109,6 +171,11 @@ impl<W: Write> Printer<W> {
         )?;
         writeln!(
             self.out,
+            "restarts: {} since start, {} in the last minute",
+            status.restarts, status.restarts_last_minute
+        )?;
+        writeln!(
+            self.out,
             "{:<12} {:>8} {:>14} {:>9} {:>10}",
             "tester", "queued", "load", "restarts", "completed"
         )?;
@@ -120,6 +187,44 @@ impl<W: Write> Printer<W> {
             )?;
         }
         Ok(())
+    }
+
+    /// `{"at":"2026-…Z","at_ms":…,"event":"restart","actor":"tester-1",…}`: absent fields omitted.
+    pub fn event(&mut self, event: &Event) -> io::Result<()> {
+        let view = EventJson {
+            at: format_timestamp(event.at_ms),
+            at_ms: event.at_ms,
+            event: event.kind.name(),
+            actor: &event.actor,
+            supervisor: event.supervisor.as_deref(),
+            job: event.job,
+            attempt: event.attempt,
+            delay_ms: event.delay_ms,
+            count: event.count,
+            reason: event.reason.as_deref(),
+        };
+        if self.json {
+            return self.line(&view);
+        }
+        write!(self.out, "{} {:<12} {}", view.at, view.event, view.actor)?;
+        if let Some(supervisor) = view.supervisor {
+            write!(self.out, " supervisor={supervisor}")?;
+        }
+        let numbers = [
+            ("job", view.job),
+            ("attempt", view.attempt.map(u64::from)),
+            ("delay_ms", view.delay_ms),
+            ("count", view.count),
+        ];
+        for (name, value) in numbers {
+            if let Some(value) = value {
+                write!(self.out, " {name}={value}")?;
+            }
+        }
+        if let Some(reason) = view.reason {
+            write!(self.out, " reason={reason:?}")?;
+        }
+        writeln!(self.out)
     }
 
     pub fn killed(&mut self, actor: &str) -> io::Result<()> {
@@ -152,12 +257,23 @@ mod tests {
         let report = Report {
             id: 7,
             n: "97".into(),
-            prime: true,
+            verdict: Verdict::Prime,
             attempts: 1,
         };
         assert_eq!(
             printed(true, |p| p.report(&report)),
             "{\"id\":7,\"n\":\"97\",\"prime\":true,\"attempts\":1}\n"
+        );
+        let poison = Report {
+            verdict: Verdict::Quarantined {
+                reason: "boom".into(),
+            },
+            attempts: 3,
+            ..report
+        };
+        assert_eq!(
+            printed(true, |p| p.result(&poison)),
+            "{\"id\":7,\"n\":\"97\",\"error\":\"quarantined: boom\",\"attempts\":3}\n"
         );
         assert_eq!(
             printed(true, |p| p.pending(7)),
@@ -184,7 +300,7 @@ mod tests {
         let report = Report {
             id: 1,
             n: "91".into(),
-            prime: false,
+            verdict: Verdict::Composite,
             attempts: 1,
         };
         assert_eq!(printed(false, |p| p.report(&report)), "91 is composite\n");

@@ -4,8 +4,8 @@ use std::collections::{HashMap, HashSet};
 
 use super::output::Printer;
 use super::{socket_path, ClientError, Connection, Exit};
-use crate::cli::{ClientOpts, KillArgs, ResultArgs};
-use crate::job::JobId;
+use crate::cli::{ClientOpts, EventsArgs, KillArgs, ResultArgs};
+use crate::job::{now_ms, JobId, Verdict};
 use crate::protocol::{Report, Request, Response};
 
 enum Answer {
@@ -38,7 +38,12 @@ pub async fn results(args: ResultArgs) -> Result<Exit, ClientError> {
         // Print in the order asked, as soon as the head of the list is answered.
         while let Some(answer) = ids.get(next).and_then(|id| answers.remove(id)) {
             match answer {
-                Answer::Done(report) => printer.result(&report)?,
+                Answer::Done(report) => {
+                    if matches!(report.verdict, Verdict::Quarantined { .. }) {
+                        exit = Exit::Failed;
+                    }
+                    printer.result(&report)?
+                }
                 Answer::Pending => printer.pending(ids[next])?,
                 Answer::Unknown(error) => {
                     exit = Exit::Failed;
@@ -74,6 +79,32 @@ pub async fn jobs(opts: ClientOpts) -> Result<Exit, ClientError> {
             Response::Jobs { jobs, more } => {
                 for job in &jobs {
                     printer.job(job)?;
+                }
+                if !more {
+                    printer.flush()?;
+                    return Ok(Exit::Ok);
+                }
+            }
+            other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+}
+
+pub async fn events(args: EventsArgs) -> Result<Exit, ClientError> {
+    let since_ms = match args.since {
+        Some(window) => {
+            now_ms().saturating_sub(u64::try_from(window.as_millis()).unwrap_or(u64::MAX))
+        }
+        None => 0,
+    };
+    let mut conn = Connection::connect(&socket_path(args.opts.socket)).await?;
+    conn.send(&Request::Events { since_ms }).await?;
+    let mut printer = Printer::stdout(args.opts.json);
+    loop {
+        match conn.recv().await? {
+            Response::Events { events, more } => {
+                for event in &events {
+                    printer.event(event)?;
                 }
                 if !more {
                     printer.flush()?;

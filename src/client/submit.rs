@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, Semaphore};
 use super::output::Printer;
 use super::{socket_path, ClientError, Connection, Exit};
 use crate::cli::InputArgs;
-use crate::job::JobId;
+use crate::job::{JobId, Verdict};
 use crate::protocol::{self, Accepted, Report, Request, Response};
 
 /// Numbers sent per Submit frame.
@@ -26,9 +26,11 @@ const WINDOW: usize = 16 * BATCH;
 const INPUT_PAUSE: Duration = Duration::from_millis(5);
 
 enum Slot {
+    /// Not accepted: invalid input, or (with `retry`) refused for now.
     Invalid {
         input: String,
         error: String,
+        retry: bool,
     },
     /// Accepted, answer not yet in (`check`).
     Waiting,
@@ -59,7 +61,16 @@ impl Ordered {
                         .insert(id, self.base + self.slots.len() as u64);
                     Slot::Waiting
                 }
-                Accepted::Invalid { input, error } => Slot::Invalid { input, error },
+                Accepted::Invalid { input, error } => Slot::Invalid {
+                    input,
+                    error,
+                    retry: false,
+                },
+                Accepted::Refused { input, error } => Slot::Invalid {
+                    input,
+                    error,
+                    retry: true,
+                },
             };
             self.slots.push_back(slot);
         }
@@ -133,11 +144,20 @@ pub async fn run(args: InputArgs, wait: bool) -> Result<Exit, ClientError> {
         while let Some(slot) = ordered.pop_ready() {
             window.add_permits(1);
             match slot {
-                Slot::Invalid { input, error } => {
-                    exit = Exit::Failed;
+                Slot::Invalid {
+                    input,
+                    error,
+                    retry,
+                } => {
+                    exit = exit.and(if retry { Exit::Retry } else { Exit::Failed });
                     printer.invalid(&input, &error)?;
                 }
-                Slot::Done(report) => printer.report(&report)?,
+                Slot::Done(report) => {
+                    if matches!(report.verdict, Verdict::Quarantined { .. }) {
+                        exit = exit.and(Exit::Failed);
+                    }
+                    printer.report(&report)?
+                }
                 Slot::Submitted { id, n } => printer.submitted(id, &n)?,
                 Slot::Waiting => {}
             }

@@ -11,9 +11,10 @@ mod sled_journal;
 use std::path::PathBuf;
 
 pub use group_commit::{GroupCommit, Ticket};
-pub use sled_journal::SledJournal;
+pub use sled_journal::{JournalOptions, SledJournal};
 
-use crate::job::{InFlight, Job, JobId, JobResult, TesterId};
+use crate::events::Event;
+use crate::job::{InFlight, Job, JobId, JobResult, TesterId, Verdict};
 use crate::number::Number;
 
 pub use crate::BoxFuture;
@@ -86,9 +87,13 @@ pub trait Journal: Send + Sync + 'static {
         &self,
         id: JobId,
         tester: TesterId,
-        prime: bool,
+        verdict: Verdict,
         attempts: u32,
     ) -> Result<(Completion, Ticket), JournalError>;
+
+    /// Counts a crash of a tester while it was testing `id`; returns the job's count so far.
+    /// Durable only with a later flush, like `start`.
+    fn record_fault(&self, id: JobId) -> Result<u32, JournalError>;
 
     /// The jobs assigned to one tester, in id order: what a restarted tester replays.
     fn assigned_to(&self, tester: TesterId) -> Result<Vec<Job>, JournalError>;
@@ -102,6 +107,13 @@ pub trait Journal: Send + Sync + 'static {
 
     /// Resolves once everything written up to `ticket` is on disk.
     fn durable(&self, ticket: Ticket) -> BoxFuture<Result<(), JournalError>>;
+
+    /// Stores an event of the persistent event log, dropping the oldest beyond its bound.
+    /// Durable with the next flush.
+    fn record_event(&self, event: &Event) -> Result<(), JournalError>;
+
+    /// Stored events at or after `since_ms`, oldest first.
+    fn events(&self, since_ms: u64) -> Result<Vec<Event>, JournalError>;
 
     /// Makes everything written so far durable, blocking: for shutdown.
     fn flush(&self) -> Result<(), JournalError>;

@@ -31,7 +31,8 @@ use serde::{Deserialize, Serialize};
 use super::{
     BoxFuture, Completion, Counts, GroupCommit, InFlightIter, Journal, JournalError, Lookup, Ticket,
 };
-use crate::job::{now_ms, InFlight, Job, JobId, JobResult, TesterId};
+use crate::events::Event;
+use crate::job::{now_ms, InFlight, Job, JobId, JobResult, TesterId, Verdict};
 use crate::number::Number;
 
 const JOB: u8 = b'J';
@@ -45,30 +46,46 @@ const FLUSH_PACE: Duration = Duration::from_millis(1);
 struct JobRecord {
     n: Vec<u8>,
     submitted_ms: u64,
+    /// Crashes of a tester while it was testing this job (see poison-job quarantine).
+    faults: u32,
     outcome: Option<Outcome>,
 }
 
-#[derive(Clone, Copy, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct Outcome {
-    prime: bool,
+    verdict: Verdict,
     attempts: u32,
     completed_ms: u64,
 }
 
 impl JobRecord {
     fn result(&self, id: JobId) -> Option<JobResult> {
-        self.outcome.map(|o| JobResult {
+        self.outcome.as_ref().map(|o| JobResult {
             id,
             n: Number::from_bytes(&self.n),
-            prime: o.prime,
+            verdict: o.verdict.clone(),
             attempts: o.attempts,
         })
     }
 }
 
+/// Sizes chosen by the operator.
+#[derive(Debug, Clone, Copy)]
+pub struct JournalOptions {
+    /// sled's page cache: its 1 GiB default is far more than the in-flight set needs.
+    pub cache_bytes: u64,
+    /// Events kept in the event log; older ones are dropped.
+    pub max_events: u64,
+}
+
 pub struct SledJournal {
     db: sled::Db,
     tree: sled::Tree,
+    /// The event log: `at_ms` and a sequence number, both big-endian, to an encoded event.
+    events: sled::Tree,
+    event_seq: AtomicU64,
+    event_count: AtomicU64,
+    max_events: u64,
     commits: GroupCommit,
     /// Held while allocating ids, so ids are written in order.
     next_id: Mutex<JobId>,
@@ -174,17 +191,22 @@ fn open_error(path: &Path, err: sled::Error) -> JournalError {
 }
 
 impl SledJournal {
-    /// Opens (or creates) the journal in `dir`. sled's page cache is capped at `cache_bytes`:
-    /// its 1 GiB default is far more than the in-flight set needs.
-    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, JournalError> {
+    /// Opens (or creates) the journal in `dir`.
+    pub fn open(dir: &Path, options: JournalOptions) -> Result<Self, JournalError> {
         // We flush ourselves through group commit; sled's timer would only add fsyncs.
         let db = sled::Config::new()
             .path(dir)
-            .cache_capacity(cache_bytes)
+            .cache_capacity(options.cache_bytes)
             .flush_every_ms(None)
             .open()
             .map_err(|e| open_error(dir, e))?;
         let tree = db.open_tree("journal").map_err(|e| open_error(dir, e))?;
+        let events = db.open_tree("events").map_err(|e| open_error(dir, e))?;
+        let event_seq = match events.last().map_err(storage("read event log"))? {
+            Some((key, _)) if key.len() == 16 => be_u64(&key, &key[8..])? + 1,
+            _ => 0,
+        };
+        let event_count = events.len() as u64;
         let flushed = db.clone();
         let commits = GroupCommit::start(
             Box::new(move || flushed.flush().map(drop).map_err(|e| e.to_string())),
@@ -198,6 +220,10 @@ impl SledJournal {
         let journal = Self {
             db,
             tree,
+            events,
+            event_seq: AtomicU64::new(event_seq),
+            event_count: AtomicU64::new(event_count),
+            max_events: options.max_events,
             commits,
             next_id: Mutex::new(next_id),
             completing: Mutex::new(()),
@@ -237,6 +263,20 @@ impl SledJournal {
     }
 }
 
+impl SledJournal {
+    fn drop_oldest_event(&self) -> Result<(), JournalError> {
+        if self
+            .events
+            .pop_min()
+            .map_err(storage("trim event log"))?
+            .is_some()
+        {
+            self.event_count.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
 fn read_counter(tree: &sled::Tree, key: &[u8]) -> Result<u64, JournalError> {
     match tree.get(key).map_err(storage("read counter"))? {
         Some(bytes) => be_u64(key, &bytes),
@@ -259,6 +299,7 @@ impl Journal for SledJournal {
             let record = JobRecord {
                 n: n.to_bytes(),
                 submitted_ms,
+                faults: 0,
                 outcome: None,
             };
             batch.insert(&job_key(id), encode(&record)?);
@@ -303,7 +344,7 @@ impl Journal for SledJournal {
         &self,
         id: JobId,
         tester: TesterId,
-        prime: bool,
+        verdict: Verdict,
         attempts: u32,
     ) -> Result<(Completion, Ticket), JournalError> {
         let _completing = lock(&self.completing);
@@ -317,7 +358,7 @@ impl Journal for SledJournal {
             Some(existing) => Completion::AlreadyRecorded(existing),
             None => {
                 record.outcome = Some(Outcome {
-                    prime,
+                    verdict,
                     attempts,
                     completed_ms: now_ms(),
                 });
@@ -340,6 +381,23 @@ impl Journal for SledJournal {
             }
         }
         Ok((completion, ticket))
+    }
+
+    fn record_fault(&self, id: JobId) -> Result<u32, JournalError> {
+        let _completing = lock(&self.completing);
+        let Some(mut record) = self.read_job(id)? else {
+            return Err(corrupt(
+                &job_key(id),
+                "a fault in a job that was never recorded",
+            ));
+        };
+        record.faults = record.faults.saturating_add(1);
+        self.tree
+            .insert(job_key(id), encode(&record)?)
+            .map_err(storage("record fault"))?;
+        // Not awaited: a crash that forgets a fault only grants the job one more attempt.
+        self.commits.record();
+        Ok(record.faults)
     }
 
     fn assigned_to(&self, tester: TesterId) -> Result<Vec<Job>, JournalError> {
@@ -416,6 +474,33 @@ impl Journal for SledJournal {
         self.commits.wait(ticket)
     }
 
+    fn record_event(&self, event: &Event) -> Result<(), JournalError> {
+        let seq = self.event_seq.fetch_add(1, Ordering::Relaxed);
+        let mut key = [0; 16];
+        key[..8].copy_from_slice(&event.at_ms.to_be_bytes());
+        key[8..].copy_from_slice(&seq.to_be_bytes());
+        let previous = self
+            .events
+            .insert(key, encode(event)?)
+            .map_err(storage("record event"))?;
+        if previous.is_none() && self.event_count.fetch_add(1, Ordering::Relaxed) >= self.max_events
+        {
+            self.drop_oldest_event()?;
+        }
+        self.commits.record();
+        Ok(())
+    }
+
+    fn events(&self, since_ms: u64) -> Result<Vec<Event>, JournalError> {
+        self.events
+            .range(since_ms.to_be_bytes()..)
+            .map(|entry| {
+                let (key, value) = entry.map_err(storage("read event log"))?;
+                decode(&key, &value)
+            })
+            .collect()
+    }
+
     fn flush(&self) -> Result<(), JournalError> {
         self.db
             .flush()
@@ -428,8 +513,13 @@ impl Journal for SledJournal {
 mod tests {
     use super::*;
 
+    const OPTIONS: JournalOptions = JournalOptions {
+        cache_bytes: 8 << 20,
+        max_events: 3,
+    };
+
     fn open(dir: &Path) -> SledJournal {
-        SledJournal::open(dir, 8 << 20).unwrap()
+        SledJournal::open(dir, OPTIONS).unwrap()
     }
 
     fn numbers(values: &[u64]) -> Vec<Number> {
@@ -491,10 +581,16 @@ mod tests {
         let id = jobs[0].id;
         journal.assign(id, None, TesterId(1), 0).unwrap();
         assert_eq!(journal.lookup(id).unwrap(), Lookup::Pending);
-        let (first, ticket) = journal.complete(id, TesterId(1), true, 1).unwrap();
+        let (first, ticket) = journal
+            .complete(id, TesterId(1), Verdict::Prime, 1)
+            .unwrap();
         journal.durable(ticket).await.unwrap();
-        assert!(matches!(first, Completion::Recorded(ref r) if r.prime && r.attempts == 1));
-        let (second, _) = journal.complete(id, TesterId(1), true, 2).unwrap();
+        assert!(
+            matches!(first, Completion::Recorded(ref r) if r.verdict == Verdict::Prime && r.attempts == 1)
+        );
+        let (second, _) = journal
+            .complete(id, TesterId(1), Verdict::Prime, 2)
+            .unwrap();
         assert!(matches!(second, Completion::AlreadyRecorded(ref r) if r.attempts == 1));
         assert_eq!(
             journal.counts(),
@@ -527,7 +623,9 @@ mod tests {
         let journal = open(dir.path());
         let (jobs, _) = journal.accept(numbers(&[5])).unwrap();
         journal.assign(jobs[0].id, None, TesterId(1), 0).unwrap();
-        journal.complete(jobs[0].id, TesterId(1), true, 1).unwrap();
+        journal
+            .complete(jobs[0].id, TesterId(1), Verdict::Prime, 1)
+            .unwrap();
         // A late duplicate dispatch re-assigns a finished job; a crash mid-completion leaves
         // its in-flight marker behind.
         journal.assign(jobs[0].id, None, TesterId(2), 0).unwrap();
@@ -548,12 +646,56 @@ mod tests {
     fn a_second_open_of_the_same_dir_is_refused_as_locked() {
         let dir = tempfile::tempdir().unwrap();
         let _first = open(dir.path());
-        let second = SledJournal::open(dir.path(), 8 << 20);
+        let second = SledJournal::open(dir.path(), OPTIONS);
         assert!(
             matches!(second, Err(JournalError::Locked { .. })),
             "{:?}",
             second.err()
         );
+    }
+
+    #[tokio::test]
+    async fn faults_accumulate_per_job_and_a_quarantine_is_a_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = open(dir.path());
+        let (jobs, _) = journal.accept(numbers(&[91, 92])).unwrap();
+        assert_eq!(journal.record_fault(jobs[0].id).unwrap(), 1);
+        assert_eq!(journal.record_fault(jobs[0].id).unwrap(), 2);
+        assert_eq!(journal.record_fault(jobs[1].id).unwrap(), 1);
+        let verdict = Verdict::Quarantined {
+            reason: "boom".into(),
+        };
+        let (done, _) = journal
+            .complete(jobs[0].id, TesterId(1), verdict.clone(), 2)
+            .unwrap();
+        assert!(matches!(done, Completion::Recorded(ref r) if r.verdict == verdict));
+        assert_eq!(journal.in_flight().count(), 1);
+        assert!(journal.record_fault(999).is_err());
+    }
+
+    #[test]
+    fn the_event_log_keeps_the_newest_events_across_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let journal = open(dir.path());
+            for at_ms in 1..=5 {
+                let mut event = Event::new(crate::events::EventKind::Crash, "tester-1");
+                event.at_ms = at_ms * 1000;
+                journal.record_event(&event).unwrap();
+            }
+            journal.flush().unwrap();
+        }
+        let journal = open(dir.path());
+        let times = |since| -> Vec<u64> {
+            let events = journal.events(since).unwrap();
+            events.iter().map(|e| e.at_ms).collect()
+        };
+        assert_eq!(times(0), vec![3000, 4000, 5000]);
+        assert_eq!(times(4000), vec![4000, 5000]);
+        let mut event = Event::new(crate::events::EventKind::Restart, "tester-1");
+        event.at_ms = 6000;
+        journal.record_event(&event).unwrap();
+        assert_eq!(times(0), vec![4000, 5000, 6000]);
     }
 
     #[test]

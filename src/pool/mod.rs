@@ -1,16 +1,20 @@
 //! The prime-tester pool: the balancer that spreads jobs by estimated load, the testers that
 //! run them, and the pure load bookkeeping the balancer delegates to.
 
+mod activity;
 mod balancer;
 mod load;
 mod tester;
 
 use std::sync::Arc;
 
+pub use activity::Activity;
 pub use balancer::{Balancer, BalancerMsg, BalancerSpec, LoadSnapshot, BALANCER};
 pub use load::LoadTable;
 pub use tester::{Tester, TesterMsg, TesterSpec};
 
+use crate::events::Events;
+use crate::faults::Faults;
 use crate::job::{Job, TesterId};
 use crate::journal::Journal;
 use crate::outcomes::Outcomes;
@@ -22,7 +26,12 @@ pub struct PoolContext {
     pub journal: Arc<dyn Journal>,
     pub stats: Arc<Stats>,
     pub outcomes: Arc<Outcomes>,
+    pub events: Arc<Events>,
+    pub activity: Arc<Activity>,
+    pub faults: Arc<Faults>,
     pub testers: u32,
+    /// Crashes of its testers a job may cause before it is quarantined.
+    pub max_attempts: u32,
 }
 
 /// Hands new jobs to the balancer, whichever incarnation is alive. If none is (it is being

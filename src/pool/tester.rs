@@ -2,6 +2,10 @@
 //! says are assigned to it. Small numbers are tested inline (well under a microsecond); big ones
 //! on the blocking pool with a cancel flag, so the actor stays responsive and a kill lands at
 //! once and stops the computation.
+//!
+//! Because one job runs at a time, a crash while job J runs is J's fault (a poison job): the
+//! tester's child spec counts it against J, and quarantines J once it has crashed its testers
+//! `max_attempts` times. A kill from outside is nobody's fault but the killer's.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,14 +13,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::{BalancerMsg, PoolContext, BALANCER};
-use crate::job::{Job, JobId, TesterId};
-use crate::journal::Completion;
+use crate::events::{Event, EventKind};
+use crate::job::{Job, JobId, TesterId, Verdict};
+use crate::journal::{Completion, JournalError};
 use crate::number::Number;
 use crate::primality::{is_prime_big, is_prime_u64, Cancelled};
-use crate::supervision::{spawn_named, ChildSpec};
+use crate::supervision::{spawn_named, Blame, ChildExit, ChildSpec};
 use crate::BoxFuture;
 
 /// How long one message may spend on inline jobs before yielding to the mailbox.
@@ -71,20 +76,32 @@ impl TesterState {
         }
     }
 
-    /// Works through the queue until a big job is running, the queue is empty, or the slice
-    /// is used up (then it asks itself to continue, letting other messages in).
+    /// Works through the queue until a big job is running, the queue is empty, the daemon is
+    /// draining, or the slice is used up (then it asks itself to continue, letting other
+    /// messages in).
     fn work(&mut self, myself: &ActorRef<TesterMsg>) -> Result<(), ActorProcessingErr> {
         let deadline = Instant::now() + INLINE_SLICE;
         while self.running.is_none() {
             let Some(mut job) = self.queue.pop_front() else {
                 return Ok(());
             };
+            if !self.ctx.activity.begin(self.id, job.id, job.attempts + 1) {
+                // Draining for shutdown: the job stays journaled and replays on the next start.
+                self.queue.push_front(job);
+                return Ok(());
+            }
             job.attempts += 1;
-            self.ctx.journal.start(job.id, self.id, job.attempts)?;
+            if let Err(e) = self.ctx.journal.start(job.id, self.id, job.attempts) {
+                // The journal failed, not the job: do not blame it for this crash.
+                self.ctx.activity.end(self.id);
+                return Err(e.into());
+            }
+            self.ctx.faults.before_testing(&job.n);
             match &job.n {
                 Number::Small(n) => {
                     debug!(actor = %self.name, job = job.id, attempt = job.attempts, "testing");
                     let prime = is_prime_u64(*n);
+                    self.ctx.activity.end(self.id);
                     self.finish(job, prime)?;
                 }
                 Number::Big(_) => self.spawn_big(job, myself),
@@ -119,23 +136,14 @@ impl TesterState {
     }
 
     fn finish(&mut self, job: Job, prime: bool) -> Result<(), ActorProcessingErr> {
-        let (completion, ticket) =
-            self.ctx
-                .journal
-                .complete(job.id, self.id, prime, job.attempts)?;
         self.held.remove(&job.id);
-        let result = match completion {
-            Completion::Recorded(result) => {
-                self.ctx.stats.record_completed(&self.name);
-                result
-            }
-            Completion::AlreadyRecorded(result) => result,
-        };
-        self.ctx.outcomes.publish(ticket, result);
-        if let Some(cell) = ractor::registry::where_is(BALANCER) {
-            let _ =
-                ActorRef::<BalancerMsg>::from(cell).send_message(BalancerMsg::Done { id: job.id });
-        }
+        record(
+            &self.ctx,
+            self.id,
+            job.id,
+            Verdict::tested(prime),
+            job.attempts,
+        )?;
         Ok(())
     }
 
@@ -147,6 +155,9 @@ impl TesterState {
         let Some(running) = self.running.take_if(|r| r.job.id == id) else {
             return Ok(());
         };
+        if verdict.is_ok() {
+            self.ctx.activity.end(self.id);
+        }
         match verdict {
             Ok(Ok(prime)) => self.finish(running.job, prime),
             Ok(Err(Cancelled)) => {
@@ -157,9 +168,71 @@ impl TesterState {
     }
 }
 
+/// Records a job's verdict, answers whoever waits for it, and tells the balancer it is done.
+fn record(
+    ctx: &PoolContext,
+    tester: TesterId,
+    id: JobId,
+    verdict: Verdict,
+    attempts: u32,
+) -> Result<(), JournalError> {
+    let (completion, ticket) = ctx.journal.complete(id, tester, verdict, attempts)?;
+    let result = match completion {
+        Completion::Recorded(result) => {
+            ctx.stats.record_completed(&tester.name());
+            result
+        }
+        Completion::AlreadyRecorded(result) => result,
+    };
+    ctx.outcomes.publish(ticket, result);
+    if let Some(cell) = ractor::registry::where_is(BALANCER) {
+        let _ = ActorRef::<BalancerMsg>::from(cell).send_message(BalancerMsg::Done { id });
+    }
+    Ok(())
+}
+
 pub struct TesterSpec {
     pub id: TesterId,
     pub ctx: PoolContext,
+}
+
+impl TesterSpec {
+    /// Counts a crash against the job that was running, and quarantines the job once it has
+    /// used up its attempts. False if the fault could not be recorded (then the tester takes
+    /// the blame: a journal failure is not the job's doing).
+    fn blame(&self, job: JobId, attempt: u32, reason: &str) -> bool {
+        let (ctx, actor) = (&self.ctx, self.id.name());
+        let faults = match ctx.journal.record_fault(job) {
+            Ok(faults) => faults,
+            Err(e) => {
+                warn!(actor = %actor, job, reason = %e, "cannot record a fault of a job");
+                return false;
+            }
+        };
+        warn!(actor = %actor, job, attempt, faults, reason, event = "poison",
+              "the tester crashed while testing this job");
+        ctx.events.record(
+            Event::new(EventKind::Poison, &actor)
+                .job(job, attempt)
+                .reason(reason),
+        );
+        if faults >= ctx.max_attempts {
+            let reason =
+                format!("its tester crashed {faults} times while testing it; last: {reason}");
+            warn!(actor = %actor, job, attempt, reason = %reason, event = "quarantine",
+                  "job quarantined");
+            ctx.events.record(
+                Event::new(EventKind::Quarantine, &actor)
+                    .job(job, attempt)
+                    .reason(&reason),
+            );
+            let verdict = Verdict::Quarantined { reason };
+            if let Err(e) = record(ctx, self.id, job, verdict, attempt) {
+                warn!(actor = %actor, job, reason = %e, "cannot quarantine a job");
+            }
+        }
+        true
+    }
 }
 
 impl ChildSpec for TesterSpec {
@@ -172,7 +245,27 @@ impl ChildSpec for TesterSpec {
             id: self.id,
             ctx: self.ctx.clone(),
         };
-        Box::pin(async move { spawn_named(args.id.name(), Tester, args, supervisor).await })
+        let name = self.id.name();
+        let injected =
+            self.ctx.faults.fails_restart(self.id) && self.ctx.stats.get(&name).starts > 0;
+        Box::pin(async move {
+            if injected {
+                return Err(SpawnErr::StartupFailed(
+                    format!("fault injection: {name} fails every restart").into(),
+                ));
+            }
+            spawn_named(name, Tester, args, supervisor).await
+        })
+    }
+
+    fn exited(&self, exit: ChildExit<'_>) -> Blame {
+        let running = self.ctx.activity.take(self.id);
+        match running {
+            Some((job, attempt)) if exit.failed && self.blame(job, attempt, exit.reason) => {
+                Blame::Input
+            }
+            _ => Blame::Child,
+        }
     }
 }
 
@@ -186,9 +279,13 @@ impl Actor for Tester {
         _myself: ActorRef<Self::Msg>,
         TesterArgs { id, ctx }: TesterArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
+        // A predecessor stopped by its supervisor (not crashed) leaves its slot set.
+        ctx.activity.take(id);
         let replay = ctx.journal.assigned_to(id)?;
         let name = id.name();
         info!(actor = %name, jobs = replay.len(), event = "replay", "replaying unfinished jobs");
+        ctx.events
+            .record(Event::new(EventKind::Replay, &name).count(replay.len() as u64));
         let mut state = TesterState {
             id,
             name,

@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::job::{JobId, JobResult};
+use crate::events::Event;
+use crate::job::{JobId, JobResult, Verdict};
 
 /// Most numbers one Submit frame may carry.
 pub const MAX_BATCH: usize = 4096;
@@ -24,6 +25,10 @@ pub enum Request {
     Jobs,
     Kill {
         actor: String,
+    },
+    /// Stored supervision events at or after `since_ms` (ms since the Unix epoch).
+    Events {
+        since_ms: u64,
     },
 }
 
@@ -50,6 +55,11 @@ pub enum Response {
     Killed {
         actor: String,
     },
+    /// A chunk of the event log, oldest first; `more` is false on the last one.
+    Events {
+        events: Vec<Event>,
+        more: bool,
+    },
     /// The request (or the connection) failed; the message says why.
     Error {
         message: String,
@@ -58,16 +68,29 @@ pub enum Response {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Accepted {
-    Job { id: JobId, n: String },
-    Invalid { input: String, error: String },
+    Job {
+        id: JobId,
+        n: String,
+    },
+    /// The input is not a number primed will test.
+    Invalid {
+        input: String,
+        error: String,
+    },
+    /// Not accepted for now (busy, disk full, journal failure): the same input may be retried.
+    Refused {
+        input: String,
+        error: String,
+    },
 }
 
-/// A job's answer: `{"id":7,"n":"97","prime":true,"attempts":1}`.
+/// A job's answer. Printed as `{"id":7,"n":"97","prime":true,"attempts":1}`, or for a
+/// quarantined job `{"id":7,"n":"97","error":"quarantined: …","attempts":3}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
     pub id: JobId,
     pub n: String,
-    pub prime: bool,
+    pub verdict: Verdict,
     pub attempts: u32,
 }
 
@@ -76,7 +99,7 @@ impl From<&JobResult> for Report {
         Report {
             id: result.id,
             n: result.n.to_string(),
-            prime: result.prime,
+            verdict: result.verdict.clone(),
             attempts: result.attempts,
         }
     }
@@ -88,6 +111,10 @@ pub struct StatusReport {
     pub balancer: BalancerStatus,
     pub in_flight: u64,
     pub completed: u64,
+    /// Restarts of any actor since the daemon started.
+    pub restarts: u64,
+    /// Restarts within the last minute: the restart rate.
+    pub restarts_last_minute: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

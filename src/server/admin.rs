@@ -67,7 +67,10 @@ pub async fn status(ctx: &PoolContext) -> Response {
         })
         .collect();
     let counts = ctx.journal.counts();
+    let (restarts, restarts_last_minute) = ctx.events.restarts();
     Response::Status(StatusReport {
+        restarts,
+        restarts_last_minute,
         testers,
         balancer: BalancerStatus {
             restarts: ctx.stats.get(BALANCER).restarts(),
@@ -106,6 +109,31 @@ pub fn jobs(ctx: &PoolContext, mut send: impl FnMut(Response)) {
         jobs: chunk,
         more: false,
     });
+}
+
+/// Streams the stored events since `since_ms`, in chunks like the in-flight list.
+pub fn events(ctx: &PoolContext, since_ms: u64, mut send: impl FnMut(Response)) {
+    let events = match ctx.journal.events(since_ms) {
+        Ok(events) => events,
+        Err(e) => {
+            return send(Response::Error {
+                message: e.to_string(),
+            })
+        }
+    };
+    let mut chunks = events.chunks(JOBS_CHUNK).peekable();
+    if chunks.peek().is_none() {
+        return send(Response::Events {
+            events: Vec::new(),
+            more: false,
+        });
+    }
+    while let Some(chunk) = chunks.next() {
+        send(Response::Events {
+            events: chunk.to_vec(),
+            more: chunks.peek().is_some(),
+        });
+    }
 }
 
 /// Kills an actor abruptly, as Erlang's `exit(Pid, kill)`, and waits until it is gone.

@@ -10,11 +10,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, Semaphore};
-use tracing::debug;
+use tracing::{debug, warn};
 
+use super::admission::{self, Refusal};
 use super::{admin, Shared};
 use crate::job::{Job, JobId};
-use crate::journal::{JournalError, Lookup, Ticket};
+use crate::journal::{Lookup, Ticket};
 use crate::number::{InputError, Number};
 use crate::outcomes::{Delivery, Waiter};
 use crate::pool::dispatch;
@@ -36,6 +37,11 @@ async fn run(mut stream: UnixStream, shared: Arc<Shared>) -> Result<(), FrameErr
     // Our hello goes back whatever came in, so an old client can report the version mismatch.
     stream.write_all(&protocol::hello()).await?;
     protocol::check_hello(hello)?;
+    if let Err(message) = check_peer(&stream, &shared) {
+        let refusal = Response::Error { message };
+        protocol::write_frame(&mut stream, &refusal, shared.limits.max_frame_bytes).await?;
+        return stream.shutdown().await.map_err(FrameError::from);
+    }
     let (reader, writer) = stream.into_split();
     let permits = Arc::new(Semaphore::new(shared.limits.max_outstanding));
     let (out, deliveries) = mpsc::unbounded_channel();
@@ -59,10 +65,21 @@ async fn run(mut stream: UnixStream, shared: Arc<Shared>) -> Result<(), FrameErr
     read
 }
 
-/// A submission journaled but not yet known to be durable (or refused by the journal: it
-/// still goes through the ack queue, so answers keep the order of the submissions).
+/// Refuses peers the policy does not allow (and any whose credentials cannot be read).
+fn check_peer(stream: &UnixStream, shared: &Shared) -> Result<(), String> {
+    let credentials = stream
+        .peer_cred()
+        .map_err(|e| format!("permission denied: cannot read peer credentials: {e}"))?;
+    shared.peers.check(&credentials).inspect_err(|reason| {
+        warn!(uid = credentials.uid(), pid = credentials.pid(), reason = %reason,
+              event = "peer_refused", "refused a client");
+    })
+}
+
+/// A submission journaled but not yet known to be durable (or refused: it still goes through
+/// the ack queue, so answers keep the order of the submissions).
 struct PendingAck {
-    journaled: Result<Ticket, JournalError>,
+    journaled: Result<Ticket, Refusal>,
     items: Vec<Result<Job, (String, InputError)>>,
     wait: bool,
 }
@@ -114,6 +131,9 @@ impl Connection {
             Request::Kill { actor } => {
                 self.send(admin::kill(&actor, self.shared.ctx.testers).await, 0)
             }
+            Request::Events { since_ms } => {
+                admin::events(&self.shared.ctx, since_ms, |r| self.send(r, 0))
+            }
         }
     }
 
@@ -149,7 +169,9 @@ impl Connection {
         if !self.acquire(valid.len()).await {
             return;
         }
-        let (journaled, mut jobs) = match self.shared.ctx.journal.accept(valid) {
+        let accepted = admission::admit(&self.shared, valid.len() as u64)
+            .and_then(|()| Ok(self.shared.ctx.journal.accept(valid)?));
+        let (journaled, mut jobs) = match accepted {
             Ok((jobs, ticket)) => (Ok(ticket), jobs.into_iter()),
             Err(e) => (Err(e), Vec::new().into_iter()),
         };
@@ -213,14 +235,14 @@ impl Connection {
     }
 }
 
-/// Turns every item into a refusal, keeping each invalid input's own error.
+/// Turns every valid item into a refusal to retry, keeping each invalid input's own error.
 fn refuse(
     items: impl Iterator<Item = Result<String, (String, InputError)>>,
     cause: &impl std::fmt::Display,
 ) -> Vec<Accepted> {
     items
         .map(|item| match item {
-            Ok(n) => Accepted::Invalid {
+            Ok(n) => Accepted::Refused {
                 input: n,
                 error: format!("not accepted: {cause}"),
             },
@@ -251,7 +273,12 @@ async fn ack_loop(
             .collect();
         let count = jobs.len() as u32;
         let durable = match journaled {
-            Ok(ticket) => shared.ctx.journal.durable(ticket).await,
+            Ok(ticket) => shared
+                .ctx
+                .journal
+                .durable(ticket)
+                .await
+                .map_err(Refusal::from),
             Err(e) => Err(e),
         };
         if let Err(e) = durable {

@@ -2,7 +2,9 @@
 //! accepting connections until shutdown, and the state that connection handlers share.
 
 mod admin;
+mod admission;
 mod connection;
+mod peer;
 
 use std::fs::{self, File, OpenOptions};
 use std::future::Future;
@@ -16,6 +18,8 @@ use tracing::{info, warn};
 
 use crate::pool::PoolContext;
 
+pub use peer::PeerPolicy;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot create socket directory {path}: {source}")]
@@ -28,11 +32,17 @@ pub enum ServerError {
     Stale { path: PathBuf, source: io::Error },
     #[error("cannot listen on {path}: {source}")]
     Bind { path: PathBuf, source: io::Error },
+    #[error("cannot set the owner, group or mode of {path}: {source}")]
+    Permissions { path: PathBuf, source: io::Error },
 }
 
 /// Limits that protect the daemon from its clients.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// Jobs in flight across all clients before submissions are refused as busy.
+    pub max_in_flight: u64,
+    /// Free space the journal's filesystem must keep before submissions are refused.
+    pub min_free_bytes: u64,
     pub max_digits: usize,
     pub max_frame_bytes: usize,
     /// Jobs one connection may have unanswered before the daemon stops reading from it.
@@ -43,6 +53,9 @@ pub struct Limits {
 pub struct Shared {
     pub ctx: PoolContext,
     pub limits: Limits,
+    pub peers: PeerPolicy,
+    /// Where the journal lives: its filesystem's free space is checked before accepting.
+    pub data_dir: PathBuf,
 }
 
 /// A bound socket. Holds the lock file for as long as it lives and removes the socket on drop.
@@ -53,8 +66,8 @@ pub struct Listener {
 }
 
 /// Takes `<socket>.lock` first, so that the stale socket we remove is never a live daemon's;
-/// then binds, and sets the mode explicitly rather than trusting the umask.
-pub fn bind(path: &Path) -> Result<Listener, ServerError> {
+/// then binds, and sets group and mode explicitly rather than trusting the umask.
+pub fn bind(path: &Path, peers: &PeerPolicy) -> Result<Listener, ServerError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).map_err(|source| ServerError::Dir {
             path: dir.to_path_buf(),
@@ -78,7 +91,15 @@ pub fn bind(path: &Path) -> Result<Listener, ServerError> {
         source,
     };
     let listener = UnixListener::bind(path).map_err(bind_error)?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(bind_error)?;
+    let permissions_error = |source| ServerError::Permissions {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(gid) = peers.gid() {
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(permissions_error)?;
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(peers.mode()))
+        .map_err(permissions_error)?;
     Ok(Listener {
         listener,
         path: path.to_path_buf(),
@@ -153,10 +174,14 @@ mod tests {
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
         assert!(path.exists(), "a dead listener leaves its socket file");
-        let live = bind(&path).unwrap();
+        let peers = PeerPolicy::new(None).unwrap();
+        let live = bind(&path, &peers).unwrap();
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        assert!(matches!(bind(&path), Err(ServerError::InUse { .. })));
+        assert!(matches!(
+            bind(&path, &peers),
+            Err(ServerError::InUse { .. })
+        ));
         assert!(path.exists(), "the live socket was not removed");
         drop(live);
         assert!(!path.exists());

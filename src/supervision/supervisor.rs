@@ -1,24 +1,52 @@
 //! The generic supervisor actor. It starts its children in order, and when one exits it applies
-//! its [`Strategy`] within its restart [`Intensity`]; past the intensity it stops its children
-//! and fails, so that its own supervisor sees the failure (escalation, as in OTP).
+//! its [`Strategy`] within its restart [`Intensity`], after a [`Backoff`] delay for a child that
+//! keeps exiting; past the intensity it stops its children and fails, so that its own
+//! supervisor sees the failure (escalation, as in OTP).
+//!
+//! A child may blame its exit on its input (a poison job): such a restart is immediate and does
+//! not count towards the intensity, so a burst of bad input cannot take the tree down, while a
+//! child that cannot run at all still escalates.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
-use super::{Intensity, RestartLog, Strategy};
+use super::{Backoff, BackoffPolicy, Intensity, RestartLog, Strategy};
+use crate::events::{Event, EventKind, Events};
 use crate::stats::Stats;
 use crate::BoxFuture;
 
 /// How long a supervisor waits for a child to stop before moving on.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How a child ended, as its supervisor saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct ChildExit<'a> {
+    pub reason: &'a str,
+    /// It panicked or returned an error (rather than being stopped or killed).
+    pub failed: bool,
+}
+
+/// Who is to blame for a child's exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// The child itself: the restart counts towards the intensity and backs off.
+    Child,
+    /// The input it was working on: restarted at once, not counted.
+    Input,
+}
+
 /// How to start one child. Specs are cloned into every restart, so they hold only shared handles.
 pub trait ChildSpec: Send + Sync + 'static {
     fn name(&self) -> String;
     fn start(&self, supervisor: ActorCell) -> BoxFuture<Result<ActorCell, SpawnErr>>;
+
+    /// Called when the child has exited, before any restart; says who is to blame.
+    fn exited(&self, _exit: ChildExit<'_>) -> Blame {
+        Blame::Child
+    }
 }
 
 /// Spawns a named child linked to `supervisor`. A killed predecessor may still hold the name
@@ -41,8 +69,10 @@ pub struct SupervisorSpec {
     pub name: String,
     pub strategy: Strategy,
     pub intensity: Intensity,
+    pub backoff: BackoffPolicy,
     pub children: Vec<Arc<dyn ChildSpec>>,
     pub stats: Arc<Stats>,
+    pub events: Arc<Events>,
 }
 
 impl ChildSpec for SupervisorSpec {
@@ -59,13 +89,16 @@ impl ChildSpec for SupervisorSpec {
 pub struct Supervisor;
 
 pub enum SupervisorMsg {
-    /// Try again to start child `i` (and, under rest_for_one, those after it).
+    /// Start the children that child `i`'s restart covers (sent after a backoff delay).
     Restart(usize),
+    /// Child `i` failed to start; `reason` says why.
+    StartFailed(usize, String),
 }
 
 pub struct SupervisorState {
     spec: SupervisorSpec,
     log: RestartLog,
+    backoff: Vec<Backoff>,
     cells: Vec<Option<ActorCell>>,
 }
 
@@ -80,18 +113,46 @@ impl SupervisorState {
         self.spec.children[i].name()
     }
 
+    fn event(&self, kind: EventKind, i: usize) -> Event {
+        Event::new(kind, self.child_name(i)).supervisor(&self.spec.name)
+    }
+
     async fn start_child(&mut self, i: usize, myself: ActorCell) -> Result<(), SpawnErr> {
         let name = self.child_name(i);
         let cell = self.spec.children[i].start(myself).await?;
+        self.backoff[i].started(Instant::now());
         let restarts = self.spec.stats.record_start(&name);
         let supervisor = self.spec.name.as_str();
         if restarts == 0 {
             info!(supervisor, actor = %name, event = "start", "child started");
         } else {
             info!(supervisor, actor = %name, restarts, event = "restart", "child restarted");
+            self.spec
+                .events
+                .record(self.event(EventKind::Restart, i).count(restarts));
         }
         self.cells[i] = Some(cell);
         Ok(())
+    }
+
+    /// Starts the not-running children of `range` in order; a failure is handled as an exit.
+    async fn start_children(&mut self, range: std::ops::Range<usize>, myself: ActorCell) {
+        for i in range {
+            if self.cells[i].is_some() {
+                continue;
+            }
+            if let Err(e) = self.start_child(i, myself.clone()).await {
+                let reason = e.to_string();
+                warn!(supervisor = %self.spec.name, actor = %self.child_name(i), reason = %reason,
+                      event = "start_failed", "child failed to start");
+                self.spec
+                    .events
+                    .record(self.event(EventKind::StartFailed, i).reason(&reason));
+                let retry = SupervisorMsg::StartFailed(i, reason);
+                let _ = ActorRef::<SupervisorMsg>::from(myself).send_message(retry);
+                return;
+            }
+        }
     }
 
     /// Stops children `range`, last started first, as OTP does.
@@ -103,42 +164,60 @@ impl SupervisorState {
         }
     }
 
-    async fn restart(
+    /// Child `i` is gone: restart what the strategy says, now or after its backoff delay, or
+    /// give up if the intensity is exceeded.
+    async fn child_down(
         &mut self,
-        exited: usize,
+        i: usize,
+        reason: &str,
+        blame: Blame,
         myself: ActorCell,
     ) -> Result<(), ActorProcessingErr> {
-        if !self.log.record(Instant::now()) {
-            return Err(self.give_up(exited).await);
-        }
-        let affected = self.spec.strategy.affected(exited, self.cells.len());
+        let now = Instant::now();
+        let delay = match blame {
+            Blame::Input => Duration::ZERO,
+            Blame::Child if !self.log.record(now) => return Err(self.give_up(i, reason).await),
+            Blame::Child => self.backoff[i].next_delay(&self.spec.backoff, now),
+        };
+        let affected = self.spec.strategy.affected(i, self.cells.len());
         self.stop_children(affected.clone()).await;
-        for i in affected {
-            if let Err(e) = self.start_child(i, myself.clone()).await {
-                warn!(supervisor = %self.spec.name, actor = %self.child_name(i), reason = %e,
-                      event = "start_failed", "child failed to start");
-                ActorRef::<SupervisorMsg>::from(myself).send_message(SupervisorMsg::Restart(i))?;
-                break;
-            }
+        if delay.is_zero() {
+            self.start_children(affected, myself).await;
+            return Ok(());
         }
+        let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        info!(supervisor = %self.spec.name, actor = %self.child_name(i), delay_ms,
+              event = "backoff", "restart delayed");
+        self.spec
+            .events
+            .record(self.event(EventKind::Backoff, i).delay(delay));
+        ActorRef::<SupervisorMsg>::from(myself)
+            .send_after(delay, move || SupervisorMsg::Restart(i));
         Ok(())
     }
 
-    async fn give_up(&mut self, exited: usize) -> ActorProcessingErr {
+    async fn give_up(&mut self, exited: usize, reason: &str) -> ActorProcessingErr {
         let Intensity {
             max_restarts,
             period,
         } = self.log.intensity();
         let actor = self.child_name(exited);
-        error!(supervisor = %self.spec.name, actor = %actor, max_restarts,
-               period_secs = period.as_secs_f64(), event = "escalate",
-               "restart intensity exceeded; stopping children and escalating");
+        let message = format!(
+            "{}: more than {max_restarts} restarts within {}s; last: {actor}: {reason}",
+            self.spec.name,
+            period.as_secs_f64()
+        );
+        warn!(supervisor = %self.spec.name, actor = %actor, reason = %reason, max_restarts,
+              period_secs = period.as_secs_f64(), event = "escalate",
+              "restart intensity exceeded; stopping children and escalating");
+        self.spec.events.record(
+            Event::new(EventKind::Escalate, &self.spec.name)
+                .reason(&message)
+                .count(u64::from(max_restarts)),
+        );
+        self.spec.events.set_escalation(&message);
         self.stop_children(0..self.cells.len()).await;
-        format!(
-            "supervisor {}: more than {max_restarts} restarts within {period:?} (last: {actor})",
-            self.spec.name
-        )
-        .into()
+        message.into()
     }
 }
 
@@ -154,6 +233,7 @@ impl Actor for Supervisor {
     ) -> Result<Self::State, ActorProcessingErr> {
         let mut state = SupervisorState {
             log: RestartLog::new(spec.intensity),
+            backoff: vec![Backoff::default(); spec.children.len()],
             cells: vec![None; spec.children.len()],
             spec,
         };
@@ -184,10 +264,16 @@ impl Actor for Supervisor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            SupervisorMsg::Restart(i) if state.cells.get(i).is_some_and(Option::is_none) => {
-                state.restart(i, myself.get_cell()).await
+            SupervisorMsg::Restart(i) => {
+                let affected = state.spec.strategy.affected(i, state.cells.len());
+                state.start_children(affected, myself.get_cell()).await;
+                Ok(())
             }
-            SupervisorMsg::Restart(_) => Ok(()),
+            SupervisorMsg::StartFailed(i, reason) => {
+                state
+                    .child_down(i, &reason, Blame::Child, myself.get_cell())
+                    .await
+            }
         }
     }
 
@@ -197,11 +283,11 @@ impl Actor for Supervisor {
         event: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let (who, reason) = match event {
+        let (who, reason, failed) = match event {
             SupervisionEvent::ActorTerminated(who, _, reason) => {
-                (who, reason.unwrap_or_else(|| "normal".into()))
+                (who, reason.unwrap_or_else(|| "normal".into()), false)
             }
-            SupervisionEvent::ActorFailed(who, err) => (who, err.to_string()),
+            SupervisionEvent::ActorFailed(who, err) => (who, err.to_string(), true),
             _ => return Ok(()),
         };
         // Children we stopped ourselves were already forgotten: their exit is no news.
@@ -209,9 +295,23 @@ impl Actor for Supervisor {
             return Ok(());
         };
         state.cells[i] = None;
+        let exit = ChildExit {
+            reason: &reason,
+            failed,
+        };
+        let blame = state.spec.children[i].exited(exit);
+        let blame_name = match blame {
+            Blame::Child => "child",
+            Blame::Input => "input",
+        };
         warn!(supervisor = %state.spec.name, actor = %state.child_name(i), reason = %reason,
-              strategy = state.spec.strategy.name(), event = "crash", "child exited");
-        state.restart(i, myself.get_cell()).await
+              strategy = state.spec.strategy.name(), blame = blame_name, event = "crash",
+              "child exited");
+        state
+            .spec
+            .events
+            .record(state.event(EventKind::Crash, i).reason(&reason));
+        state.child_down(i, &reason, blame, myself.get_cell()).await
     }
 }
 
@@ -299,8 +399,10 @@ mod tests {
                     max_restarts,
                     period: Duration::from_secs(60),
                 },
+                backoff: BackoffPolicy::NONE,
                 children,
                 stats: Arc::new(Stats::default()),
+                events: Events::new(None),
             };
             let (supervisor, _) = Actor::spawn(None, Supervisor, spec).await.unwrap();
             let mut tree = Tree {
@@ -400,7 +502,9 @@ mod tests {
                 failures: Arc::new(AtomicU32::new(1)),
                 started: tx,
             })],
+            backoff: BackoffPolicy::NONE,
             stats: Arc::new(Stats::default()),
+            events: Events::new(None),
         };
         let Err(err) = Actor::spawn(None, Supervisor, spec).await else {
             panic!("the supervisor started without its child");

@@ -1,0 +1,140 @@
+//! What each tester is running right now, kept outside the tester so that it outlives a crash:
+//! the tester's child spec blames a crash on the job that was running (poison jobs), and
+//! shutdown waits for running jobs to finish and lets no new one start (drain).
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use tokio::sync::Notify;
+
+use crate::job::{JobId, TesterId};
+
+/// Job ids start at 1, so 0 marks an idle slot.
+const IDLE: JobId = 0;
+
+#[derive(Default)]
+struct Slot {
+    job: AtomicU64,
+    attempt: AtomicU32,
+}
+
+pub struct Activity {
+    slots: Vec<Slot>,
+    draining: AtomicBool,
+    idle: Notify,
+}
+
+impl Activity {
+    pub fn new(testers: u32) -> Activity {
+        Activity {
+            slots: (0..testers).map(|_| Slot::default()).collect(),
+            draining: AtomicBool::new(false),
+            idle: Notify::new(),
+        }
+    }
+
+    fn slot(&self, tester: TesterId) -> Option<&Slot> {
+        self.slots.get((tester.0 as usize).checked_sub(1)?)
+    }
+
+    /// Marks `tester` as running attempt `attempt` of `job`; false while draining, when no
+    /// job may start (it stays in the journal and replays on the next start).
+    pub fn begin(&self, tester: TesterId, job: JobId, attempt: u32) -> bool {
+        let Some(slot) = self.slot(tester) else {
+            return true;
+        };
+        slot.attempt.store(attempt, Ordering::SeqCst);
+        slot.job.store(job, Ordering::SeqCst);
+        // Set before checking: either drain sees this job running, or this sees the drain.
+        if self.draining.load(Ordering::SeqCst) {
+            self.end(tester);
+            return false;
+        }
+        true
+    }
+
+    pub fn end(&self, tester: TesterId) {
+        if let Some(slot) = self.slot(tester) {
+            slot.job.store(IDLE, Ordering::SeqCst);
+            if self.draining.load(Ordering::SeqCst) {
+                self.idle.notify_waiters();
+            }
+        }
+    }
+
+    /// The job `tester` was running, if any, and marks it idle: for the tester's successor.
+    pub fn take(&self, tester: TesterId) -> Option<(JobId, u32)> {
+        let slot = self.slot(tester)?;
+        let job = slot.job.swap(IDLE, Ordering::SeqCst);
+        self.idle.notify_waiters();
+        (job != IDLE).then(|| (job, slot.attempt.load(Ordering::SeqCst)))
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    fn running(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.job.load(Ordering::SeqCst) != IDLE)
+            .count()
+    }
+
+    /// Stops new jobs from starting and resolves once none is running; returns how many were
+    /// running when the drain began.
+    pub async fn drain(&self) -> usize {
+        self.draining.store(true, Ordering::SeqCst);
+        let running = self.running();
+        loop {
+            let idle = self.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.running() == 0 {
+                return running;
+            }
+            idle.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn a_crashed_job_is_found_once() {
+        let activity = Activity::new(2);
+        assert!(activity.begin(TesterId(2), 17, 3));
+        assert_eq!(activity.take(TesterId(2)), Some((17, 3)));
+        assert_eq!(activity.take(TesterId(2)), None);
+        assert!(activity.begin(TesterId(1), 18, 1));
+        activity.end(TesterId(1));
+        assert_eq!(activity.take(TesterId(1)), None);
+    }
+
+    #[tokio::test]
+    async fn drain_waits_for_running_jobs_and_refuses_new_ones() {
+        let activity = Arc::new(Activity::new(2));
+        assert!(activity.begin(TesterId(1), 5, 1));
+        let draining = tokio::spawn({
+            let activity = Arc::clone(&activity);
+            async move { activity.drain().await }
+        });
+        while !activity.is_draining() {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            !activity.begin(TesterId(2), 6, 1),
+            "no new job during a drain"
+        );
+        assert!(!draining.is_finished());
+        activity.end(TesterId(1));
+        let was_running = tokio::time::timeout(Duration::from_secs(5), draining)
+            .await
+            .expect("drain finished")
+            .unwrap();
+        assert_eq!(was_running, 1);
+    }
+}
