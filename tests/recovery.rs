@@ -3,19 +3,7 @@
 
 mod common;
 
-use common::{describe, is_prime_by_trial_division, mersenne, parse_lines, Daemon};
-
-/// Submits a big prime (seconds of work) and returns its id once a tester has started it.
-fn occupy_a_tester(daemon: &Daemon) -> u64 {
-    let long = mersenne(19937);
-    let id = daemon.json(&["submit", &long])[0]["id"]
-        .as_u64()
-        .expect("id");
-    daemon.wait_for("the long job starts", |l| {
-        l["event"] == "job_start" && l["job"] == id
-    });
-    id
-}
+use common::{describe, is_prime_by_trial_division, occupy_a_tester, parse_lines, Daemon};
 
 #[test]
 fn kill_9_with_thousands_in_flight_loses_nothing() {

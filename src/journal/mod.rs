@@ -6,6 +6,7 @@
 //! A job is acknowledged to its client only after its ticket is durable.
 
 mod group_commit;
+mod mark;
 mod sled_journal;
 
 use std::path::PathBuf;
@@ -31,6 +32,12 @@ pub enum JournalError {
         operation: &'static str,
         reason: String,
     },
+    #[error(
+        "the journal at {path} is damaged: {reason}. primed will not start on it, so that \
+         nothing is silently lost: restore the data dir from a backup, or move it aside to \
+         start empty (its unfinished jobs are then lost)"
+    )]
+    Damaged { path: PathBuf, reason: String },
     #[error("journal record {key} is corrupt: {reason}")]
     Corrupt { key: String, reason: String },
     #[error("journal flush failed: {0}")]

@@ -23,11 +23,12 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::mark::Mark;
 use super::{
     BoxFuture, Completion, Counts, GroupCommit, InFlightIter, Journal, JournalError, Lookup, Ticket,
 };
@@ -86,6 +87,7 @@ pub struct SledJournal {
     event_seq: AtomicU64,
     event_count: AtomicU64,
     max_events: u64,
+    mark: Arc<Mark>,
     commits: GroupCommit,
     /// Held while allocating ids, so ids are written in order.
     next_id: Mutex<JobId>,
@@ -178,45 +180,98 @@ fn parse_tester_key(key: &[u8]) -> Result<(TesterId, JobId), JournalError> {
 
 fn open_error(path: &Path, err: sled::Error) -> JournalError {
     let reason = err.to_string();
-    if reason.contains("could not acquire lock") {
-        JournalError::Locked {
-            path: path.to_path_buf(),
+    let path = path.to_path_buf();
+    match err {
+        _ if reason.contains("could not acquire lock") => JournalError::Locked { path },
+        sled::Error::Corruption { .. } | sled::Error::Unsupported(_) => {
+            JournalError::Damaged { path, reason }
         }
-    } else {
-        JournalError::Open {
-            path: path.to_path_buf(),
-            reason,
+        _ => JournalError::Open { path, reason },
+    }
+}
+
+/// Opens sled, turning a panic in its recovery (it asserts on some damage) into an error.
+fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db, JournalError> {
+    // We flush ourselves through group commit; sled's timer would only add fsyncs.
+    let config = sled::Config::new()
+        .path(dir)
+        .cache_capacity(cache_bytes)
+        .flush_every_ms(None);
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open())) {
+        Ok(opened) => opened.map_err(|e| open_error(dir, e)),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(JournalError::Damaged {
+                path: dir.to_path_buf(),
+                reason: format!("sled failed while recovering it ({message})"),
+            })
         }
     }
+}
+
+/// Refuses a journal that knows fewer job ids than its mark says were flushed.
+fn check_complete(dir: &Path, mark: &Mark, next_id: u64) -> Result<(), JournalError> {
+    let damaged = |reason| JournalError::Damaged {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    match mark.read() {
+        Ok(Some(marked)) if next_id < marked => Err(damaged(format!(
+            "it recovered job ids below {next_id} only, but ids below {marked} had been \
+             flushed (see {})",
+            mark.path().display()
+        ))),
+        Ok(_) => Ok(()),
+        Err(e) => Err(damaged(format!(
+            "its mark {} is unreadable: {e}",
+            mark.path().display()
+        ))),
+    }
+}
+
+fn count_events(events: &sled::Tree) -> Result<u64, JournalError> {
+    let mut count = 0;
+    for entry in events.iter().keys() {
+        entry.map_err(storage("count events"))?;
+        count += 1;
+    }
+    Ok(count)
 }
 
 impl SledJournal {
     /// Opens (or creates) the journal in `dir`.
     pub fn open(dir: &Path, options: JournalOptions) -> Result<Self, JournalError> {
-        // We flush ourselves through group commit; sled's timer would only add fsyncs.
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(options.cache_bytes)
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| open_error(dir, e))?;
+        let db = open_db(dir, options.cache_bytes)?;
         let tree = db.open_tree("journal").map_err(|e| open_error(dir, e))?;
         let events = db.open_tree("events").map_err(|e| open_error(dir, e))?;
         let event_seq = match events.last().map_err(storage("read event log"))? {
             Some((key, _)) if key.len() == 16 => be_u64(&key, &key[8..])? + 1,
             _ => 0,
         };
-        let event_count = events.len() as u64;
-        let flushed = db.clone();
+        let event_count = count_events(&events)?;
+        // A journal without its `M` key has never accepted a job: ids start at 1.
+        let next_id = read_counter(&tree, NEXT_ID_KEY)?.max(1);
+        let mark = Arc::new(Mark::new(dir, next_id));
+        check_complete(dir, &mark, next_id)?;
+        let (flushed, marked) = (db.clone(), Arc::clone(&mark));
         let commits = GroupCommit::start(
-            Box::new(move || flushed.flush().map(drop).map_err(|e| e.to_string())),
+            Box::new(move || {
+                let covered = marked.before_flush();
+                flushed.flush().map_err(|e| e.to_string())?;
+                marked
+                    .flushed(covered, false)
+                    .map_err(|e| format!("writing the journal mark: {e}"))
+            }),
             FLUSH_PACE,
         )
         .map_err(|e| JournalError::Open {
             path: dir.to_path_buf(),
             reason: format!("cannot start the flusher thread: {e}"),
         })?;
-        let next_id = read_counter(&tree, NEXT_ID_KEY)?.max(1);
         let journal = Self {
             db,
             tree,
@@ -224,6 +279,7 @@ impl SledJournal {
             event_seq: AtomicU64::new(event_seq),
             event_count: AtomicU64::new(event_count),
             max_events: options.max_events,
+            mark,
             commits,
             next_id: Mutex::new(next_id),
             completing: Mutex::new(()),
@@ -231,6 +287,8 @@ impl SledJournal {
         };
         let in_flight = journal.in_flight().try_fold(0, |n, f| f.map(|_| n + 1))?;
         journal.in_flight.store(in_flight, Ordering::Relaxed);
+        // A new journal gets its mark at once, so that losing its files later is noticed.
+        journal.flush()?;
         Ok(journal)
     }
 
@@ -310,6 +368,7 @@ impl Journal for SledJournal {
         batch.insert(NEXT_ID_KEY, &after.to_be_bytes());
         self.tree.apply_batch(batch).map_err(storage("accept"))?;
         *next_id = after;
+        self.mark.applied(after);
         self.in_flight
             .fetch_add(jobs.len() as u64, Ordering::Relaxed);
         Ok((jobs, self.commits.record()))
@@ -502,10 +561,13 @@ impl Journal for SledJournal {
     }
 
     fn flush(&self) -> Result<(), JournalError> {
+        let covered = self.mark.before_flush();
         self.db
             .flush()
-            .map(drop)
-            .map_err(|e| JournalError::Flush(e.to_string()))
+            .map_err(|e| JournalError::Flush(e.to_string()))?;
+        self.mark
+            .flushed(covered, true)
+            .map_err(|e| JournalError::Flush(format!("writing the journal mark: {e}")))
     }
 }
 
@@ -696,6 +758,24 @@ mod tests {
         event.at_ms = 6000;
         journal.record_event(&event).unwrap();
         assert_eq!(times(0), vec![4000, 5000, 6000]);
+    }
+
+    #[tokio::test]
+    async fn a_journal_that_lost_flushed_jobs_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let journal = open(dir.path());
+            let (_, ticket) = journal.accept(numbers(&[1, 2, 3])).unwrap();
+            journal.durable(ticket).await.unwrap();
+            journal.flush().unwrap();
+        }
+        std::fs::remove_file(dir.path().join("db")).unwrap();
+        match SledJournal::open(dir.path(), OPTIONS) {
+            Err(JournalError::Damaged { reason, .. }) => {
+                assert!(reason.contains("below 4"), "{reason}")
+            }
+            other => panic!("a journal without its log opened: {:?}", other.err()),
+        }
     }
 
     #[test]

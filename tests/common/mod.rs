@@ -194,6 +194,29 @@ impl Daemon {
         child.wait().expect("reap")
     }
 
+    /// Waits (bounded) for the daemon to exit on its own; returns its status.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running daemon");
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        match rx.recv_timeout(EVENT_TIMEOUT) {
+            Ok(status) => status.expect("reap"),
+            Err(_) => panic!("the daemon did not exit\n{}", self.log_tail(30)),
+        }
+    }
+
+    /// Log lines at ERROR level.
+    pub fn errors(&self) -> Vec<Value> {
+        let lines = self.log.lines.lock().unwrap();
+        lines
+            .iter()
+            .filter(|l| l["level"] == "ERROR")
+            .cloned()
+            .collect()
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child
             .as_mut()
@@ -239,6 +262,25 @@ pub fn parse_lines(bytes: &[u8]) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect()
+}
+
+/// Writes a config file (laid over the embedded defaults) into `dir`; returns its path.
+pub fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("primed.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// Submits 2^19937-1 (seconds of work) and waits until a tester runs it; returns its id.
+pub fn occupy_a_tester(daemon: &Daemon) -> u64 {
+    let long = mersenne(19937);
+    let id = daemon.json(&["submit", &long])[0]["id"]
+        .as_u64()
+        .expect("id");
+    daemon.wait_for("the long job starts", |l| {
+        l["event"] == "job_start" && l["job"] == id
+    });
+    id
 }
 
 /// 2^p - 1 in decimal.
