@@ -1,10 +1,12 @@
-//! Start and stop: SIGTERM shuts down cleanly, and one data dir serves one daemon.
+//! Start and stop: SIGTERM drains and shuts down cleanly, one data dir and one socket serve one
+//! daemon, and a damaged journal is refused rather than started empty.
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
-use common::{describe, Daemon, BIN};
+use common::{describe, occupy_a_tester, parse_lines, write_config, Daemon, BIN};
 
 #[test]
 fn sigterm_exits_zero_removes_the_socket_and_the_next_start_keeps_the_results() {
@@ -50,4 +52,152 @@ fn a_second_daemon_on_the_same_data_dir_is_refused_with_a_clear_error() {
         "the first daemon is untouched: {}",
         describe(&out)
     );
+}
+
+#[test]
+fn sigterm_lets_the_running_job_finish_and_leaves_queued_ones_for_the_next_start() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let config = write_config(tmp.path(), "[daemon]\nshutdown_grace_secs = 120\n");
+    let args = ["--config", config.to_str().expect("utf-8 path")];
+    let mut daemon = Daemon::start_in(tmp.path(), 1, &args);
+    let running = occupy_a_tester(&daemon);
+    let queued = daemon.json(&["submit", "97"])[0]["id"]
+        .as_u64()
+        .expect("id");
+    let waiter = {
+        let socket = daemon.socket.clone();
+        std::thread::spawn(move || {
+            Command::new(BIN)
+                .args(["result", "--wait", "--json", &running.to_string()])
+                .arg("--socket")
+                .arg(socket)
+                .output()
+                .expect("result --wait")
+        })
+    };
+    // The waiter is registered once the daemon answers another request on a later connection.
+    daemon.status();
+    let status = daemon.terminate();
+    assert!(status.success(), "{status:?}\n{}", daemon.log_tail(20));
+    let drained = daemon.wait_for("drained", |l| l["event"] == "drained");
+    assert_eq!(drained["running"], 1, "{drained}");
+    let answer = waiter.join().expect("waiter thread");
+    assert!(answer.status.success(), "{}", describe(&answer));
+    assert_eq!(parse_lines(&answer.stdout)[0]["prime"], true);
+
+    let again = Daemon::start_in(tmp.path(), 1, &[]);
+    let done = again.json(&["result", &running.to_string()]).remove(0);
+    assert_eq!(
+        done["attempts"], 1,
+        "the running job finished before the exit"
+    );
+    let replayed = again
+        .json(&["result", "--wait", &queued.to_string()])
+        .remove(0);
+    assert_eq!(replayed["prime"], true);
+    assert_eq!(
+        replayed["attempts"], 1,
+        "the queued job first ran after the restart"
+    );
+}
+
+#[test]
+fn a_job_still_running_after_the_grace_period_replays_on_the_next_start() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let config = write_config(tmp.path(), "[daemon]\nshutdown_grace_secs = 0.2\n");
+    let args = ["--config", config.to_str().expect("utf-8 path")];
+    let mut daemon = Daemon::start_in(tmp.path(), 1, &args);
+    let running = occupy_a_tester(&daemon);
+    let status = daemon.terminate();
+    assert!(status.success(), "{status:?}\n{}", daemon.log_tail(20));
+    daemon.wait_for("drain timeout", |l| l["event"] == "drain_timeout");
+
+    let again = Daemon::start_in(tmp.path(), 1, &[]);
+    let done = again
+        .json(&["result", "--wait", &running.to_string()])
+        .remove(0);
+    assert_eq!(done["prime"], true);
+    assert_eq!(done["attempts"], 2);
+}
+
+#[test]
+fn a_second_daemon_on_the_same_socket_is_refused_and_the_live_socket_kept() {
+    let daemon = Daemon::start(1);
+    let out = Command::new(BIN)
+        .arg("serve")
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .arg("--data-dir")
+        .arg(daemon.dir.join("other-data"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("another primed is already serving"),
+        "{stderr}"
+    );
+    assert!(daemon.cli(&["check", "2"]).status.success());
+}
+
+/// Runs `serve` on `dir` expecting it to refuse the journal; returns its stderr.
+fn refused_start(dir: &Path) -> String {
+    let out = Command::new(BIN)
+        .arg("serve")
+        .arg("--socket")
+        .arg(dir.join("primed.sock"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_damaged_journal_is_refused_with_a_clear_error_never_started_empty() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut daemon = Daemon::start_in(tmp.path(), 1, &[]);
+    let input: String = (1..=2000).map(|n| format!("{n}\n")).collect();
+    let out = daemon.cli_stdin(&["submit"], Some(input.as_bytes()));
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(daemon.terminate().success());
+    let journal = daemon.data_dir.join("journal");
+    let backup = tmp.path().join("backup");
+    copy_dir(&journal, &backup);
+    let log = journal.join("db");
+    let length = std::fs::metadata(&log).expect("the log").len() as usize;
+
+    std::fs::remove_file(&log).expect("remove the log");
+    let stderr = refused_start(tmp.path());
+    assert!(stderr.contains("is damaged"), "{stderr}");
+    assert!(stderr.contains(&journal.display().to_string()), "{stderr}");
+    assert!(stderr.contains("move it aside"), "{stderr}");
+
+    let garbage: Vec<u8> = (0..length).map(|i| (i * 7919 % 251) as u8).collect();
+    std::fs::write(&log, garbage).expect("garble the log");
+    let stderr = refused_start(tmp.path());
+    assert!(stderr.contains(&journal.display().to_string()), "{stderr}");
+
+    // As the error says: restore the data dir from a backup (a failed open rewrites files).
+    std::fs::remove_dir_all(&journal).expect("remove the damaged journal");
+    copy_dir(&backup, &journal);
+    let again = Daemon::start_in(tmp.path(), 1, &[]);
+    let status = again.status();
+    let jobs =
+        status["in_flight"].as_u64().unwrap_or(0) + status["completed"].as_u64().unwrap_or(0);
+    assert_eq!(jobs, 2000, "the restored journal has every job: {status}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("dir entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
+    }
 }
