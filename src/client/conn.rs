@@ -64,9 +64,18 @@ impl Connection {
         })
     }
 
+    /// Sends a request. If the daemon has hung up, its last word (why it refused us) is more
+    /// useful than the broken pipe, so that is read and returned instead when there is one.
     pub async fn send(&mut self, request: &Request) -> Result<(), ClientError> {
-        protocol::write_frame(&mut self.writer, request, protocol::MAX_FRAME_BYTES).await?;
-        Ok(())
+        let written =
+            protocol::write_frame(&mut self.writer, request, protocol::MAX_FRAME_BYTES).await;
+        match written {
+            Ok(()) => Ok(()),
+            Err(e) => match self.recv().await {
+                Err(refused @ ClientError::Refused(_)) => Err(refused),
+                _ => Err(e.into()),
+            },
+        }
     }
 
     /// The next response; an `Error` from the daemon becomes `ClientError::Refused`.
