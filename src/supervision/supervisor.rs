@@ -338,11 +338,16 @@ mod tests {
         name: String,
         failures: Arc<AtomicU32>,
         started: mpsc::UnboundedSender<(String, ActorId)>,
+        blame: Blame,
     }
 
     impl ChildSpec for TestChild {
         fn name(&self) -> String {
             self.name.clone()
+        }
+
+        fn exited(&self, _exit: ChildExit<'_>) -> Blame {
+            self.blame
         }
 
         fn start(&self, supervisor: ActorCell) -> BoxFuture<Result<ActorCell, SpawnErr>> {
@@ -369,12 +374,33 @@ mod tests {
         failures: Vec<Arc<AtomicU32>>,
     }
 
+    /// How test children behave beyond their start failures.
+    struct Behaviour {
+        backoff: BackoffPolicy,
+        blame: Blame,
+    }
+
+    const PLAIN: Behaviour = Behaviour {
+        backoff: BackoffPolicy::NONE,
+        blame: Blame::Child,
+    };
+
     impl Tree {
         async fn start(
             prefix: &str,
             strategy: Strategy,
             max_restarts: u32,
             children: &[(&str, u32)],
+        ) -> (Tree, Vec<ActorId>) {
+            Tree::start_with(prefix, strategy, max_restarts, children, PLAIN).await
+        }
+
+        async fn start_with(
+            prefix: &str,
+            strategy: Strategy,
+            max_restarts: u32,
+            children: &[(&str, u32)],
+            behaviour: Behaviour,
         ) -> (Tree, Vec<ActorId>) {
             let (tx, rx) = mpsc::unbounded_channel();
             let failures: Vec<_> = children
@@ -389,6 +415,7 @@ mod tests {
                         name: format!("{prefix}-{name}"),
                         failures: Arc::clone(failures),
                         started: tx.clone(),
+                        blame: behaviour.blame,
                     }) as Arc<dyn ChildSpec>
                 })
                 .collect();
@@ -399,7 +426,7 @@ mod tests {
                     max_restarts,
                     period: Duration::from_secs(60),
                 },
-                backoff: BackoffPolicy::NONE,
+                backoff: behaviour.backoff,
                 children,
                 stats: Arc::new(Stats::default()),
                 events: Events::new(None),
@@ -488,6 +515,56 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn exits_blamed_on_input_restart_at_once_and_never_exhaust_the_intensity() {
+        let behaviour = Behaviour {
+            backoff: BackoffPolicy {
+                initial: Duration::from_secs(3600),
+                max: Duration::from_secs(3600),
+                reset_after: Duration::from_secs(3600),
+            },
+            blame: Blame::Input,
+        };
+        let (mut tree, _) =
+            Tree::start_with("bi", Strategy::OneForOne, 1, &[("a", 0)], behaviour).await;
+        for _ in 0..5 {
+            kill("bi-a");
+            assert_eq!(
+                tree.next_start().await.0,
+                "bi-a",
+                "no backoff, no escalation"
+            );
+        }
+        tree.supervisor.stop(None);
+    }
+
+    #[tokio::test]
+    async fn a_child_that_keeps_exiting_is_restarted_after_a_growing_delay() {
+        let initial = Duration::from_millis(200);
+        let behaviour = Behaviour {
+            backoff: BackoffPolicy {
+                initial,
+                max: Duration::from_secs(5),
+                reset_after: Duration::from_secs(60),
+            },
+            blame: Blame::Child,
+        };
+        let (mut tree, _) =
+            Tree::start_with("bo", Strategy::OneForOne, 5, &[("a", 0)], behaviour).await;
+        kill("bo-a");
+        tree.next_start().await;
+        let second_exit = Instant::now();
+        kill("bo-a");
+        tree.next_start().await;
+        // A timer cannot fire early: the delay is a lower bound, whatever the machine's load.
+        assert!(
+            second_exit.elapsed() >= initial,
+            "{:?}",
+            second_exit.elapsed()
+        );
+        tree.supervisor.stop(None);
+    }
+
+    #[tokio::test]
     async fn a_child_that_cannot_start_at_all_makes_the_supervisor_fail_to_start() {
         let (tx, _rx) = mpsc::unbounded_channel();
         let spec = SupervisorSpec {
@@ -501,6 +578,7 @@ mod tests {
                 name: "nostart-a".into(),
                 failures: Arc::new(AtomicU32::new(1)),
                 started: tx,
+                blame: Blame::Child,
             })],
             backoff: BackoffPolicy::NONE,
             stats: Arc::new(Stats::default()),
