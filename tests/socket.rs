@@ -61,7 +61,10 @@ fn another_user_is_refused_even_through_a_loosened_socket() {
     assert!(stderr.contains("permission denied: uid 65534"), "{stderr}");
     let refused = daemon.wait_for("peer refused", |l| l["event"] == "peer_refused");
     assert_eq!(refused["uid"], NOBODY);
-    assert!(daemon.cli(&["status"]).status.success(), "the owner is served");
+    assert!(
+        daemon.cli(&["status"]).status.success(),
+        "the owner is served"
+    );
 }
 
 #[test]
