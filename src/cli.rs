@@ -62,7 +62,7 @@ pub struct ServeArgs {
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
     /// Most jobs in flight across all clients; beyond it submissions get a "busy" error.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_in_flight: Option<u64>,
     /// TESTING ONLY: a tester panics when it starts testing N (repeatable).
     #[arg(long, value_name = "N", allow_negative_numbers = true)]

@@ -146,6 +146,9 @@ impl Config {
         if supervision.backoff_initial_ms > supervision.backoff_max_ms {
             bail!("supervision.backoff_initial_ms must not exceed supervision.backoff_max_ms");
         }
+        if self.limits.max_in_flight == 0 {
+            bail!("limits.max_in_flight must be at least 1");
+        }
         if self.journal.max_events == 0 {
             bail!("journal.max_events must be at least 1");
         }

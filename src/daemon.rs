@@ -9,10 +9,12 @@ use std::time::Duration;
 use anyhow::Context;
 use ractor::Actor;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::events::{Event, EventKind, Events};
 use crate::faults::Faults;
+use crate::job::TesterId;
 use crate::journal::{Journal, JournalOptions, SledJournal};
 use crate::outcomes::Outcomes;
 use crate::pool::{Activity, PoolContext};
@@ -22,6 +24,8 @@ use crate::supervision::Supervisor;
 use crate::tree::{self, TreeOptions, ROOT};
 
 const TREE_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long connections get to write their last answers at shutdown.
+const CONNECTIONS_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -65,12 +69,16 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
     let (root, mut root_exit) = Actor::spawn(Some(ROOT.to_string()), Supervisor, spec)
         .await
         .context("starting the supervision tree")?;
-    let activity = Arc::clone(&ctx.activity);
+    let (activity, outcomes) = (Arc::clone(&ctx.activity), Arc::clone(&ctx.outcomes));
+    let (close, closing) = watch::channel(false);
+    let (alive, mut connections_done) = mpsc::channel(1);
     let shared = Arc::new(Shared {
         ctx,
         limits: options.limits,
         peers,
         data_dir: options.data_dir.clone(),
+        closing,
+        alive,
     });
     let shutdown = shutdown_signal()?;
     let root_gave_up = tokio::select! {
@@ -85,6 +93,18 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
     drain(&activity, options.grace).await;
     info!(event = "shutdown", "stopping the supervision tree");
     let _ = root.stop_and_wait(None, Some(TREE_STOP_TIMEOUT)).await;
+    // Answers of jobs finished during the drain go out before the connections close.
+    outcomes.close().await;
+    let _ = close.send(true);
+    if tokio::time::timeout(CONNECTIONS_CLOSE_TIMEOUT, connections_done.recv())
+        .await
+        .is_err()
+    {
+        warn!(
+            event = "close_timeout",
+            "some connections were still writing at exit"
+        );
+    }
     events.record(Event::new(EventKind::DaemonStop, ROOT));
     journal.flush()?;
     info!(event = "stopped", "journal flushed, socket removed");
@@ -95,7 +115,8 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
 async fn drain(activity: &Activity, grace: Duration) {
     let grace_secs = grace.as_secs_f64();
     info!(grace_secs, event = "drain", "letting running jobs finish");
-    match tokio::time::timeout(grace, activity.drain()).await {
+    let alive = |tester: TesterId| ractor::registry::where_is(tester.name()).is_some();
+    match tokio::time::timeout(grace, activity.drain(alive)).await {
         Ok(running) => info!(running, event = "drained", "running jobs finished"),
         Err(_) => warn!(
             grace_secs,

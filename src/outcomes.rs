@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
 use crate::job::{JobId, JobResult};
@@ -46,9 +46,16 @@ impl Waiters {
     }
 }
 
+/// What the delivery task is asked to do, in order.
+enum Item {
+    Result(Ticket, JobResult),
+    /// Answer once everything published before has been delivered.
+    Settle(oneshot::Sender<()>),
+}
+
 pub struct Outcomes {
     waiters: Arc<Waiters>,
-    published: mpsc::UnboundedSender<(Ticket, JobResult)>,
+    published: mpsc::UnboundedSender<Item>,
 }
 
 impl Outcomes {
@@ -93,24 +100,50 @@ impl Outcomes {
     }
 
     pub fn publish(&self, ticket: Ticket, result: JobResult) {
-        let _ = self.published.send((ticket, result));
+        let _ = self.published.send(Item::Result(ticket, result));
+    }
+
+    /// For shutdown: delivers everything published so far, then forgets every waiter, so
+    /// that connections can finish writing and close.
+    pub async fn close(&self) {
+        let (settled, done) = oneshot::channel();
+        if self.published.send(Item::Settle(settled)).is_ok() {
+            let _ = done.await;
+        }
+        self.waiters
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 }
 
 async fn deliver(
     journal: Arc<dyn Journal>,
     waiters: Arc<Waiters>,
-    mut queue: mpsc::UnboundedReceiver<(Ticket, JobResult)>,
+    mut queue: mpsc::UnboundedReceiver<Item>,
 ) {
     let mut batch = Vec::with_capacity(DELIVERY_BATCH);
     while queue.recv_many(&mut batch, DELIVERY_BATCH).await > 0 {
-        let newest = batch.iter().map(|(ticket, _)| *ticket).max().unwrap_or(0);
+        let newest = batch
+            .iter()
+            .filter_map(|item| match item {
+                Item::Result(ticket, _) => Some(*ticket),
+                Item::Settle(_) => None,
+            })
+            .max()
+            .unwrap_or(0);
         if let Err(e) = journal.durable(newest).await {
             // The answer stands (it is recomputed identically after a crash); say why it may be.
             warn!(reason = %e, results = batch.len(), "results delivered before they were durable");
         }
-        for (_, result) in batch.drain(..) {
-            waiters.deliver(&result);
+        for item in batch.drain(..) {
+            match item {
+                Item::Result(_, result) => waiters.deliver(&result),
+                Item::Settle(settled) => {
+                    let _ = settled.send(());
+                }
+            }
         }
     }
 }

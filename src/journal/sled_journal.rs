@@ -262,9 +262,12 @@ impl SledJournal {
             Box::new(move || {
                 let covered = marked.before_flush();
                 flushed.flush().map_err(|e| e.to_string())?;
-                marked
-                    .flushed(covered, false)
-                    .map_err(|e| format!("writing the journal mark: {e}"))
+                // The jobs are durable: a mark that cannot be written only weakens the check
+                // for damage on the next open, so it must not fail their acknowledgement.
+                if let Err(e) = marked.flushed(covered, false) {
+                    tracing::warn!(reason = %e, "cannot update the journal mark");
+                }
+                Ok(())
             }),
             FLUSH_PACE,
         )
@@ -565,9 +568,10 @@ impl Journal for SledJournal {
         self.db
             .flush()
             .map_err(|e| JournalError::Flush(e.to_string()))?;
-        self.mark
-            .flushed(covered, true)
-            .map_err(|e| JournalError::Flush(format!("writing the journal mark: {e}")))
+        if let Err(e) = self.mark.flushed(covered, true) {
+            tracing::warn!(reason = %e, "cannot update the journal mark");
+        }
+        Ok(())
     }
 }
 

@@ -73,23 +73,28 @@ impl Activity {
         self.draining.load(Ordering::SeqCst)
     }
 
-    fn running(&self) -> usize {
-        self.slots
-            .iter()
-            .filter(|s| s.job.load(Ordering::SeqCst) != IDLE)
+    /// Testers running a job; `alive` filters out slots a stopped tester left set.
+    fn running(&self, alive: &impl Fn(TesterId) -> bool) -> usize {
+        (1..=self.slots.len() as u32)
+            .map(TesterId)
+            .filter(|&t| {
+                self.slot(t)
+                    .is_some_and(|s| s.job.load(Ordering::SeqCst) != IDLE)
+            })
+            .filter(|&t| alive(t))
             .count()
     }
 
-    /// Stops new jobs from starting and resolves once none is running; returns how many were
-    /// running when the drain began.
-    pub async fn drain(&self) -> usize {
+    /// Stops new jobs from starting and resolves once no live tester runs one; returns how
+    /// many were running when the drain began.
+    pub async fn drain(&self, alive: impl Fn(TesterId) -> bool) -> usize {
         self.draining.store(true, Ordering::SeqCst);
-        let running = self.running();
+        let running = self.running(&alive);
         loop {
             let idle = self.idle.notified();
             tokio::pin!(idle);
             idle.as_mut().enable();
-            if self.running() == 0 {
+            if self.running(&alive) == 0 {
                 return running;
             }
             idle.await;
@@ -102,6 +107,14 @@ mod tests {
     use super::*;
     use std::sync::Arc;
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_slot_left_by_a_stopped_tester_does_not_hold_up_a_drain() {
+        let activity = Activity::new(2);
+        assert!(activity.begin(TesterId(2), 9, 1));
+        let running = activity.drain(|t| t != TesterId(2)).await;
+        assert_eq!(running, 0);
+    }
 
     #[test]
     fn a_crashed_job_is_found_once() {
@@ -120,7 +133,7 @@ mod tests {
         assert!(activity.begin(TesterId(1), 5, 1));
         let draining = tokio::spawn({
             let activity = Arc::clone(&activity);
-            async move { activity.drain().await }
+            async move { activity.drain(|_| true).await }
         });
         while !activity.is_draining() {
             tokio::task::yield_now().await;

@@ -33,14 +33,16 @@ pub enum Refusal {
     Journal(#[from] JournalError),
 }
 
-/// Admits `count` more jobs, or says why not.
-pub fn admit(shared: &Shared, count: u64) -> Result<(), Refusal> {
+/// Admits a submission, or says why not.
+pub fn admit(shared: &Shared) -> Result<(), Refusal> {
     if shared.ctx.activity.is_draining() {
         return Err(Refusal::ShuttingDown);
     }
     let in_flight = shared.ctx.journal.counts().in_flight;
     let limit = shared.limits.max_in_flight;
-    if in_flight.saturating_add(count) > limit {
+    // Checked before the batch, not with it: a batch bigger than the limit still gets in
+    // on an idle daemon (overshooting by at most one batch per connection).
+    if in_flight >= limit {
         return Err(Refusal::Busy { in_flight, limit });
     }
     check_free_space(&shared.data_dir, shared.limits.min_free_bytes)

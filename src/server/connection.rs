@@ -15,7 +15,7 @@ use tracing::{debug, warn};
 use super::admission::{self, Refusal};
 use super::{admin, Shared};
 use crate::job::{Job, JobId};
-use crate::journal::{Lookup, Ticket};
+use crate::journal::{JournalError, Lookup, Ticket};
 use crate::number::{InputError, Number};
 use crate::outcomes::{Delivery, Waiter};
 use crate::pool::dispatch;
@@ -98,9 +98,14 @@ impl Connection {
 
     async fn read_loop(&self, mut reader: OwnedReadHalf) -> Result<(), FrameError> {
         let max = self.shared.limits.max_frame_bytes;
+        let mut closing = self.shared.closing.clone();
         // The writer closes the permits when it stops: then nothing read could be answered.
         while !self.permits.is_closed() {
-            let request = match protocol::read_frame(&mut reader, max).await {
+            let frame = tokio::select! {
+                frame = protocol::read_frame(&mut reader, max) => frame,
+                _ = closing.wait_for(|&closing| closing) => return Ok(()),
+            };
+            let request = match frame {
                 Ok(Some(payload)) => protocol::decode::<Request>(&payload),
                 Ok(None) => return Ok(()),
                 Err(e) => Err(e),
@@ -169,7 +174,7 @@ impl Connection {
         if !self.acquire(valid.len()).await {
             return;
         }
-        let accepted = admission::admit(&self.shared, valid.len() as u64)
+        let accepted = admission::admit(&self.shared)
             .and_then(|()| Ok(self.shared.ctx.journal.accept(valid)?));
         let (journaled, mut jobs) = match accepted {
             Ok((jobs, ticket)) => (Ok(ticket), jobs.into_iter()),
@@ -254,6 +259,36 @@ fn refuse(
         .collect()
 }
 
+/// Jobs journaled whose flush failed: not acknowledged (they may or may not survive a crash),
+/// and not to be retried blindly either, since they may still run; the error says how to look.
+fn unacknowledged(
+    items: Vec<Result<Job, (String, InputError)>>,
+    cause: &JournalError,
+    count: u32,
+) -> Delivery {
+    let items = items
+        .into_iter()
+        .map(|item| match item {
+            Ok(job) => Accepted::Invalid {
+                input: job.n.to_string(),
+                error: format!(
+                    "not acknowledged: {cause}; it was journaled as job {} and may still be \
+                     answered (primed result {})",
+                    job.id, job.id
+                ),
+            },
+            Err((input, e)) => Accepted::Invalid {
+                input,
+                error: e.to_string(),
+            },
+        })
+        .collect();
+    Delivery {
+        response: Response::Accepted { items },
+        release: count,
+    }
+}
+
 /// Answers submissions in the order they came, each once its journal write is durable; only
 /// then are its jobs watched (for `check`) and handed to the balancer.
 async fn ack_loop(
@@ -272,17 +307,23 @@ async fn ack_loop(
             .filter_map(|i| i.as_ref().ok().cloned())
             .collect();
         let count = jobs.len() as u32;
-        let durable = match journaled {
-            Ok(ticket) => shared
-                .ctx
-                .journal
-                .durable(ticket)
-                .await
-                .map_err(Refusal::from),
-            Err(e) => Err(e),
+        let refusal = match journaled {
+            Ok(ticket) => match shared.ctx.journal.durable(ticket).await {
+                Ok(()) => None,
+                Err(e) => {
+                    let _ = out.send(unacknowledged(items, &e, count));
+                    // Journaled, just not known to be durable: they run, and may be answered.
+                    dispatch(jobs);
+                    continue;
+                }
+            },
+            Err(refusal) => Some(refusal),
         };
-        if let Err(e) = durable {
-            let items = refuse(items.into_iter().map(|i| i.map(|j| j.n.to_string())), &e);
+        if let Some(refusal) = refusal {
+            let items = refuse(
+                items.into_iter().map(|i| i.map(|j| j.n.to_string())),
+                &refusal,
+            );
             let _ = out.send(Delivery {
                 response: Response::Accepted { items },
                 release: count,

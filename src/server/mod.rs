@@ -56,6 +56,10 @@ pub struct Shared {
     pub peers: PeerPolicy,
     /// Where the journal lives: its filesystem's free space is checked before accepting.
     pub data_dir: PathBuf,
+    /// Becomes true at shutdown: connections stop reading and close once their answers are out.
+    pub closing: tokio::sync::watch::Receiver<bool>,
+    /// Dropped with the last connection: shutdown waits for its receiver to see that.
+    pub alive: tokio::sync::mpsc::Sender<()>,
 }
 
 /// A bound socket. Holds the lock file for as long as it lives and removes the socket on drop.

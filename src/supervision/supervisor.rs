@@ -88,11 +88,13 @@ impl ChildSpec for SupervisorSpec {
 
 pub struct Supervisor;
 
+/// Messages a supervisor sends itself. Each carries the generation of child `i` it was sent
+/// for: if the child has been started or stopped since, the message is stale and ignored.
 pub enum SupervisorMsg {
     /// Start the children that child `i`'s restart covers (sent after a backoff delay).
-    Restart(usize),
-    /// Child `i` failed to start; `reason` says why.
-    StartFailed(usize, String),
+    Restart(usize, u64),
+    /// Child `i` failed to start; the reason says why.
+    StartFailed(usize, u64, String),
 }
 
 pub struct SupervisorState {
@@ -100,6 +102,8 @@ pub struct SupervisorState {
     log: RestartLog,
     backoff: Vec<Backoff>,
     cells: Vec<Option<ActorCell>>,
+    /// Bumped whenever a child is started, stopped or seen to exit.
+    generation: Vec<u64>,
 }
 
 impl SupervisorState {
@@ -111,6 +115,14 @@ impl SupervisorState {
 
     fn child_name(&self, i: usize) -> String {
         self.spec.children[i].name()
+    }
+
+    fn bump(&mut self, i: usize) {
+        self.generation[i] = self.generation[i].wrapping_add(1);
+    }
+
+    fn is_current(&self, i: usize, generation: u64) -> bool {
+        self.generation.get(i) == Some(&generation) && self.cells[i].is_none()
     }
 
     fn event(&self, kind: EventKind, i: usize) -> Event {
@@ -132,6 +144,7 @@ impl SupervisorState {
                 .record(self.event(EventKind::Restart, i).count(restarts));
         }
         self.cells[i] = Some(cell);
+        self.bump(i);
         Ok(())
     }
 
@@ -148,7 +161,7 @@ impl SupervisorState {
                 self.spec
                     .events
                     .record(self.event(EventKind::StartFailed, i).reason(&reason));
-                let retry = SupervisorMsg::StartFailed(i, reason);
+                let retry = SupervisorMsg::StartFailed(i, self.generation[i], reason);
                 let _ = ActorRef::<SupervisorMsg>::from(myself).send_message(retry);
                 return;
             }
@@ -158,6 +171,8 @@ impl SupervisorState {
     /// Stops children `range`, last started first, as OTP does.
     async fn stop_children(&mut self, range: std::ops::Range<usize>) {
         for i in range.rev() {
+            // Whatever was pending for the child (a delayed restart) is void now.
+            self.bump(i);
             if let Some(cell) = self.cells[i].take() {
                 let _ = cell.kill_and_wait(Some(STOP_TIMEOUT)).await;
             }
@@ -191,8 +206,9 @@ impl SupervisorState {
         self.spec
             .events
             .record(self.event(EventKind::Backoff, i).delay(delay));
+        let generation = self.generation[i];
         ActorRef::<SupervisorMsg>::from(myself)
-            .send_after(delay, move || SupervisorMsg::Restart(i));
+            .send_after(delay, move || SupervisorMsg::Restart(i, generation));
         Ok(())
     }
 
@@ -235,6 +251,7 @@ impl Actor for Supervisor {
             log: RestartLog::new(spec.intensity),
             backoff: vec![Backoff::default(); spec.children.len()],
             cells: vec![None; spec.children.len()],
+            generation: vec![0; spec.children.len()],
             spec,
         };
         for i in 0..state.cells.len() {
@@ -264,16 +281,19 @@ impl Actor for Supervisor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            SupervisorMsg::Restart(i) => {
+            SupervisorMsg::Restart(i, generation) if state.is_current(i, generation) => {
                 let affected = state.spec.strategy.affected(i, state.cells.len());
                 state.start_children(affected, myself.get_cell()).await;
                 Ok(())
             }
-            SupervisorMsg::StartFailed(i, reason) => {
+            SupervisorMsg::StartFailed(i, generation, reason)
+                if state.is_current(i, generation) =>
+            {
                 state
                     .child_down(i, &reason, Blame::Child, myself.get_cell())
                     .await
             }
+            SupervisorMsg::Restart(..) | SupervisorMsg::StartFailed(..) => Ok(()),
         }
     }
 
@@ -295,6 +315,7 @@ impl Actor for Supervisor {
             return Ok(());
         };
         state.cells[i] = None;
+        state.bump(i);
         let exit = ChildExit {
             reason: &reason,
             failed,
