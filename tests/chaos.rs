@@ -975,10 +975,9 @@ impl Soak {
                 }
                 true
             }
-            Ok(Ok(Response::Error { message })) => {
+            Ok(Ok(Response::Failed { message })) => {
                 // Refused: the actor is being restarted (perhaps after a backoff delay). Await
-                // its next start rather than asking again at once. The daemon closes a
-                // connection after an error, so open another.
+                // its next start rather than asking again at once.
                 self.c.kills_refused += 1;
                 if self.c.kills_refused <= 5 {
                     eprintln!("chaos: kill {actor} refused: {message}; awaiting its restart");
@@ -986,10 +985,8 @@ impl Soak {
                 let line =
                     self.daemon
                         .wait_for_nth(&format!("{actor} to start again"), starts + 1, back);
-                match Conn::try_connect(&self.daemon.socket) {
-                    Ok(admin) if line["event"] != "gave_up" => self.admin = admin,
-                    Ok(_) => self.restart(Cause::Lost(format!("{line}"))),
-                    Err(e) => self.restart(Cause::Lost(format!("reconnecting: {e}"))),
+                if line["event"] == "gave_up" {
+                    self.restart(Cause::Lost(format!("{line}")));
                 }
                 false
             }

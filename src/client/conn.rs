@@ -78,13 +78,15 @@ impl Connection {
         }
     }
 
-    /// The next response; an `Error` from the daemon becomes `ClientError::Refused`.
+    /// The next response; an `Error` or `Failed` from the daemon becomes `ClientError::Refused`.
     pub async fn recv(&mut self) -> Result<Response, ClientError> {
         let payload = protocol::read_frame(&mut self.reader, protocol::MAX_FRAME_BYTES)
             .await?
             .ok_or(ClientError::Closed)?;
         match protocol::decode(&payload)? {
-            Response::Error { message } => Err(ClientError::Refused(message)),
+            Response::Error { message } | Response::Failed { message } => {
+                Err(ClientError::Refused(message))
+            }
             response => Ok(response),
         }
     }

@@ -38,6 +38,15 @@ pub enum JournalError {
          start empty (its unfinished jobs are then lost)"
     )]
     Damaged { path: PathBuf, reason: String },
+    #[error(
+        "the journal at {path} is in format {found}, and this primed reads format {expected}: \
+         let the primed that wrote it finish its jobs, or move the data dir aside"
+    )]
+    Format {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+    },
     #[error("journal record {key} is corrupt: {reason}")]
     Corrupt { key: String, reason: String },
     #[error("journal flush failed: {0}")]

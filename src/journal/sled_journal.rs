@@ -8,6 +8,7 @@
 //! | `I` job id             | (empty) marks the job in flight                        |
 //! | `T` tester id, job id  | attempts so far (u32): the job is queued at that tester |
 //! | `M` `next_id`          | the next job id (u64)                                  |
+//! | `M` `format`           | the layout version of these records (u32)              |
 //!
 //! Accepting a batch of jobs is one atomic sled batch (records, in-flight markers, next id).
 //! Completing a job is one atomic single-key write: the outcome goes into the job's own record.
@@ -40,6 +41,9 @@ const JOB: u8 = b'J';
 const IN_FLIGHT: u8 = b'I';
 const TESTER: u8 = b'T';
 const NEXT_ID_KEY: &[u8] = b"Mnext_id";
+const FORMAT_KEY: &[u8] = b"Mformat";
+/// The layout of the records below. 1 was the layout before this key existed.
+const FORMAT: u32 = 2;
 /// Least time between the starts of two flushes (see the group-commit module).
 const FLUSH_PACE: Duration = Duration::from_millis(1);
 
@@ -233,6 +237,33 @@ fn check_complete(dir: &Path, mark: &Mark, next_id: u64) -> Result<(), JournalEr
     }
 }
 
+/// Refuses records laid out by another version; stamps a new journal with ours.
+fn check_format(dir: &Path, tree: &sled::Tree) -> Result<(), JournalError> {
+    let found = match tree.get(FORMAT_KEY).map_err(storage("read format"))? {
+        Some(bytes) => be_u32(FORMAT_KEY, &bytes)?,
+        None if tree
+            .get(NEXT_ID_KEY)
+            .map_err(storage("read format"))?
+            .is_some() =>
+        {
+            1
+        }
+        None => {
+            tree.insert(FORMAT_KEY, &FORMAT.to_be_bytes())
+                .map_err(storage("write format"))?;
+            FORMAT
+        }
+    };
+    if found != FORMAT {
+        return Err(JournalError::Format {
+            path: dir.to_path_buf(),
+            found,
+            expected: FORMAT,
+        });
+    }
+    Ok(())
+}
+
 fn count_events(events: &sled::Tree) -> Result<u64, JournalError> {
     let mut count = 0;
     for entry in events.iter().keys() {
@@ -252,6 +283,7 @@ impl SledJournal {
             Some((key, _)) if key.len() == 16 => be_u64(&key, &key[8..])? + 1,
             _ => 0,
         };
+        check_format(dir, &tree)?;
         let event_count = count_events(&events)?;
         // A journal without its `M` key has never accepted a job: ids start at 1.
         let next_id = read_counter(&tree, NEXT_ID_KEY)?.max(1);
@@ -780,6 +812,32 @@ mod tests {
             }
             other => panic!("a journal without its log opened: {:?}", other.err()),
         }
+    }
+
+    #[test]
+    fn a_journal_of_another_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let journal = open(dir.path());
+            journal
+                .tree
+                .insert(FORMAT_KEY, &9u32.to_be_bytes())
+                .unwrap();
+            journal.flush().unwrap();
+        }
+        let refused = SledJournal::open(dir.path(), OPTIONS);
+        assert!(
+            matches!(
+                refused,
+                Err(JournalError::Format {
+                    found: 9,
+                    expected: 2,
+                    ..
+                })
+            ),
+            "{:?}",
+            refused.err()
+        );
     }
 
     #[test]

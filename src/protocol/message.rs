@@ -60,7 +60,11 @@ pub enum Response {
         events: Vec<Event>,
         more: bool,
     },
-    /// The request (or the connection) failed; the message says why.
+    /// This request failed; the message says why. The connection stays open.
+    Failed {
+        message: String,
+    },
+    /// The connection failed (a bad frame, a refused peer) and is closed after this.
     Error {
         message: String,
     },

@@ -93,7 +93,7 @@ pub fn jobs(ctx: &PoolContext, mut send: impl FnMut(Response)) {
                 attempts: in_flight.job.attempts,
             }),
             Err(e) => {
-                return send(Response::Error {
+                return send(Response::Failed {
                     message: e.to_string(),
                 })
             }
@@ -116,7 +116,7 @@ pub fn events(ctx: &PoolContext, since_ms: u64, mut send: impl FnMut(Response)) 
     let events = match ctx.journal.events(since_ms) {
         Ok(events) => events,
         Err(e) => {
-            return send(Response::Error {
+            return send(Response::Failed {
                 message: e.to_string(),
             })
         }
@@ -140,14 +140,14 @@ pub fn events(ctx: &PoolContext, since_ms: u64, mut send: impl FnMut(Response)) 
 pub async fn kill(actor: &str, testers: u32) -> Response {
     let known = actor == BALANCER || TesterId::from_name(actor).is_some_and(|t| t.0 <= testers);
     if !known {
-        return Response::Error {
+        return Response::Failed {
             message: format!(
                 "unknown actor {actor:?}: expected {BALANCER} or tester-1 … tester-{testers}"
             ),
         };
     }
     let Some(cell) = ractor::registry::where_is(actor) else {
-        return Response::Error {
+        return Response::Failed {
             message: format!("{actor} is not running right now (it is being restarted)"),
         };
     };
@@ -161,7 +161,7 @@ pub async fn kill(actor: &str, testers: u32) -> Response {
         Ok(()) => Response::Killed {
             actor: actor.to_string(),
         },
-        Err(e) => Response::Error {
+        Err(e) => Response::Failed {
             message: format!("{actor} did not stop within {KILL_TIMEOUT:?}: {e}"),
         },
     }
