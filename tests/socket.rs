@@ -33,6 +33,27 @@ fn status_as(socket: &Path, uid: u32, gid: u32) -> Output {
         .expect("run a client as another user")
 }
 
+/// `primed status` run as `uid` with primary group `gid` and supplementary `groups`.
+fn status_with_groups(socket: &Path, uid: u32, gid: u32, groups: &'static [u32]) -> Output {
+    let mut command = Command::new(BIN);
+    command.arg("status").arg("--socket").arg(socket);
+    // SAFETY: only async-signal-safe calls between fork and exec; the group list must be set
+    // while still root, so this replaces Command::uid/gid (which would drop the groups first).
+    unsafe {
+        command.pre_exec(move || {
+            let ok = libc::setgroups(groups.len(), groups.as_ptr()) == 0
+                && libc::setgid(gid) == 0
+                && libc::setuid(uid) == 0;
+            if ok {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    command.output().expect("run a client as another user")
+}
+
 fn open_up(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
 }
@@ -84,6 +105,12 @@ fn a_socket_group_admits_its_members_and_only_them() {
 
     let member = status_as(&daemon.socket, STRANGER, NOBODY);
     assert!(member.status.success(), "{}", describe(&member));
+    let supplementary = status_with_groups(&daemon.socket, STRANGER, STRANGER, &[NOBODY]);
+    assert!(
+        supplementary.status.success(),
+        "a member through a supplementary group: {}",
+        describe(&supplementary)
+    );
 
     open_up(&daemon.socket, 0o666);
     let out = status_as(&daemon.socket, STRANGER, STRANGER);

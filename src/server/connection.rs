@@ -70,10 +70,13 @@ fn check_peer(stream: &UnixStream, shared: &Shared) -> Result<(), String> {
     let credentials = stream
         .peer_cred()
         .map_err(|e| format!("permission denied: cannot read peer credentials: {e}"))?;
-    shared.peers.check(&credentials).inspect_err(|reason| {
-        warn!(uid = credentials.uid(), pid = credentials.pid(), reason = %reason,
+    shared
+        .peers
+        .check(stream, &credentials)
+        .inspect_err(|reason| {
+            warn!(uid = credentials.uid(), pid = credentials.pid(), reason = %reason,
               event = "peer_refused", "refused a client");
-    })
+        })
 }
 
 /// A submission journaled but not yet known to be durable (or refused: it still goes through

@@ -5,6 +5,7 @@
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 
 use anyhow::{bail, Context};
 use tokio::net::unix::UCred;
@@ -41,20 +42,22 @@ impl PeerPolicy {
         self.group.as_ref().map(|(_, gid)| *gid)
     }
 
-    /// Ok if `peer` may use the daemon; otherwise the message to send it.
-    pub fn check(&self, peer: &UCred) -> Result<(), String> {
-        self.check_ids(peer.uid(), peer.gid(), peer.pid())
+    /// Ok if the peer on `socket` may use the daemon; otherwise the message to send it.
+    pub fn check(&self, socket: &impl AsRawFd, peer: &UCred) -> Result<(), String> {
+        self.check_ids(peer.uid(), peer.gid(), || peer_groups(socket.as_raw_fd()))
     }
 
-    fn check_ids(&self, uid: u32, primary_gid: u32, pid: Option<i32>) -> Result<(), String> {
+    fn check_ids(
+        &self,
+        uid: u32,
+        primary_gid: u32,
+        groups: impl FnOnce() -> io::Result<Vec<u32>>,
+    ) -> Result<(), String> {
         if uid == self.uid || uid == 0 {
             return Ok(());
         }
         if let Some((name, gid)) = &self.group {
-            let member = primary_gid == *gid
-                || pid
-                    .and_then(|pid| supplementary_groups(pid).ok())
-                    .is_some_and(|groups| groups.contains(gid));
+            let member = primary_gid == *gid || groups().is_ok_and(|groups| groups.contains(gid));
             if member {
                 return Ok(());
             }
@@ -98,19 +101,36 @@ fn gid_of(name: &str) -> anyhow::Result<u32> {
     Ok(group.gr_gid)
 }
 
-/// A process's supplementary groups, from /proc (SO_PEERCRED gives only the primary one).
-fn supplementary_groups(pid: i32) -> io::Result<Vec<u32>> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    Ok(status
-        .lines()
-        .find_map(|line| line.strip_prefix("Groups:"))
-        .map(|groups| {
-            groups
-                .split_whitespace()
-                .filter_map(|g| g.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default())
+/// Linux's SO_PEERGROUPS (4.13+; not exported by the libc crate for every target).
+const SO_PEERGROUPS: libc::c_int = 59;
+
+/// The peer's supplementary groups as of its connect (SO_PEERCRED gives only the primary one;
+/// reading /proc by pid would race with pid reuse).
+fn peer_groups(fd: RawFd) -> io::Result<Vec<u32>> {
+    let mut groups: Vec<libc::gid_t> = vec![0; 64];
+    loop {
+        let mut len = (groups.len() * std::mem::size_of::<libc::gid_t>()) as libc::socklen_t;
+        // SAFETY: the buffer is valid for `len` bytes, and the kernel writes back the length.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let count = len as usize / std::mem::size_of::<libc::gid_t>();
+        if rc == 0 {
+            groups.truncate(count);
+            return Ok(groups);
+        }
+        let error = io::Error::last_os_error();
+        if error.raw_os_error() != Some(libc::ERANGE) || count <= groups.len() {
+            return Err(error);
+        }
+        groups.resize(count, 0);
+    }
 }
 
 #[cfg(test)]
@@ -139,16 +159,20 @@ mod tests {
             uid: 1000,
             group: None,
         };
-        assert!(owner_only.check_ids(1000, 1000, None).is_ok());
-        assert!(owner_only.check_ids(0, 0, None).is_ok());
-        let refused = owner_only.check_ids(1001, 1000, None).unwrap_err();
+        let none = || Ok(Vec::new());
+        assert!(owner_only.check_ids(1000, 1000, none).is_ok());
+        assert!(owner_only.check_ids(0, 0, none).is_ok());
+        let refused = owner_only.check_ids(1001, 1000, none).unwrap_err();
         assert!(refused.contains("uid 1001"), "{refused}");
         let shared = PeerPolicy {
             uid: 1000,
             group: Some(("primed".into(), 500)),
         };
-        assert!(shared.check_ids(1001, 500, None).is_ok());
-        let refused = shared.check_ids(1001, 1001, None).unwrap_err();
+        assert!(shared.check_ids(1001, 500, none).is_ok());
+        assert!(shared.check_ids(1001, 1001, || Ok(vec![7, 500])).is_ok());
+        let refused = shared.check_ids(1001, 1001, none).unwrap_err();
         assert!(refused.contains("socket group primed"), "{refused}");
+        let unreadable = || Err(io::Error::other("no"));
+        assert!(shared.check_ids(1001, 1001, unreadable).is_err());
     }
 }
