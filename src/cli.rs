@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::bench::{self, BenchOptions, Mix};
 use crate::client::{self, Exit};
 use crate::config::{self, Config, LogFormat};
 use crate::daemon::{self, ServeOptions};
@@ -43,6 +44,8 @@ pub enum Command {
     Kill(KillArgs),
     /// List stored supervision events: crashes, restarts, backoff, escalations, quarantines.
     Events(EventsArgs),
+    /// Load generator: durable jobs/s and latency against a running daemon (or the journal alone).
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -119,6 +122,35 @@ pub struct EventsArgs {
     pub since: Option<Duration>,
 }
 
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub opts: ClientOpts,
+    /// Jobs to submit in all.
+    #[arg(long, default_value_t = 200_000)]
+    pub jobs: u64,
+    /// Client connections, each with its own pipeline.
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    #[arg(long, value_enum, default_value = "u64")]
+    pub mix: Mix,
+    /// Numbers per Submit frame.
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    /// Most unanswered jobs per connection (pipelining depth).
+    #[arg(long, default_value_t = 4096)]
+    pub pipeline: usize,
+    /// Seed of the numbers: the same seed submits the same numbers.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Drive the journal alone (no actors, no socket, same durability): the ceiling.
+    #[arg(long, requires = "data_dir")]
+    pub journal_only: bool,
+    /// Data dir for --journal-only (a fresh directory; not one a daemon is using).
+    #[arg(long, requires = "journal_only")]
+    pub data_dir: Option<PathBuf>,
+}
+
 fn parse_since(text: &str) -> Result<Duration, String> {
     crate::events::parse_duration(text)
 }
@@ -140,6 +172,7 @@ pub fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Serve(args) => serve(&runtime, args),
+        Command::Bench(args) => bench(&runtime, args),
         command => runtime.block_on(client::run(command)) as u8,
     };
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
@@ -156,6 +189,27 @@ fn serve(runtime: &tokio::runtime::Runtime, args: ServeArgs) -> u8 {
             tracing::error!(reason = %format!("{e:#}"), "primed serve failed");
             eprintln!("primed: {e:#}");
             1
+        }
+    }
+}
+
+fn bench(runtime: &tokio::runtime::Runtime, args: BenchArgs) -> u8 {
+    let options = BenchOptions {
+        socket: args.opts.socket.unwrap_or_else(config::default_socket),
+        json: args.opts.json,
+        jobs: args.jobs,
+        connections: args.connections,
+        mix: args.mix,
+        batch: args.batch,
+        pipeline: args.pipeline,
+        seed: args.seed,
+        journal_only: args.data_dir.filter(|_| args.journal_only),
+    };
+    match runtime.block_on(bench::run(options)) {
+        Ok(()) => Exit::Ok as u8,
+        Err(e) => {
+            eprintln!("primed: bench: {e:#}");
+            Exit::Failed as u8
         }
     }
 }

@@ -91,6 +91,12 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
         return Err(give_up(&events, journal.as_ref()).into());
     }
     drain(&activity, options.grace).await;
+    // Jobs still running past the grace are interrupted: their attempt counts on replay.
+    for (tester, job, attempt) in activity.running_jobs() {
+        if let Err(e) = journal.start(job, tester, attempt) {
+            warn!(actor = %tester, job, reason = %e, "cannot record an interrupted attempt");
+        }
+    }
     info!(event = "shutdown", "stopping the supervision tree");
     let _ = root.stop_and_wait(None, Some(TREE_STOP_TIMEOUT)).await;
     // Answers of jobs finished during the drain go out before the connections close.

@@ -4,6 +4,7 @@
 //! accepted job is journaled in sled before it is acknowledged, so crashes of a tester, of the
 //! balancer or of the whole process lose nothing: the journal is replayed.
 
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -94,8 +94,8 @@ pub trait Journal: Send + Sync + 'static {
         attempts: u32,
     ) -> Result<(), JournalError>;
 
-    /// Records that `tester` starts attempt number `attempts` of `id`. Durable only with a
-    /// later flush, like `assign`.
+    /// Records that `tester` made attempt number `attempts` of `id` (written when a tester
+    /// crashes mid-job, for its successor's replay). Durable only with a later flush.
     fn start(&self, id: JobId, tester: TesterId, attempts: u32) -> Result<(), JournalError>;
 
     /// Atomically removes the in-flight record and stores the result, unless one is stored.

@@ -69,6 +69,18 @@ impl Activity {
         (job != IDLE).then(|| (job, slot.attempt.load(Ordering::SeqCst)))
     }
 
+    /// Every job running now, with its tester and attempt.
+    pub fn running_jobs(&self) -> Vec<(TesterId, JobId, u32)> {
+        (1..=self.slots.len() as u32)
+            .map(TesterId)
+            .filter_map(|t| {
+                let slot = self.slot(t)?;
+                let job = slot.job.load(Ordering::SeqCst);
+                (job != IDLE).then(|| (t, job, slot.attempt.load(Ordering::SeqCst)))
+            })
+            .collect()
+    }
+
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
     }
@@ -123,8 +135,10 @@ mod tests {
         assert_eq!(activity.take(TesterId(2)), Some((17, 3)));
         assert_eq!(activity.take(TesterId(2)), None);
         assert!(activity.begin(TesterId(1), 18, 1));
+        assert_eq!(activity.running_jobs(), vec![(TesterId(1), 18, 1)]);
         activity.end(TesterId(1));
         assert_eq!(activity.take(TesterId(1)), None);
+        assert!(activity.running_jobs().is_empty());
     }
 
     #[tokio::test]
