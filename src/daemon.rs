@@ -93,7 +93,7 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
     drain(&activity, options.grace).await;
     // Jobs still running past the grace are interrupted: their attempt counts on replay.
     for (tester, job, attempt) in activity.running_jobs() {
-        if let Err(e) = journal.start(job, tester, attempt) {
+        if let Err(e) = journal.record_attempt(job, attempt) {
             warn!(actor = %tester, job, reason = %e, "cannot record an interrupted attempt");
         }
     }

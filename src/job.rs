@@ -46,7 +46,6 @@ pub struct Job {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InFlight {
     pub job: Job,
-    pub tester: Option<TesterId>,
     pub submitted_ms: u64,
 }
 

@@ -1,5 +1,5 @@
 //! `primed bench --journal-only`: the same journal code the daemon runs for every job (accept
-//! a batch, assign, complete), with the same durability (every batch and every answer
+//! a batch, complete), with the same durability (every batch and every answer
 //! waits for its group-commit flush), and no actors and no socket: the in-run ceiling that the
 //! end-to-end figure is compared with.
 
@@ -13,7 +13,7 @@ use anyhow::Context;
 use super::latency::micros;
 use super::load::Measured;
 use super::mix::Rng;
-use crate::job::{TesterId, Verdict};
+use crate::job::Verdict;
 use crate::journal::{Journal, JournalOptions, SledJournal};
 use crate::number::Number;
 use crate::primality::is_prime_u64;
@@ -35,7 +35,6 @@ pub fn open(data_dir: &Path) -> anyhow::Result<Arc<dyn Journal>> {
 /// One writer's share: batches of u64 jobs through the whole journal life of a job.
 pub async fn drive(
     journal: Arc<dyn Journal>,
-    tester: TesterId,
     jobs: u64,
     batch: usize,
     seed: u64,
@@ -55,11 +54,8 @@ pub async fn drive(
         journal.durable(ticket).await?;
         let mut last = ticket;
         for job in &accepted {
-            journal.assign(job.id, None, tester, 0)?;
             let prime = matches!(job.n, Number::Small(n) if is_prime_u64(n));
-            last = journal
-                .complete(job.id, tester, Verdict::tested(prime), 1)?
-                .1;
+            last = journal.complete(job.id, Verdict::tested(prime), 1)?.1;
         }
         journal.durable(last).await?;
         let latency = micros(started.elapsed());

@@ -18,8 +18,6 @@ use serde::Serialize;
 
 pub use mix::Mix;
 
-use crate::job::TesterId;
-
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
@@ -119,10 +117,7 @@ async fn measure_journal(
         .map(|(i, jobs)| {
             let (journal, done) = (Arc::clone(&journal), Arc::clone(done));
             let (batch, seed) = (options.batch, options.seed.wrapping_add(i as u64));
-            let tester = TesterId(i as u32 + 1);
-            tokio::spawn(journal_only::drive(
-                journal, tester, jobs, batch, seed, done,
-            ))
+            tokio::spawn(journal_only::drive(journal, jobs, batch, seed, done))
         })
         .collect();
     let mut measured = Vec::new();

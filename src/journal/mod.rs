@@ -1,6 +1,10 @@
 //! The journal: the durable record of every accepted job, behind a small trait so that a
 //! replicated backend can stand in for sled later.
 //!
+//! Which tester holds a job is not journaled: it is the balancer's in-memory business, and a
+//! restart of the balancer places every job in flight again. Per job the journal writes its
+//! record once in the accepting batch and once more when it completes.
+//!
 //! Writes are applied at once and made durable by group commit: every mutation returns a
 //! [`Ticket`], and [`Journal::durable`] resolves once a flush covering that ticket has completed.
 //! A job is acknowledged to its client only after its ticket is durable.
@@ -8,6 +12,7 @@
 mod group_commit;
 mod mark;
 mod sled_journal;
+mod window;
 
 use std::path::PathBuf;
 
@@ -15,7 +20,7 @@ pub use group_commit::{GroupCommit, Ticket};
 pub use sled_journal::{JournalOptions, SledJournal};
 
 use crate::events::Event;
-use crate::job::{InFlight, Job, JobId, JobResult, TesterId, Verdict};
+use crate::job::{InFlight, Job, JobId, JobResult, Verdict};
 use crate::number::Number;
 
 pub use crate::BoxFuture;
@@ -83,36 +88,25 @@ pub trait Journal: Send + Sync + 'static {
     /// Records new jobs, allocating their ids. Not durable until `durable(ticket)` resolves.
     fn accept(&self, numbers: Vec<Number>) -> Result<(Vec<Job>, Ticket), JournalError>;
 
-    /// Records that `id` is queued at `to` (moving it from `from` if it was assigned before).
-    /// Durable only with a later flush: a crash may forget it, and replay copes (the balancer
-    /// places unassigned jobs again).
-    fn assign(
-        &self,
-        id: JobId,
-        from: Option<TesterId>,
-        to: TesterId,
-        attempts: u32,
-    ) -> Result<(), JournalError>;
+    /// Records that attempt number `attempts` of `id` was made: written when a tester crashes
+    /// mid-job or a shutdown interrupts it, so that the replay counts it. Durable only with a
+    /// later flush: a kill -9 may forget it.
+    fn record_attempt(&self, id: JobId, attempts: u32) -> Result<(), JournalError>;
 
-    /// Records that `tester` made attempt number `attempts` of `id` (written when a tester
-    /// crashes mid-job, for its successor's replay). Durable only with a later flush.
-    fn start(&self, id: JobId, tester: TesterId, attempts: u32) -> Result<(), JournalError>;
-
-    /// Atomically removes the in-flight record and stores the result, unless one is stored.
+    /// Stores the result of `id` in its record, unless one is stored: a job is answered once.
     fn complete(
         &self,
         id: JobId,
-        tester: TesterId,
         verdict: Verdict,
         attempts: u32,
     ) -> Result<(Completion, Ticket), JournalError>;
 
     /// Counts a crash of a tester while it was testing `id`; returns the job's count so far.
-    /// Durable only with a later flush, like `start`.
+    /// Durable only with a later flush, like `record_attempt`.
     fn record_fault(&self, id: JobId) -> Result<u32, JournalError>;
 
-    /// The jobs assigned to one tester, in id order: what a restarted tester replays.
-    fn assigned_to(&self, tester: TesterId) -> Result<Vec<Job>, JournalError>;
+    /// The job `id` if it is still in flight (what a restarted tester is sent again).
+    fn pending(&self, id: JobId) -> Result<Option<Job>, JournalError>;
 
     /// Every job still in flight, in id order.
     fn in_flight(&self) -> InFlightIter;

@@ -2,26 +2,21 @@
 //!
 //! Keys are a one-byte kind followed by big-endian integers, so that they sort numerically:
 //!
-//! | key                    | value                                                  |
-//! |------------------------|--------------------------------------------------------|
-//! | `J` job id             | the job: number, submit time, and its outcome once done |
-//! | `I` job id             | (empty) marks the job in flight                        |
-//! | `T` tester id, job id  | attempts so far (u32): the job is queued at that tester |
-//! | `M` `next_id`          | the next job id (u64)                                  |
-//! | `M` `format`           | the layout version of these records (u32)              |
+//! | key             | value                                                              |
+//! |-----------------|--------------------------------------------------------------------|
+//! | `J` job id      | the job: number, submit time, attempts, faults, outcome once done  |
+//! | `M` `next_id`   | the next job id (u64)                                              |
+//! | `M` `low_water` | every job below this id is done (u64)                              |
+//! | `M` `format`    | the layout version of these records (u32)                          |
 //!
-//! Accepting a batch of jobs is one atomic sled batch (records, in-flight markers, next id).
+//! Accepting a batch of jobs is one atomic sled batch (the records and the next id).
 //! Completing a job is one atomic single-key write: the outcome goes into the job's own record.
-//! sled seals and writes an I/O buffer for every multi-key batch, so the per-job path avoids
-//! them; the `I` and `T` entries a completion leaves behind are then removed one by one, and a
-//! crash between the two only leaves stale entries that replay recognises (their record is done)
-//! and prunes. Every id below `next_id` has a record, so the completed count is
-//! `next_id - 1 - in flight`, with no counter to keep.
-//!
-//! The `T` index lets a restarted tester read only its own jobs, and `I` lets a restarted
-//! balancer read only the jobs in flight: replay never walks the finished ones.
+//! Those are the only writes per job: sled seals an I/O buffer for every multi-key batch and
+//! pays for every key written, and an index of jobs in flight would cost two more writes per
+//! job. Instead the journal keeps the low-water mark (in memory exactly, see [`DoneWindow`],
+//! and on disk as of the last flush) and a replay scans the records from it. Every id below
+//! `next_id` has a record, so the completed count is `next_id - 1 - in flight`.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -30,20 +25,21 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::mark::Mark;
+use super::window::DoneWindow;
 use super::{
     BoxFuture, Completion, Counts, GroupCommit, InFlightIter, Journal, JournalError, Lookup, Ticket,
 };
 use crate::events::Event;
-use crate::job::{now_ms, InFlight, Job, JobId, JobResult, TesterId, Verdict};
+use crate::job::{now_ms, InFlight, Job, JobId, JobResult, Verdict};
 use crate::number::Number;
 
 const JOB: u8 = b'J';
-const IN_FLIGHT: u8 = b'I';
-const TESTER: u8 = b'T';
 const NEXT_ID_KEY: &[u8] = b"Mnext_id";
+const LOW_WATER_KEY: &[u8] = b"Mlow_water";
 const FORMAT_KEY: &[u8] = b"Mformat";
-/// The layout of the records below. 1 was the layout before this key existed.
-const FORMAT: u32 = 2;
+/// The layout of the records below. 1 was the layout before this key existed; 2 kept
+/// in-flight and per-tester indexes.
+const FORMAT: u32 = 3;
 /// Least time between the starts of two flushes (see the group-commit module).
 const FLUSH_PACE: Duration = Duration::from_millis(1);
 
@@ -51,6 +47,8 @@ const FLUSH_PACE: Duration = Duration::from_millis(1);
 struct JobRecord {
     n: Vec<u8>,
     submitted_ms: u64,
+    /// Attempts known to have been made (recorded when one is cut short, see `record_attempt`).
+    attempts: u32,
     /// Crashes of a tester while it was testing this job (see poison-job quarantine).
     faults: u32,
     outcome: Option<Outcome>,
@@ -64,6 +62,14 @@ struct Outcome {
 }
 
 impl JobRecord {
+    fn pending(&self, id: JobId) -> Option<Job> {
+        self.outcome.is_none().then(|| Job {
+            id,
+            n: Number::from_bytes(&self.n),
+            attempts: self.attempts,
+        })
+    }
+
     fn result(&self, id: JobId) -> Option<JobResult> {
         self.outcome.as_ref().map(|o| JobResult {
             id,
@@ -95,35 +101,16 @@ pub struct SledJournal {
     commits: GroupCommit,
     /// Held while allocating ids, so ids are written in order.
     next_id: Mutex<JobId>,
-    /// Held while completing, so that "is there a result already?" and the write are one step.
+    /// Held while rewriting a record, so that reading it and writing it back are one step.
     completing: Mutex<()>,
+    /// Which ids are done: the low-water mark. Shared with the flusher, which stores the mark.
+    window: Arc<Mutex<DoneWindow>>,
     in_flight: AtomicU64,
 }
 
-fn id_key(kind: u8, id: JobId) -> [u8; 9] {
-    let mut key = [kind; 9];
-    key[1..].copy_from_slice(&id.to_be_bytes());
-    key
-}
-
 fn job_key(id: JobId) -> [u8; 9] {
-    id_key(JOB, id)
-}
-
-fn in_flight_key(id: JobId) -> [u8; 9] {
-    id_key(IN_FLIGHT, id)
-}
-
-fn tester_prefix(tester: TesterId) -> [u8; 5] {
-    let mut key = [TESTER; 5];
-    key[1..].copy_from_slice(&tester.0.to_be_bytes());
-    key
-}
-
-fn tester_key(tester: TesterId, id: JobId) -> [u8; 13] {
-    let mut key = [0; 13];
-    key[..5].copy_from_slice(&tester_prefix(tester));
-    key[5..].copy_from_slice(&id.to_be_bytes());
+    let mut key = [JOB; 9];
+    key[1..].copy_from_slice(&id.to_be_bytes());
     key
 }
 
@@ -172,14 +159,6 @@ fn be_u32(key: &[u8], bytes: &[u8]) -> Result<u32, JournalError> {
         .try_into()
         .map_err(|_| corrupt(key, "expected 4 bytes"))?;
     Ok(u32::from_be_bytes(array))
-}
-
-/// Splits a `T` key into its tester and job id.
-fn parse_tester_key(key: &[u8]) -> Result<(TesterId, JobId), JournalError> {
-    if key.len() != 13 {
-        return Err(corrupt(key, "tester index key of wrong length"));
-    }
-    Ok((TesterId(be_u32(key, &key[1..5])?), be_u64(key, &key[5..])?))
 }
 
 fn open_error(path: &Path, err: sled::Error) -> JournalError {
@@ -285,28 +264,14 @@ impl SledJournal {
         };
         check_format(dir, &tree)?;
         let event_count = count_events(&events)?;
-        // A journal without its `M` key has never accepted a job: ids start at 1.
+        // A journal without its `M` keys has never accepted a job: ids start at 1.
         let next_id = read_counter(&tree, NEXT_ID_KEY)?.max(1);
+        let low_water = read_counter(&tree, LOW_WATER_KEY)?.clamp(1, next_id);
         let mark = Arc::new(Mark::new(dir, next_id));
         check_complete(dir, &mark, next_id)?;
-        let (flushed, marked) = (db.clone(), Arc::clone(&mark));
-        let commits = GroupCommit::start(
-            Box::new(move || {
-                let covered = marked.before_flush();
-                flushed.flush().map_err(|e| e.to_string())?;
-                // The jobs are durable: a mark that cannot be written only weakens the check
-                // for damage on the next open, so it must not fail their acknowledgement.
-                if let Err(e) = marked.flushed(covered, false) {
-                    tracing::warn!(reason = %e, "cannot update the journal mark");
-                }
-                Ok(())
-            }),
-            FLUSH_PACE,
-        )
-        .map_err(|e| JournalError::Open {
-            path: dir.to_path_buf(),
-            reason: format!("cannot start the flusher thread: {e}"),
-        })?;
+        let (window, in_flight) = scan_window(&tree, low_water, next_id)?;
+        let window = Arc::new(Mutex::new(window));
+        let commits = start_flusher(dir, &db, &tree, &window, &mark)?;
         let journal = Self {
             db,
             tree,
@@ -318,10 +283,9 @@ impl SledJournal {
             commits,
             next_id: Mutex::new(next_id),
             completing: Mutex::new(()),
-            in_flight: AtomicU64::new(0),
+            window,
+            in_flight: AtomicU64::new(in_flight),
         };
-        let in_flight = journal.in_flight().try_fold(0, |n, f| f.map(|_| n + 1))?;
-        journal.in_flight.store(in_flight, Ordering::Relaxed);
         // A new journal gets its mark at once, so that losing its files later is noticed.
         journal.flush()?;
         Ok(journal)
@@ -335,25 +299,83 @@ impl SledJournal {
         }
     }
 
-    /// Removes index entries a completion left behind (it removes them itself, one by one,
-    /// after the record; a crash in between leaves them for replay to prune here).
-    fn prune(&self, key: &[u8]) -> Result<(), JournalError> {
+    /// Reads, changes and writes back the record of `id`, as one step among rewrites.
+    fn rewrite<R>(
+        &self,
+        id: JobId,
+        what: &'static str,
+        change: impl FnOnce(&mut JobRecord) -> Option<R>,
+    ) -> Result<Option<R>, JournalError> {
+        let _completing = lock(&self.completing);
+        let Some(mut record) = self.read_job(id)? else {
+            return Err(corrupt(&job_key(id), format!("{what}: no such job")));
+        };
+        let Some(changed) = change(&mut record) else {
+            return Ok(None);
+        };
         self.tree
-            .remove(key)
-            .map(drop)
-            .map_err(storage("prune index"))
+            .insert(job_key(id), encode(&record)?)
+            .map_err(storage(what))?;
+        Ok(Some(changed))
     }
+}
 
-    /// tester index entries, as job id → (tester, attempts).
-    fn assignments(&self) -> Result<HashMap<JobId, (TesterId, u32)>, JournalError> {
-        let mut map = HashMap::new();
-        for entry in self.tree.scan_prefix([TESTER]) {
-            let (key, value) = entry.map_err(storage("scan tester index"))?;
-            let (tester, id) = parse_tester_key(&key)?;
-            map.insert(id, (tester, be_u32(&key, &value)?));
+/// Reads the records from the low-water mark on: which are done, and how many are not.
+fn scan_window(
+    tree: &sled::Tree,
+    low_water: JobId,
+    next_id: JobId,
+) -> Result<(DoneWindow, u64), JournalError> {
+    let mut window = DoneWindow::new(low_water, next_id);
+    let mut in_flight = 0;
+    for entry in tree.range(job_key(low_water)..job_key(next_id)) {
+        let (key, value) = entry.map_err(storage("scan jobs"))?;
+        let id = be_u64(&key, &key[1..])?;
+        if decode::<JobRecord>(&key, &value)?.outcome.is_some() {
+            window.mark_done(id);
+        } else {
+            in_flight += 1;
         }
-        Ok(map)
     }
+    Ok((window, in_flight))
+}
+
+/// The group-commit flusher: before each flush it stores the low-water mark (the completions
+/// it covers were applied earlier, so the same flush makes them durable first), after each
+/// one it updates the high-water mark file.
+fn start_flusher(
+    dir: &Path,
+    db: &sled::Db,
+    tree: &sled::Tree,
+    window: &Arc<Mutex<DoneWindow>>,
+    mark: &Arc<Mark>,
+) -> Result<GroupCommit, JournalError> {
+    let (db, tree, window, mark) = (
+        db.clone(),
+        tree.clone(),
+        Arc::clone(window),
+        Arc::clone(mark),
+    );
+    let stored = AtomicU64::new(0);
+    let flush = move || {
+        let low_water = lock(&window).base();
+        if stored.swap(low_water, Ordering::Relaxed) != low_water {
+            tree.insert(LOW_WATER_KEY, &low_water.to_be_bytes())
+                .map_err(|e| e.to_string())?;
+        }
+        let covered = mark.before_flush();
+        db.flush().map_err(|e| e.to_string())?;
+        // The jobs are durable: a mark that cannot be written only weakens the check for
+        // damage on the next open, so it must not fail their acknowledgement.
+        if let Err(e) = mark.flushed(covered, false) {
+            tracing::warn!(reason = %e, "cannot update the journal mark");
+        }
+        Ok(())
+    };
+    GroupCommit::start(Box::new(flush), FLUSH_PACE).map_err(|e| JournalError::Open {
+        path: dir.to_path_buf(),
+        reason: format!("cannot start the flusher thread: {e}"),
+    })
 }
 
 impl SledJournal {
@@ -392,158 +414,91 @@ impl Journal for SledJournal {
             let record = JobRecord {
                 n: n.to_bytes(),
                 submitted_ms,
+                attempts: 0,
                 faults: 0,
                 outcome: None,
             };
             batch.insert(&job_key(id), encode(&record)?);
-            batch.insert(&in_flight_key(id), &[]);
             jobs.push(Job { id, n, attempts: 0 });
         }
         let after = first + jobs.len() as u64;
         batch.insert(NEXT_ID_KEY, &after.to_be_bytes());
         self.tree.apply_batch(batch).map_err(storage("accept"))?;
         *next_id = after;
+        lock(&self.window).extend(after);
         self.mark.applied(after);
         self.in_flight
             .fetch_add(jobs.len() as u64, Ordering::Relaxed);
         Ok((jobs, self.commits.record()))
     }
 
-    fn assign(
-        &self,
-        id: JobId,
-        from: Option<TesterId>,
-        to: TesterId,
-        attempts: u32,
-    ) -> Result<(), JournalError> {
-        // Insert before removing: a crash in between leaves the job at both testers, and the
-        // first to finish it records it; never at none.
-        self.tree
-            .insert(tester_key(to, id), &attempts.to_be_bytes())
-            .map_err(storage("assign"))?;
-        match from.filter(|&f| f != to) {
-            Some(from) => self.prune(&tester_key(from, id)),
-            None => Ok(()),
-        }
-    }
-
-    fn start(&self, id: JobId, tester: TesterId, attempts: u32) -> Result<(), JournalError> {
-        self.tree
-            .insert(tester_key(tester, id), &attempts.to_be_bytes())
-            .map(drop)
-            .map_err(storage("start"))
+    fn record_attempt(&self, id: JobId, attempts: u32) -> Result<(), JournalError> {
+        self.rewrite(id, "record attempt", |record| {
+            let newer = record.outcome.is_none() && attempts > record.attempts;
+            newer.then(|| record.attempts = attempts)
+        })?;
+        Ok(())
     }
 
     fn complete(
         &self,
         id: JobId,
-        tester: TesterId,
         verdict: Verdict,
         attempts: u32,
     ) -> Result<(Completion, Ticket), JournalError> {
-        let _completing = lock(&self.completing);
-        let Some(mut record) = self.read_job(id)? else {
-            return Err(corrupt(
-                &job_key(id),
-                "completing a job that was never recorded",
-            ));
-        };
-        let completion = match record.result(id) {
-            Some(existing) => Completion::AlreadyRecorded(existing),
-            None => {
-                record.outcome = Some(Outcome {
-                    verdict,
-                    attempts,
-                    completed_ms: now_ms(),
-                });
-                self.tree
-                    .insert(job_key(id), encode(&record)?)
-                    .map_err(storage("complete"))?;
+        let mut existing = None;
+        let recorded = self.rewrite(id, "complete", |record| {
+            if let Some(result) = record.result(id) {
+                existing = Some(result);
+                return None;
+            }
+            record.outcome = Some(Outcome {
+                verdict,
+                attempts,
+                completed_ms: now_ms(),
+            });
+            record.result(id)
+        })?;
+        let completion = match (recorded, existing) {
+            (Some(result), _) => {
                 self.in_flight.fetch_sub(1, Ordering::Relaxed);
-                Completion::Recorded(
-                    record
-                        .result(id)
-                        .ok_or_else(|| corrupt(&job_key(id), "no outcome"))?,
-                )
+                lock(&self.window).mark_done(id);
+                Completion::Recorded(result)
             }
+            (None, Some(result)) => Completion::AlreadyRecorded(result),
+            (None, None) => return Err(corrupt(&job_key(id), "completed without an outcome")),
         };
-        let ticket = self.commits.record();
-        // The outcome is recorded: a failed prune must not hide it (replay prunes later).
-        for key in [&in_flight_key(id)[..], &tester_key(tester, id)[..]] {
-            if let Err(e) = self.prune(key) {
-                tracing::warn!(job = id, reason = %e, "index entry left behind after completion");
-            }
-        }
-        Ok((completion, ticket))
+        Ok((completion, self.commits.record()))
     }
 
     fn record_fault(&self, id: JobId) -> Result<u32, JournalError> {
-        let _completing = lock(&self.completing);
-        let Some(mut record) = self.read_job(id)? else {
-            return Err(corrupt(
-                &job_key(id),
-                "a fault in a job that was never recorded",
-            ));
-        };
-        record.faults = record.faults.saturating_add(1);
-        self.tree
-            .insert(job_key(id), encode(&record)?)
-            .map_err(storage("record fault"))?;
+        let faults = self.rewrite(id, "record fault", |record| {
+            record.faults = record.faults.saturating_add(1);
+            Some(record.faults)
+        })?;
         // Not awaited: a crash that forgets a fault only grants the job one more attempt.
         self.commits.record();
-        Ok(record.faults)
+        faults.ok_or_else(|| corrupt(&job_key(id), "fault not recorded"))
     }
 
-    fn assigned_to(&self, tester: TesterId) -> Result<Vec<Job>, JournalError> {
-        let mut jobs = Vec::new();
-        for entry in self.tree.scan_prefix(tester_prefix(tester)) {
-            let (key, value) = entry.map_err(storage("scan tester index"))?;
-            let (_, id) = parse_tester_key(&key)?;
-            let attempts = be_u32(&key, &value)?;
-            match self.read_job(id)? {
-                Some(record) if record.outcome.is_none() => jobs.push(Job {
-                    id,
-                    n: Number::from_bytes(&record.n),
-                    attempts,
-                }),
-                // The job is done: a completion (or a crash in its middle) left the entry.
-                _ => self.prune(&key)?,
-            }
-        }
-        Ok(jobs)
+    fn pending(&self, id: JobId) -> Result<Option<Job>, JournalError> {
+        Ok(self.read_job(id)?.and_then(|record| record.pending(id)))
     }
 
     fn in_flight(&self) -> InFlightIter {
-        let assignments = match self.assignments() {
-            Ok(map) => map,
-            Err(e) => return Box::new(std::iter::once(Err(e))),
-        };
-        let tree = self.tree.clone();
-        let jobs = self.tree.scan_prefix([IN_FLIGHT]).keys().map(move |key| {
-            let key = key.map_err(storage("scan in-flight jobs"))?;
-            let id = be_u64(&key, &key[1..])?;
-            let record = match tree.get(job_key(id)).map_err(storage("read job"))? {
-                Some(bytes) => decode::<JobRecord>(&job_key(id), &bytes)?,
-                None => return Err(corrupt(&key, "in flight, but no job record")),
-            };
-            if record.outcome.is_some() {
-                tree.remove(&key).map_err(storage("prune index"))?;
-                return Ok(None);
-            }
-            let (tester, attempts) = match assignments.get(&id) {
-                Some(&(tester, attempts)) => (Some(tester), attempts),
-                None => (None, 0),
-            };
-            Ok(Some(InFlight {
-                job: Job {
-                    id,
-                    n: Number::from_bytes(&record.n),
-                    attempts,
-                },
-                tester,
-                submitted_ms: record.submitted_ms,
-            }))
-        });
+        let low_water = lock(&self.window).base();
+        let jobs = self
+            .tree
+            .range(job_key(low_water)..=job_key(JobId::MAX))
+            .map(|entry| {
+                let (key, value) = entry.map_err(storage("scan jobs"))?;
+                let id = be_u64(&key, &key[1..])?;
+                let record: JobRecord = decode(&key, &value)?;
+                Ok(record.pending(id).map(|job| InFlight {
+                    job,
+                    submitted_ms: record.submitted_ms,
+                }))
+            });
         Box::new(jobs.filter_map(Result::transpose))
     }
 
@@ -645,30 +600,49 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_tester_replays_only_its_own_jobs_with_attempts() {
+    async fn replay_sees_pending_jobs_with_their_recorded_attempts() {
         let dir = tempfile::tempdir().unwrap();
+        {
+            let journal = open(dir.path());
+            let (jobs, _) = journal.accept(numbers(&[11, 12, 13])).unwrap();
+            journal.record_attempt(jobs[0].id, 2).unwrap();
+            journal.record_attempt(jobs[0].id, 1).unwrap();
+            journal.complete(jobs[1].id, Verdict::Composite, 1).unwrap();
+            assert_eq!(journal.pending(jobs[0].id).unwrap().unwrap().attempts, 2);
+            assert_eq!(journal.pending(jobs[1].id).unwrap(), None);
+            journal.flush().unwrap();
+        }
         let journal = open(dir.path());
-        let (jobs, _) = journal.accept(numbers(&[11, 12, 13])).unwrap();
-        journal.assign(jobs[0].id, None, TesterId(1), 0).unwrap();
-        journal.assign(jobs[1].id, None, TesterId(2), 0).unwrap();
-        journal.assign(jobs[2].id, None, TesterId(1), 0).unwrap();
-        journal.start(jobs[0].id, TesterId(1), 1).unwrap();
-        let mine = journal.assigned_to(TesterId(1)).unwrap();
-        assert_eq!(
-            mine.iter().map(|j| (j.id, j.attempts)).collect::<Vec<_>>(),
-            vec![(1, 1), (3, 0)]
-        );
-        journal
-            .assign(jobs[2].id, Some(TesterId(1)), TesterId(2), 0)
-            .unwrap();
-        assert_eq!(journal.assigned_to(TesterId(1)).unwrap().len(), 1);
-        assert_eq!(journal.assigned_to(TesterId(2)).unwrap().len(), 2);
-        let unassigned: Vec<_> = journal
+        let pending: Vec<_> = journal
             .in_flight()
-            .map(Result::unwrap)
-            .filter(|f| f.tester.is_none())
-            .collect();
-        assert!(unassigned.is_empty());
+            .map(|f| f.map(|f| (f.job.id, f.job.attempts)))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(pending, vec![(1, 2), (3, 0)], "attempts never go back");
+        assert_eq!(journal.counts().in_flight, 2);
+    }
+
+    #[tokio::test]
+    async fn the_low_water_mark_survives_reopening_and_bounds_the_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let journal = open(dir.path());
+            let (jobs, _) = journal.accept(numbers(&[2, 3, 4, 5])).unwrap();
+            for job in &jobs[..3] {
+                journal.complete(job.id, Verdict::Prime, 1).unwrap();
+            }
+            assert_eq!(lock(&journal.window).base(), 4);
+            journal.flush().unwrap();
+        }
+        let journal = open(dir.path());
+        assert_eq!(read_counter(&journal.tree, LOW_WATER_KEY).unwrap(), 4);
+        assert_eq!(lock(&journal.window).base(), 4);
+        assert_eq!(journal.in_flight().count(), 1);
+        let (more, _) = journal.accept(numbers(&[6])).unwrap();
+        journal.complete(more[0].id, Verdict::Composite, 1).unwrap();
+        assert_eq!(lock(&journal.window).base(), 4, "job 4 still pins the mark");
+        journal.complete(4, Verdict::Composite, 1).unwrap();
+        assert_eq!(lock(&journal.window).base(), 6);
     }
 
     #[tokio::test]
@@ -677,18 +651,13 @@ mod tests {
         let journal = open(dir.path());
         let (jobs, _) = journal.accept(numbers(&[97])).unwrap();
         let id = jobs[0].id;
-        journal.assign(id, None, TesterId(1), 0).unwrap();
         assert_eq!(journal.lookup(id).unwrap(), Lookup::Pending);
-        let (first, ticket) = journal
-            .complete(id, TesterId(1), Verdict::Prime, 1)
-            .unwrap();
+        let (first, ticket) = journal.complete(id, Verdict::Prime, 1).unwrap();
         journal.durable(ticket).await.unwrap();
         assert!(
             matches!(first, Completion::Recorded(ref r) if r.verdict == Verdict::Prime && r.attempts == 1)
         );
-        let (second, _) = journal
-            .complete(id, TesterId(1), Verdict::Prime, 2)
-            .unwrap();
+        let (second, _) = journal.complete(id, Verdict::Prime, 2).unwrap();
         assert!(matches!(second, Completion::AlreadyRecorded(ref r) if r.attempts == 1));
         assert_eq!(
             journal.counts(),
@@ -697,7 +666,6 @@ mod tests {
                 completed: 1
             }
         );
-        assert!(journal.assigned_to(TesterId(1)).unwrap().is_empty());
         assert_eq!(journal.in_flight().count(), 0);
         drop(journal);
         let journal = open(dir.path());
@@ -713,31 +681,6 @@ mod tests {
             other => panic!("expected a result, got {other:?}"),
         }
         assert_eq!(journal.lookup(999).unwrap(), Lookup::Unknown);
-    }
-
-    #[tokio::test]
-    async fn stale_index_entries_are_pruned_on_replay() {
-        let dir = tempfile::tempdir().unwrap();
-        let journal = open(dir.path());
-        let (jobs, _) = journal.accept(numbers(&[5])).unwrap();
-        journal.assign(jobs[0].id, None, TesterId(1), 0).unwrap();
-        journal
-            .complete(jobs[0].id, TesterId(1), Verdict::Prime, 1)
-            .unwrap();
-        // A late duplicate dispatch re-assigns a finished job; a crash mid-completion leaves
-        // its in-flight marker behind.
-        journal.assign(jobs[0].id, None, TesterId(2), 0).unwrap();
-        journal.tree.insert(in_flight_key(jobs[0].id), &[]).unwrap();
-        assert!(journal.assigned_to(TesterId(2)).unwrap().is_empty());
-        assert_eq!(journal.in_flight().count(), 0);
-        assert!(!journal
-            .tree
-            .contains_key(tester_key(TesterId(2), jobs[0].id))
-            .unwrap());
-        assert!(!journal
-            .tree
-            .contains_key(in_flight_key(jobs[0].id))
-            .unwrap());
     }
 
     #[test]
@@ -763,9 +706,7 @@ mod tests {
         let verdict = Verdict::Quarantined {
             reason: "boom".into(),
         };
-        let (done, _) = journal
-            .complete(jobs[0].id, TesterId(1), verdict.clone(), 2)
-            .unwrap();
+        let (done, _) = journal.complete(jobs[0].id, verdict.clone(), 2).unwrap();
         assert!(matches!(done, Completion::Recorded(ref r) if r.verdict == verdict));
         assert_eq!(journal.in_flight().count(), 1);
         assert!(journal.record_fault(999).is_err());
@@ -831,7 +772,7 @@ mod tests {
                 refused,
                 Err(JournalError::Format {
                     found: 9,
-                    expected: 2,
+                    expected: 3,
                     ..
                 })
             ),
@@ -843,6 +784,6 @@ mod tests {
     #[test]
     fn keys_sort_numerically() {
         assert!(job_key(255) < job_key(256));
-        assert!(tester_key(TesterId(1), u64::MAX) < tester_key(TesterId(2), 0));
+        assert!(job_key(JobId::MAX).as_slice() < NEXT_ID_KEY);
     }
 }

@@ -1,12 +1,13 @@
 //! The load balancer: receives every new job and queues it at the least-loaded tester. Its
-//! load table lives only in memory; on start it is rebuilt from the journal, and jobs that no
-//! tester holds (accepted while the balancer was down) are placed then.
+//! load table (which tester holds which job) lives only in memory: on start it places every
+//! job the journal has in flight, and a (re)started tester asks it for its jobs again.
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
 use tracing::info;
 
 use super::load::{LoadTable, TesterLoad};
 use super::{send_to_tester, PoolContext, TesterMsg};
+use crate::events::{Event, EventKind};
 use crate::job::{Job, JobId, TesterId};
 use crate::supervision::{spawn_named, ChildSpec};
 use crate::BoxFuture;
@@ -21,7 +22,11 @@ pub enum BalancerMsg {
     Done {
         id: JobId,
     },
+    /// A tester (re)started: send it again every job it holds.
+    Replay(TesterId),
     Snapshot(RpcReplyPort<LoadSnapshot>),
+    /// Which tester holds each job (`None`: not placed, or done).
+    Holders(Vec<JobId>, RpcReplyPort<Vec<Option<TesterId>>>),
 }
 
 #[derive(Debug, Clone)]
@@ -35,9 +40,9 @@ pub struct BalancerState {
 }
 
 impl BalancerState {
-    /// Queues `job` at the least-loaded tester, journaling the assignment before sending it, so
-    /// that a tester which dies before receiving it finds it on replay.
-    fn place(&mut self, job: Job, from: Option<TesterId>) -> Result<(), ActorProcessingErr> {
+    /// Queues `job` at the least-loaded tester. If the tester is down the message is lost,
+    /// but not the job: the table holds it, and the tester's successor asks for it.
+    fn place(&mut self, job: Job) -> Result<(), ActorProcessingErr> {
         if self.table.holds(job.id) {
             return Ok(());
         }
@@ -45,11 +50,31 @@ impl BalancerState {
             .table
             .least_loaded()
             .ok_or("the tester pool is empty")?;
-        self.ctx
-            .journal
-            .assign(job.id, from, tester, job.attempts)?;
         self.table.assign(job.id, tester, job.n.cost());
         send_to_tester(tester, TesterMsg::Assign(job));
+        Ok(())
+    }
+
+    /// Sends `tester` every job it holds that is still in flight (reading each from the
+    /// journal: a restart is rare, and the table stays small without the numbers).
+    fn replay(&mut self, tester: TesterId) -> Result<(), ActorProcessingErr> {
+        let mut sent = 0u64;
+        for id in self.table.held_by(tester) {
+            match self.ctx.journal.pending(id)? {
+                Some(job) => {
+                    send_to_tester(tester, TesterMsg::Assign(job));
+                    sent += 1;
+                }
+                None => {
+                    self.table.remove(id);
+                }
+            }
+        }
+        let actor = tester.name();
+        info!(actor = %actor, jobs = sent, event = "replay", "replaying unfinished jobs");
+        self.ctx
+            .events
+            .record(Event::new(EventKind::Replay, &actor).count(sent));
         Ok(())
     }
 }
@@ -83,26 +108,21 @@ impl Actor for Balancer {
             table: LoadTable::new(ctx.testers),
             ctx,
         };
-        let mut orphans = Vec::new();
-        let mut held = 0u64;
+        let mut placed = 0u64;
         for entry in state.ctx.journal.in_flight() {
-            let in_flight = entry?;
-            let cost = in_flight.job.n.cost();
-            match in_flight.tester {
-                Some(t) if state.table.assign(in_flight.job.id, t, cost) => held += 1,
-                from => orphans.push((in_flight.job, from)),
-            }
+            state.place(entry?.job)?;
+            placed += 1;
         }
         info!(
             actor = BALANCER,
-            jobs = held,
-            unassigned = orphans.len(),
+            jobs = placed,
             event = "replay",
-            "rebuilt load table from the journal"
+            "placed every job in flight"
         );
-        for (job, from) in orphans {
-            state.place(job, from)?;
-        }
+        state
+            .ctx
+            .events
+            .record(Event::new(EventKind::Replay, BALANCER).count(placed));
         Ok(state)
     }
 
@@ -115,8 +135,12 @@ impl Actor for Balancer {
         match message {
             BalancerMsg::Dispatch(jobs) => {
                 for job in jobs {
-                    state.place(job, None)?;
+                    state.place(job)?;
                 }
+            }
+            BalancerMsg::Replay(tester) => state.replay(tester)?,
+            BalancerMsg::Holders(ids, reply) => {
+                let _ = reply.send(ids.iter().map(|&id| state.table.holder(id)).collect());
             }
             BalancerMsg::Done { id } => {
                 state.table.remove(id);

@@ -70,6 +70,22 @@ impl LoadTable {
     pub fn loads(&self) -> &[TesterLoad] {
         &self.testers
     }
+
+    pub fn holder(&self, id: JobId) -> Option<TesterId> {
+        self.jobs.get(&id).map(|&(tester, _)| tester)
+    }
+
+    /// The jobs `tester` holds, in id order (the order they were accepted).
+    pub fn held_by(&self, tester: TesterId) -> Vec<JobId> {
+        let mut ids: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, &(t, _))| t == tester)
+            .map(|(&id, _)| id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
 }
 
 #[cfg(test)]
@@ -107,6 +123,18 @@ mod tests {
         assert_eq!(table.remove(7), None, "a second completion is a no-op");
         assert_eq!(table.remove(99), None);
         assert_eq!(table.loads(), &[TesterLoad::default(); 2]);
+    }
+
+    #[test]
+    fn a_testers_jobs_are_listed_in_id_order() {
+        let mut table = LoadTable::new(2);
+        for id in [9, 3, 5] {
+            table.assign(id, TesterId(1), 1);
+        }
+        table.assign(4, TesterId(2), 1);
+        assert_eq!(table.held_by(TesterId(1)), vec![3, 5, 9]);
+        assert_eq!(table.holder(4), Some(TesterId(2)));
+        assert_eq!(table.holder(8), None);
     }
 
     #[test]

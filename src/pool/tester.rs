@@ -1,5 +1,5 @@
-//! A prime tester: runs its queued jobs one at a time. On start it replays the jobs the journal
-//! says are assigned to it. Small numbers are tested inline (well under a microsecond); big ones
+//! A prime tester: runs its queued jobs one at a time. On start it asks the balancer for the
+//! jobs it holds (its predecessor's unfinished queue). Small numbers are tested inline (well under a microsecond); big ones
 //! on the blocking pool with a cancel flag, so the actor stays responsive and a kill lands at
 //! once and stops the computation.
 //!
@@ -64,7 +64,7 @@ pub struct TesterState {
     name: String,
     ctx: PoolContext,
     queue: VecDeque<Job>,
-    /// Ids queued or running, so a job both replayed and re-sent is run once.
+    /// Ids queued or running, so a job sent twice (placed, then replayed) is run once.
     held: HashSet<JobId>,
     running: Option<Running>,
 }
@@ -173,7 +173,7 @@ fn record(
     verdict: Verdict,
     attempts: u32,
 ) -> Result<(), JournalError> {
-    let (completion, ticket) = ctx.journal.complete(id, tester, verdict, attempts)?;
+    let (completion, ticket) = ctx.journal.complete(id, verdict, attempts)?;
     let result = match completion {
         Completion::Recorded(result) => {
             ctx.stats.record_completed(&tester.name());
@@ -259,7 +259,7 @@ impl ChildSpec for TesterSpec {
         let running = self.ctx.activity.take(self.id);
         if let Some((job, attempt)) = running {
             // The successor replays the job: it must know this attempt happened.
-            if let Err(e) = self.ctx.journal.start(job, self.id, attempt) {
+            if let Err(e) = self.ctx.journal.record_attempt(job, attempt) {
                 warn!(actor = %self.id, job, reason = %e, "cannot record an attempt");
             }
         }
@@ -284,21 +284,20 @@ impl Actor for Tester {
     ) -> Result<Self::State, ActorProcessingErr> {
         // A predecessor stopped by its supervisor (not crashed) leaves its slot set.
         ctx.activity.take(id);
-        let replay = ctx.journal.assigned_to(id)?;
-        let name = id.name();
-        info!(actor = %name, jobs = replay.len(), event = "replay", "replaying unfinished jobs");
-        ctx.events
-            .record(Event::new(EventKind::Replay, &name).count(replay.len() as u64));
-        let mut state = TesterState {
+        // Our name is registered by now, so nothing the balancer sends from here on is lost;
+        // what it sent our predecessor, it sends again. A balancer that is down places every
+        // job in flight when it starts, which happens before the pool is started again.
+        if let Some(cell) = ractor::registry::where_is(BALANCER) {
+            let _ = ActorRef::<BalancerMsg>::from(cell).send_message(BalancerMsg::Replay(id));
+        }
+        Ok(TesterState {
             id,
-            name,
+            name: id.name(),
             ctx,
-            queue: VecDeque::with_capacity(replay.len()),
-            held: HashSet::with_capacity(replay.len()),
+            queue: VecDeque::new(),
+            held: HashSet::new(),
             running: None,
-        };
-        replay.into_iter().for_each(|job| state.enqueue(job));
-        Ok(state)
+        })
     }
 
     async fn post_start(

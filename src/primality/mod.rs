@@ -2,11 +2,17 @@
 //!
 //! Values below 2^64 get a deterministic answer from `machine-prime`. Larger values are trial
 //! divided by the small primes (which settles most composites without any modular
-//! exponentiation) and then run through Baillie-PSW, which has no known counterexample. The large
-//! path can take seconds to minutes for numbers with thousands of digits, so it polls a caller
-//! supplied cancellation flag between modular squarings.
+//! exponentiation) and then run through Baillie-PSW, which has no known counterexample.
+//!
+//! Baillie-PSW has two engines. The pure-Rust one ([`pure`], always compiled) polls a caller
+//! supplied cancellation flag between modular squarings, since the large path can take seconds
+//! to minutes for numbers with thousands of digits. With the `gmp` cargo feature,
+//! [`is_prime_big`] hands the number to GMP instead (`mpz_probab_prime_p`, the same test at GMP
+//! speed), which cannot be interrupted: see [`is_prime_big`] for what a cancel does then.
 
 mod bpsw;
+#[cfg(feature = "gmp")]
+pub mod gmp;
 mod small;
 
 use std::sync::atomic::AtomicBool;
@@ -28,19 +34,55 @@ pub fn is_prime_u64(n: u64) -> bool {
 /// strong Lucas probable-prime test with Selfridge's method A parameters (with the perfect-square
 /// check, since no D with Jacobi(D/n) = -1 exists for squares).
 ///
-/// Checks `cancel` (Relaxed load) at least once per squaring/Lucas-doubling step, so a test of a
-/// 10,000-digit number stops within milliseconds of cancel being set; returns `Err(Cancelled)`
-/// then. Verdicts that need no modular arithmetic (n < 2^64, or a small prime factor) are
-/// returned even when `cancel` is already set.
+/// Verdicts that need no modular arithmetic (n < 2^64, or a small prime factor) are returned
+/// even when `cancel` is already set; otherwise a `cancel` already set returns `Err(Cancelled)`
+/// at once.
+///
+/// Default build ([`pure::is_prime_big`]): checks `cancel` (Relaxed load) at least once per
+/// squaring/Lucas-doubling step, so a test of a 10,000-digit number stops within milliseconds of
+/// cancel being set; returns `Err(Cancelled)` then.
+///
+/// With the `gmp` feature, Baillie-PSW runs inside GMP, which cannot be interrupted: a cancel set
+/// while GMP runs lands when GMP returns (the verdict is then dropped and `Err(Cancelled)`
+/// returned, as in the default build). The calling thread stays busy until then: about 0.1 ms
+/// at 1024 bits, 0.5 ms at 2048 bits, and roughly cubic in the size beyond that.
 pub fn is_prime_big(n: &BigUint, cancel: &AtomicBool) -> Result<bool, Cancelled> {
+    #[cfg(feature = "gmp")]
+    {
+        gmp::is_prime_big(n, cancel)
+    }
+    #[cfg(not(feature = "gmp"))]
+    {
+        pure::is_prime_big(n, cancel)
+    }
+}
+
+/// The answers that need no modular arithmetic: n < 2^64, or n >= 2^64 with a small prime factor.
+fn settled_by_small_cases(n: &BigUint) -> Option<bool> {
     if let Some(n) = n.to_u64() {
-        return Ok(is_prime_u64(n));
+        return Some(is_prime_u64(n));
     }
     // Every table prime is below 2^64 <= n, so a table prime dividing n is a proper factor.
-    if small::has_small_prime_factor(n) {
-        return Ok(false);
+    small::has_small_prime_factor(n).then_some(false)
+}
+
+/// The pure-Rust engine, compiled in every build: the default build's [`is_prime_big`], and with
+/// the `gmp` feature still here, so tests and benchmarks can compare both engines in one run.
+pub mod pure {
+    use std::sync::atomic::AtomicBool;
+
+    use num_bigint::BigUint;
+
+    use super::{bpsw, settled_by_small_cases, Cancelled};
+
+    /// [`super::is_prime_big`] of the default build: the u64 test, trial division, then the
+    /// pure-Rust Baillie-PSW, polling `cancel` before every modular squaring.
+    pub fn is_prime_big(n: &BigUint, cancel: &AtomicBool) -> Result<bool, Cancelled> {
+        match settled_by_small_cases(n) {
+            Some(verdict) => Ok(verdict),
+            None => bpsw::is_bpsw_probable_prime(n, cancel),
+        }
     }
-    bpsw::is_bpsw_probable_prime(n, cancel)
 }
 
 #[cfg(test)]

@@ -1,13 +1,12 @@
 //! Operator requests: status, the in-flight list, and killing an actor on purpose.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use ractor::rpc::CallResult;
 use ractor::ActorRef;
 use tracing::warn;
 
-use crate::job::TesterId;
+use crate::job::{JobId, TesterId};
 use crate::pool::{BalancerMsg, LoadSnapshot, PoolContext, BALANCER};
 use crate::protocol::{BalancerStatus, JobInfo, Response, StatusReport, TesterStatus};
 
@@ -28,34 +27,16 @@ async fn balancer_snapshot() -> Option<LoadSnapshot> {
     }
 }
 
-/// Queue lengths and loads per tester as the journal records them: the fallback while the
-/// balancer is restarting.
-fn journal_loads(ctx: &PoolContext) -> HashMap<TesterId, (u64, u64)> {
-    let mut loads = HashMap::new();
-    for in_flight in ctx.journal.in_flight().flatten() {
-        if let Some(tester) = in_flight.tester {
-            let entry = loads.entry(tester).or_insert((0, 0));
-            entry.0 += 1;
-            entry.1 += in_flight.job.n.cost();
-        }
-    }
-    loads
-}
-
 pub async fn status(ctx: &PoolContext) -> Response {
     let snapshot = balancer_snapshot().await;
-    let fallback = snapshot.is_none().then(|| journal_loads(ctx));
     let testers = (1..=ctx.testers)
         .map(|k| {
             let id = TesterId(k);
-            let (queued, load) = match (&snapshot, &fallback) {
-                (Some(s), _) => s
-                    .testers
-                    .get(k as usize - 1)
-                    .map_or((0, 0), |t| (t.queued, t.load)),
-                (None, Some(f)) => f.get(&id).copied().unwrap_or_default(),
-                (None, None) => (0, 0),
-            };
+            // Only the balancer knows queues; while it restarts they read as empty.
+            let (queued, load) = snapshot
+                .as_ref()
+                .and_then(|s| s.testers.get(k as usize - 1))
+                .map_or((0, 0), |t| (t.queued, t.load));
             let stats = ctx.stats.get(&id.name());
             TesterStatus {
                 name: id.name(),
@@ -81,34 +62,58 @@ pub async fn status(ctx: &PoolContext) -> Response {
     })
 }
 
+/// Which tester holds each job, as the balancer knows it (`None` everywhere while it is down).
+async fn holders(ids: Vec<JobId>) -> Vec<Option<TesterId>> {
+    let count = ids.len();
+    let answer = match ractor::registry::where_is(BALANCER) {
+        Some(cell) => {
+            ActorRef::<BalancerMsg>::from(cell)
+                .call(
+                    |reply| BalancerMsg::Holders(ids, reply),
+                    Some(SNAPSHOT_TIMEOUT),
+                )
+                .await
+        }
+        None => return vec![None; count],
+    };
+    match answer {
+        Ok(CallResult::Success(holders)) => holders,
+        _ => vec![None; count],
+    }
+}
+
 /// Streams the in-flight list in chunks, so a long list never sits whole in one frame.
-pub fn jobs(ctx: &PoolContext, mut send: impl FnMut(Response)) {
-    let mut chunk = Vec::with_capacity(JOBS_CHUNK);
-    for entry in ctx.journal.in_flight() {
-        match entry {
-            Ok(in_flight) => chunk.push(JobInfo {
-                id: in_flight.job.id,
-                n: in_flight.job.n.to_string(),
-                tester: in_flight.tester.map(TesterId::name),
-                attempts: in_flight.job.attempts,
-            }),
-            Err(e) => {
-                return send(Response::Failed {
-                    message: e.to_string(),
-                })
+pub async fn jobs(ctx: &PoolContext, mut send: impl FnMut(Response)) {
+    let mut entries = ctx.journal.in_flight();
+    loop {
+        let mut chunk = Vec::with_capacity(JOBS_CHUNK);
+        for entry in entries.by_ref().take(JOBS_CHUNK) {
+            match entry {
+                Ok(in_flight) => chunk.push(in_flight.job),
+                Err(e) => {
+                    return send(Response::Failed {
+                        message: e.to_string(),
+                    })
+                }
             }
         }
-        if chunk.len() == JOBS_CHUNK {
-            send(Response::Jobs {
-                jobs: std::mem::take(&mut chunk),
-                more: true,
-            });
+        let more = chunk.len() == JOBS_CHUNK;
+        let held = holders(chunk.iter().map(|job| job.id).collect()).await;
+        let jobs = chunk
+            .into_iter()
+            .zip(held)
+            .map(|(job, tester)| JobInfo {
+                id: job.id,
+                n: job.n.to_string(),
+                tester: tester.map(TesterId::name),
+                attempts: job.attempts,
+            })
+            .collect();
+        send(Response::Jobs { jobs, more });
+        if !more {
+            return;
         }
     }
-    send(Response::Jobs {
-        jobs: chunk,
-        more: false,
-    });
 }
 
 /// Streams the stored events since `since_ms`, in chunks like the in-flight list.

@@ -135,7 +135,7 @@ impl Connection {
             Request::Submit { numbers, wait } => self.submit(numbers, wait).await,
             Request::Results { ids, wait } => self.results(ids, wait).await,
             Request::Status => self.send(admin::status(&self.shared.ctx).await, 0),
-            Request::Jobs => admin::jobs(&self.shared.ctx, |r| self.send(r, 0)),
+            Request::Jobs => admin::jobs(&self.shared.ctx, |r| self.send(r, 0)).await,
             Request::Kill { actor } => {
                 self.send(admin::kill(&actor, self.shared.ctx.testers).await, 0)
             }
