@@ -103,9 +103,9 @@ pub struct SledJournal {
     next_id: Mutex<JobId>,
     /// Held while rewriting a record, so that reading it and writing it back are one step.
     completing: Mutex<()>,
-    /// Which ids are done: the low-water mark. Shared with the flusher, which stores the mark.
+    /// Which ids are done (the low-water mark), and how many are not: shared with the
+    /// flusher, which stores the mark.
     window: Arc<Mutex<DoneWindow>>,
-    in_flight: AtomicU64,
 }
 
 fn job_key(id: JobId) -> [u8; 9] {
@@ -269,8 +269,8 @@ impl SledJournal {
         let low_water = read_counter(&tree, LOW_WATER_KEY)?.clamp(1, next_id);
         let mark = Arc::new(Mark::new(dir, next_id));
         check_complete(dir, &mark, next_id)?;
-        let (window, in_flight) = scan_window(&tree, low_water, next_id)?;
-        let window = Arc::new(Mutex::new(window));
+        // Which of the jobs from the mark on are done is learnt as the replay reads them.
+        let window = Arc::new(Mutex::new(DoneWindow::new(low_water, next_id)));
         let commits = start_flusher(dir, &db, &tree, &window, &mark)?;
         let journal = Self {
             db,
@@ -284,7 +284,6 @@ impl SledJournal {
             next_id: Mutex::new(next_id),
             completing: Mutex::new(()),
             window,
-            in_flight: AtomicU64::new(in_flight),
         };
         // A new journal gets its mark at once, so that losing its files later is noticed.
         journal.flush()?;
@@ -318,26 +317,6 @@ impl SledJournal {
             .map_err(storage(what))?;
         Ok(Some(changed))
     }
-}
-
-/// Reads the records from the low-water mark on: which are done, and how many are not.
-fn scan_window(
-    tree: &sled::Tree,
-    low_water: JobId,
-    next_id: JobId,
-) -> Result<(DoneWindow, u64), JournalError> {
-    let mut window = DoneWindow::new(low_water, next_id);
-    let mut in_flight = 0;
-    for entry in tree.range(job_key(low_water)..job_key(next_id)) {
-        let (key, value) = entry.map_err(storage("scan jobs"))?;
-        let id = be_u64(&key, &key[1..])?;
-        if decode::<JobRecord>(&key, &value)?.outcome.is_some() {
-            window.mark_done(id);
-        } else {
-            in_flight += 1;
-        }
-    }
-    Ok((window, in_flight))
 }
 
 /// The group-commit flusher: before each flush it stores the low-water mark (the completions
@@ -427,8 +406,6 @@ impl Journal for SledJournal {
         *next_id = after;
         lock(&self.window).extend(after);
         self.mark.applied(after);
-        self.in_flight
-            .fetch_add(jobs.len() as u64, Ordering::Relaxed);
         Ok((jobs, self.commits.record()))
     }
 
@@ -461,7 +438,6 @@ impl Journal for SledJournal {
         })?;
         let completion = match (recorded, existing) {
             (Some(result), _) => {
-                self.in_flight.fetch_sub(1, Ordering::Relaxed);
                 lock(&self.window).mark_done(id);
                 Completion::Recorded(result)
             }
@@ -487,13 +463,18 @@ impl Journal for SledJournal {
 
     fn in_flight(&self) -> InFlightIter {
         let low_water = lock(&self.window).base();
+        let window = Arc::clone(&self.window);
         let jobs = self
             .tree
             .range(job_key(low_water)..=job_key(JobId::MAX))
-            .map(|entry| {
+            .map(move |entry| {
                 let (key, value) = entry.map_err(storage("scan jobs"))?;
                 let id = be_u64(&key, &key[1..])?;
                 let record: JobRecord = decode(&key, &value)?;
+                if record.outcome.is_some() {
+                    // Done before a restart: the window learns it here.
+                    lock(&window).mark_done(id);
+                }
                 Ok(record.pending(id).map(|job| InFlight {
                     job,
                     submitted_ms: record.submitted_ms,
@@ -512,7 +493,7 @@ impl Journal for SledJournal {
     fn counts(&self) -> Counts {
         // Hold the id lock so both numbers describe the same moment's allocations.
         let next_id = *lock(&self.next_id);
-        let in_flight = self.in_flight.load(Ordering::Relaxed);
+        let in_flight = lock(&self.window).pending();
         Counts {
             in_flight,
             completed: (next_id - 1).saturating_sub(in_flight),

@@ -1,6 +1,9 @@
 //! The load balancer: receives every new job and queues it at the least-loaded tester. Its
 //! load table (which tester holds which job) lives only in memory: on start it places every
 //! job the journal has in flight, and a (re)started tester asks it for its jobs again.
+//!
+//! The replay is streamed: the journal is read a chunk per message, so testers start on the
+//! first jobs (and new submissions are placed) while a long backlog is still being read.
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
 use tracing::info;
@@ -9,6 +12,7 @@ use super::load::{LoadTable, TesterLoad};
 use super::{send_to_tester, PoolContext, TesterMsg};
 use crate::events::{Event, EventKind};
 use crate::job::{Job, JobId, TesterId};
+use crate::journal::InFlightIter;
 use crate::supervision::{spawn_named, ChildSpec};
 use crate::BoxFuture;
 
@@ -27,7 +31,12 @@ pub enum BalancerMsg {
     Snapshot(RpcReplyPort<LoadSnapshot>),
     /// Which tester holds each job (`None`: not placed, or done).
     Holders(Vec<JobId>, RpcReplyPort<Vec<Option<TesterId>>>),
+    /// Place the next chunk of the journal's jobs in flight (sent to itself on start).
+    ReplayMore,
 }
+
+/// Jobs placed per `ReplayMore`: small enough that other messages wait at most a few ms.
+const REPLAY_CHUNK: usize = 4096;
 
 #[derive(Debug, Clone)]
 pub struct LoadSnapshot {
@@ -37,6 +46,8 @@ pub struct LoadSnapshot {
 pub struct BalancerState {
     ctx: PoolContext,
     table: LoadTable,
+    /// The journal's jobs in flight still to be placed, and how many were placed so far.
+    replaying: Option<(InFlightIter, u64)>,
 }
 
 impl BalancerState {
@@ -53,6 +64,33 @@ impl BalancerState {
         self.table.assign(job.id, tester, job.n.cost());
         send_to_tester(tester, TesterMsg::Assign(job));
         Ok(())
+    }
+
+    /// Places the next chunk of the journal's jobs in flight; false once all are placed.
+    fn replay_chunk(&mut self) -> Result<bool, ActorProcessingErr> {
+        let Some((mut jobs, mut placed)) = self.replaying.take() else {
+            return Ok(false);
+        };
+        let mut in_chunk = 0;
+        for entry in jobs.by_ref().take(REPLAY_CHUNK) {
+            self.place(entry?.job)?;
+            in_chunk += 1;
+        }
+        placed += in_chunk as u64;
+        if in_chunk == REPLAY_CHUNK {
+            self.replaying = Some((jobs, placed));
+            return Ok(true);
+        }
+        info!(
+            actor = BALANCER,
+            jobs = placed,
+            event = "replay",
+            "placed every job in flight"
+        );
+        self.ctx
+            .events
+            .record(Event::new(EventKind::Replay, BALANCER).count(placed));
+        Ok(false)
     }
 
     /// Sends `tester` every job it holds that is still in flight (reading each from the
@@ -107,6 +145,7 @@ impl Actor for Balancer {
         let mut state = BalancerState {
             table: LoadTable::new(ctx.testers),
             ctx,
+            replaying: None,
         };
         let mut placed = 0u64;
         for entry in state.ctx.journal.in_flight() {
@@ -126,13 +165,27 @@ impl Actor for Balancer {
         Ok(state)
     }
 
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        _state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        myself.send_message(BalancerMsg::ReplayMore)?;
+        Ok(())
+    }
+
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
+            BalancerMsg::ReplayMore => {
+                if state.replay_chunk()? {
+                    myself.send_message(BalancerMsg::ReplayMore)?;
+                }
+            }
             BalancerMsg::Dispatch(jobs) => {
                 for job in jobs {
                     state.place(job)?;
