@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{describe, occupy_a_tester, parse_lines, write_config, Daemon, BIN};
+use common::{describe, mersenne, occupy_a_tester, parse_lines, write_config, Daemon, BIN};
 
 #[test]
 fn sigterm_exits_zero_removes_the_socket_and_the_next_start_keeps_the_results() {
@@ -60,23 +60,24 @@ fn sigterm_lets_the_running_job_finish_and_leaves_queued_ones_for_the_next_start
     let config = write_config(tmp.path(), "[daemon]\nshutdown_grace_secs = 120\n");
     let args = ["--config", config.to_str().expect("utf-8 path")];
     let mut daemon = Daemon::start_in(tmp.path(), 1, &args);
-    let running = occupy_a_tester(&daemon);
-    let queued = daemon.json(&["submit", "97"])[0]["id"]
-        .as_u64()
-        .expect("id");
+    // `check` watches its job from the ack on, before the job is dispatched: once the job
+    // has started, the waiting client is registered.
     let waiter = {
         let socket = daemon.socket.clone();
         std::thread::spawn(move || {
             Command::new(BIN)
-                .args(["result", "--wait", "--json", &running.to_string()])
+                .args(["check", "--json", &mersenne(19937)])
                 .arg("--socket")
                 .arg(socket)
                 .output()
-                .expect("result --wait")
+                .expect("check")
         })
     };
-    // The waiter is registered once the daemon answers another request on a later connection.
-    daemon.status();
+    let started = daemon.wait_for("the long job starts", |l| l["event"] == "job_start");
+    let running = started["job"].as_u64().expect("job id");
+    let queued = daemon.json(&["submit", "97"])[0]["id"]
+        .as_u64()
+        .expect("id");
     let status = daemon.terminate();
     assert!(status.success(), "{status:?}\n{}", daemon.log_tail(20));
     let drained = daemon.wait_for("drained", |l| l["event"] == "drained");

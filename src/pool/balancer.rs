@@ -5,11 +5,13 @@
 //! The replay is streamed: the journal is read a chunk per message, so testers start on the
 //! first jobs (and new submissions are placed) while a long backlog is still being read.
 
+use std::collections::{HashMap, HashSet};
+
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
 use tracing::info;
 
 use super::load::{LoadTable, TesterLoad};
-use super::{send_to_tester, PoolContext, TesterMsg};
+use super::{assign_to, PoolContext};
 use crate::events::{Event, EventKind};
 use crate::job::{Job, JobId, TesterId};
 use crate::journal::InFlightIter;
@@ -46,6 +48,9 @@ pub struct LoadSnapshot {
 pub struct BalancerState {
     ctx: PoolContext,
     table: LoadTable,
+    /// Jobs placed at a tester that was not running: handed over when it asks (no journal
+    /// read needed, which matters when a whole backlog is placed before the pool starts).
+    undelivered: HashMap<TesterId, Vec<Job>>,
     /// The journal's jobs in flight still to be placed, and how many were placed so far.
     replaying: Option<(InFlightIter, u64)>,
 }
@@ -62,7 +67,9 @@ impl BalancerState {
             .least_loaded()
             .ok_or("the tester pool is empty")?;
         self.table.assign(job.id, tester, job.n.cost());
-        send_to_tester(tester, TesterMsg::Assign(job));
+        if let Some(job) = assign_to(tester, job) {
+            self.undelivered.entry(tester).or_default().push(job);
+        }
         Ok(())
     }
 
@@ -96,12 +103,27 @@ impl BalancerState {
     /// Sends `tester` every job it holds that is still in flight (reading each from the
     /// journal: a restart is rare, and the table stays small without the numbers).
     fn replay(&mut self, tester: TesterId) -> Result<(), ActorProcessingErr> {
+        let undelivered = self.undelivered.remove(&tester).unwrap_or_default();
+        let buffered: HashSet<JobId> = undelivered.iter().map(|job| job.id).collect();
         let mut sent = 0u64;
+        let mut send = |job| {
+            sent += 1;
+            assign_to(tester, job)
+        };
+        // A job may have been finished meanwhile (by another incarnation): skip it.
+        for job in undelivered
+            .into_iter()
+            .filter(|job| self.table.holds(job.id))
+        {
+            send(job);
+        }
         for id in self.table.held_by(tester) {
+            if buffered.contains(&id) {
+                continue;
+            }
             match self.ctx.journal.pending(id)? {
                 Some(job) => {
-                    send_to_tester(tester, TesterMsg::Assign(job));
-                    sent += 1;
+                    send(job);
                 }
                 None => {
                     self.table.remove(id);
@@ -145,6 +167,7 @@ impl Actor for Balancer {
         let mut state = BalancerState {
             table: LoadTable::new(ctx.testers),
             ctx,
+            undelivered: HashMap::new(),
             replaying: None,
         };
         let mut placed = 0u64;
@@ -182,6 +205,9 @@ impl Actor for Balancer {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             BalancerMsg::ReplayMore => {
+                // A message to itself runs again at once on this worker: let the rest of
+                // the tree (the pool starting up) have its turn first.
+                tokio::task::yield_now().await;
                 if state.replay_chunk()? {
                     myself.send_message(BalancerMsg::ReplayMore)?;
                 }

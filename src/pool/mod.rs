@@ -46,9 +46,14 @@ pub fn dispatch(jobs: Vec<Job>) {
     }
 }
 
-/// Sends to tester `k` if it is alive; otherwise its replay will find the job in the journal.
-fn send_to_tester(tester: TesterId, message: TesterMsg) {
-    if let Some(cell) = ractor::registry::where_is(tester.name()) {
-        let _ = ractor::ActorRef::<TesterMsg>::from(cell).send_message(message);
+/// Sends `job` to `tester` if it is running; gives the job back if it is not. (A tester that
+/// dies with the job in its mailbox loses it too; its successor's replay reads it again.)
+fn assign_to(tester: TesterId, job: Job) -> Option<Job> {
+    match ractor::registry::where_is(tester.name()) {
+        Some(cell) => {
+            let _ = ractor::ActorRef::<TesterMsg>::from(cell).send_message(TesterMsg::Assign(job));
+            None
+        }
+        None => Some(job),
     }
 }
