@@ -2,8 +2,9 @@
 //! load table (which tester holds which job) lives only in memory: on start it places every
 //! job the journal has in flight, and a (re)started tester asks it for its jobs again.
 //!
-//! The replay is streamed: the journal is read a chunk per message, so testers start on the
-//! first jobs (and new submissions are placed) while a long backlog is still being read.
+//! The replay is streamed: once the first tester asks for its jobs (the pool starts after the
+//! balancer), the journal is read a chunk per message, so testers start on the first jobs (and
+//! new submissions are placed) while a long backlog is still being read.
 
 use std::collections::{HashMap, HashSet};
 
@@ -33,7 +34,7 @@ pub enum BalancerMsg {
     Snapshot(RpcReplyPort<LoadSnapshot>),
     /// Which tester holds each job (`None`: not placed, or done).
     Holders(Vec<JobId>, RpcReplyPort<Vec<Option<TesterId>>>),
-    /// Place the next chunk of the journal's jobs in flight (sent to itself on start).
+    /// Place the next chunk of the journal's jobs in flight (sent to itself).
     ReplayMore,
 }
 
@@ -53,6 +54,8 @@ pub struct BalancerState {
     undelivered: HashMap<TesterId, Vec<Job>>,
     /// The journal's jobs in flight still to be placed, and how many were placed so far.
     replaying: Option<(InFlightIter, u64)>,
+    /// Whether placing them has begun (on the first tester's request).
+    streaming: bool,
 }
 
 impl BalancerState {
@@ -169,32 +172,10 @@ impl Actor for Balancer {
             ctx,
             undelivered: HashMap::new(),
             replaying: None,
+            streaming: false,
         };
-        let mut placed = 0u64;
-        for entry in state.ctx.journal.in_flight() {
-            state.place(entry?.job)?;
-            placed += 1;
-        }
-        info!(
-            actor = BALANCER,
-            jobs = placed,
-            event = "replay",
-            "placed every job in flight"
-        );
-        state
-            .ctx
-            .events
-            .record(Event::new(EventKind::Replay, BALANCER).count(placed));
+        state.replaying = Some((state.ctx.journal.in_flight(), 0));
         Ok(state)
-    }
-
-    async fn post_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        _state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        myself.send_message(BalancerMsg::ReplayMore)?;
-        Ok(())
     }
 
     async fn handle(
@@ -217,7 +198,14 @@ impl Actor for Balancer {
                     state.place(job)?;
                 }
             }
-            BalancerMsg::Replay(tester) => state.replay(tester)?,
+            BalancerMsg::Replay(tester) => {
+                state.replay(tester)?;
+                // The pool is up (it starts after us): time to place the journal's backlog.
+                if !state.streaming && state.replaying.is_some() {
+                    state.streaming = true;
+                    myself.send_message(BalancerMsg::ReplayMore)?;
+                }
+            }
             BalancerMsg::Holders(ids, reply) => {
                 let _ = reply.send(ids.iter().map(|&id| state.table.holder(id)).collect());
             }
