@@ -13,6 +13,8 @@
 mod bpsw;
 #[cfg(feature = "gmp")]
 pub mod gmp;
+mod montgomery;
+mod residues;
 mod small;
 
 use std::sync::atomic::AtomicBool;
@@ -44,8 +46,10 @@ pub fn is_prime_u64(n: u64) -> bool {
 ///
 /// With the `gmp` feature, Baillie-PSW runs inside GMP, which cannot be interrupted: a cancel set
 /// while GMP runs lands when GMP returns (the verdict is then dropped and `Err(Cancelled)`
-/// returned, as in the default build). The calling thread stays busy until then: about 0.1 ms
-/// at 1024 bits, 0.5 ms at 2048 bits, and roughly cubic in the size beyond that.
+/// returned, as in the default build). The calling thread stays busy until then. Measured on the
+/// benchmark machine (README, "Primality engine"): 1.5 ms for a 1024-bit prime, 10 ms at 2048
+/// bits, 6.5 s for 2^23209 - 1 (6,987 digits), so expect 10 s or more for a prime at the
+/// default limit of 10,000 digits.
 pub fn is_prime_big(n: &BigUint, cancel: &AtomicBool) -> Result<bool, Cancelled> {
     #[cfg(feature = "gmp")]
     {
