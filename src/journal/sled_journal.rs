@@ -9,7 +9,9 @@
 //! | `M` `low_water` | every job below this id is done (u64)                              |
 //! | `M` `format`    | the layout version of these records (u32)                          |
 //!
-//! Accepting a batch of jobs is one atomic sled batch (the records and the next id).
+//! Accepting a batch of jobs is one atomic sled batch per 128 jobs (the records and the next
+//! id): a crash can keep a prefix of a large submission, which was not acknowledged, and
+//! whose jobs then run like any other.
 //! Completing a job is one atomic single-key write: the outcome goes into the job's own record.
 //! Those are the only writes per job: sled seals an I/O buffer for every multi-key batch and
 //! pays for every key written, and an index of jobs in flight would cost two more writes per
@@ -40,6 +42,10 @@ const FORMAT_KEY: &[u8] = b"Mformat";
 /// The layout of the records below. 1 was the layout before this key existed; 2 kept
 /// in-flight and per-tester indexes.
 const FORMAT: u32 = 3;
+/// Most jobs per sled batch when accepting. sled 0.34 keeps memory in proportion to the size
+/// of the batch a record was written in until the record is rewritten: a million jobs
+/// accepted in batches of 1,000 and not yet completed held 1.68 GB, in batches of 100 168 MB.
+const ACCEPT_CHUNK: usize = 128;
 /// Least time between the starts of two flushes (see the group-commit module).
 const FLUSH_PACE: Duration = Duration::from_millis(1);
 
@@ -386,26 +392,29 @@ impl Journal for SledJournal {
     fn accept(&self, numbers: Vec<Number>) -> Result<(Vec<Job>, Ticket), JournalError> {
         let submitted_ms = now_ms();
         let mut next_id = lock(&self.next_id);
-        let first = *next_id;
-        let mut batch = sled::Batch::default();
         let mut jobs = Vec::with_capacity(numbers.len());
-        for (id, n) in (first..).zip(numbers) {
-            let record = JobRecord {
-                n: n.to_bytes(),
-                submitted_ms,
-                attempts: 0,
-                faults: 0,
-                outcome: None,
-            };
-            batch.insert(&job_key(id), encode(&record)?);
-            jobs.push(Job { id, n, attempts: 0 });
+        let mut numbers = numbers.into_iter().peekable();
+        while numbers.peek().is_some() {
+            let (first, before) = (*next_id, jobs.len());
+            let mut batch = sled::Batch::default();
+            for (id, n) in (first..).zip(numbers.by_ref().take(ACCEPT_CHUNK)) {
+                let record = JobRecord {
+                    n: n.to_bytes(),
+                    submitted_ms,
+                    attempts: 0,
+                    faults: 0,
+                    outcome: None,
+                };
+                batch.insert(&job_key(id), encode(&record)?);
+                jobs.push(Job { id, n, attempts: 0 });
+            }
+            let after = first + (jobs.len() - before) as u64;
+            batch.insert(NEXT_ID_KEY, &after.to_be_bytes());
+            self.tree.apply_batch(batch).map_err(storage("accept"))?;
+            *next_id = after;
+            lock(&self.window).extend(after);
+            self.mark.applied(after);
         }
-        let after = first + jobs.len() as u64;
-        batch.insert(NEXT_ID_KEY, &after.to_be_bytes());
-        self.tree.apply_batch(batch).map_err(storage("accept"))?;
-        *next_id = after;
-        lock(&self.window).extend(after);
-        self.mark.applied(after);
         Ok((jobs, self.commits.record()))
     }
 
