@@ -18,7 +18,7 @@ use num_bigint::BigUint;
 use num_traits::One;
 #[cfg(feature = "gmp")]
 use primed::primality::gmp::REPS;
-use primed::primality::{is_prime_big, is_prime_u64, pure};
+use primed::primality::{is_prime_big, is_prime_u64, make_prime, pure};
 #[cfg(feature = "gmp")]
 use rug::{integer::IsPrime, Integer};
 
@@ -199,11 +199,23 @@ fn bench_engine_group(c: &mut Criterion, name: &str, inputs: &[BigUint]) {
     group.finish();
 }
 
+/// The book's make_prime: a uniformly random 309-digit (1024-bit) prime, per iteration.
+fn bench_make_prime(c: &mut Criterion) {
+    let mut group = c.benchmark_group("make_prime");
+    group.sample_size(30);
+    let mut rng = SplitMix64(0x5EED);
+    group.bench_function("309_digits", |b| {
+        b.iter(|| black_box(make_prime(309, &mut || rng.next(), &IDLE)))
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     bench_u64,
     bench_primes,
     bench_composites,
-    bench_engines
+    bench_engines,
+    bench_make_prime
 );
 criterion_main!(benches);

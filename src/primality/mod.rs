@@ -13,6 +13,7 @@
 mod bpsw;
 #[cfg(feature = "gmp")]
 pub mod gmp;
+mod make;
 mod montgomery;
 mod residues;
 mod small;
@@ -21,6 +22,8 @@ use std::sync::atomic::AtomicBool;
 
 use num_bigint::BigUint;
 use num_traits::ToPrimitive;
+
+pub use make::make_prime;
 
 /// The computation was abandoned because `cancel` became true.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
