@@ -19,34 +19,12 @@ use num_traits::One;
 #[cfg(feature = "gmp")]
 use primed::primality::gmp::REPS;
 use primed::primality::{is_prime_big, is_prime_u64, make_prime, pure};
+use primed::rng::SplitMix64;
 #[cfg(feature = "gmp")]
 use rug::{integer::IsPrime, Integer};
 
 /// Never set: the benchmarks measure complete tests.
 static IDLE: AtomicBool = AtomicBool::new(false);
-
-/// SplitMix64: a fixed seed gives the same inputs on every run and machine.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Exactly `bits` bits long (top bit set) and odd, like a real candidate.
-    fn odd_biguint(&mut self, bits: u64) -> BigUint {
-        let words = bits.div_ceil(64);
-        let mut n = (0..words).fold(BigUint::default(), |acc, _| (acc << 64u32) + self.next());
-        n >>= words * 64 - bits;
-        n.set_bit(bits - 1, true);
-        n.set_bit(0, true);
-        n
-    }
-}
 
 /// 2^(bits-1) + offset, where the offset was chosen (sympy.nextprime) to make it prime.
 fn known_prime(bits: u64, offset: u32) -> BigUint {
@@ -68,8 +46,8 @@ fn odd_composites(rng: &mut SplitMix64, bits: u64, count: usize) -> Vec<BigUint>
 }
 
 fn bench_u64(c: &mut Criterion) {
-    let mut rng = SplitMix64(0x5EED);
-    let inputs: Vec<u64> = (0..1000).map(|_| rng.next() | 1).collect();
+    let mut rng = SplitMix64::new(0x5EED);
+    let inputs: Vec<u64> = (0..1000).map(|_| rng.next_u64() | 1).collect();
     let mut group = c.benchmark_group("u64");
     group.throughput(Throughput::Elements(inputs.len() as u64));
     group.bench_function("random odd", |b| {
@@ -110,7 +88,7 @@ fn bench_primes(c: &mut Criterion) {
 }
 
 fn bench_composites(c: &mut Criterion) {
-    let mut rng = SplitMix64(0xC0FFEE);
+    let mut rng = SplitMix64::new(0xC0FFEE);
     let mut group = c.benchmark_group("composites");
     group.sample_size(20);
     for bits in [1024, 2048] {
@@ -144,7 +122,7 @@ const COMPOSITES_PER_ITERATION: usize = 64;
 
 /// Each engine on the same inputs, in one group: GMP (with `--features gmp`) is the baseline.
 fn bench_engines(c: &mut Criterion) {
-    let mut rng = SplitMix64(0xB125_0001);
+    let mut rng = SplitMix64::new(0xB125_0001);
     for bits in [1024, 2048] {
         let prime = seeded_prime(&mut rng, bits);
         bench_engine_group(
@@ -203,9 +181,9 @@ fn bench_engine_group(c: &mut Criterion, name: &str, inputs: &[BigUint]) {
 fn bench_make_prime(c: &mut Criterion) {
     let mut group = c.benchmark_group("make_prime");
     group.sample_size(30);
-    let mut rng = SplitMix64(0x5EED);
+    let mut rng = SplitMix64::new(0x5EED);
     group.bench_function("309_digits", |b| {
-        b.iter(|| black_box(make_prime(309, &mut || rng.next(), &IDLE)))
+        b.iter(|| black_box(make_prime(309, &mut || rng.next_u64(), &IDLE)))
     });
     group.finish();
 }

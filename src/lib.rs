@@ -19,6 +19,7 @@ pub mod outcomes;
 pub mod pool;
 pub mod primality;
 pub mod protocol;
+pub mod rng;
 pub mod server;
 pub mod stats;
 pub mod supervision;

@@ -39,6 +39,7 @@ use common::{is_prime_by_trial_division, Daemon};
 use num_bigint::BigUint;
 use primed::job::{JobId, Verdict};
 use primed::protocol::{self, Accepted, Report, Request, Response};
+use primed::rng::SplitMix64;
 
 /// Laid over the embedded defaults with `--config`. Restart intensity is set so high that the
 /// soak's own kills never make a supervisor give up. (Keys may be renamed: keep them here.)
@@ -129,20 +130,12 @@ fn env_u64(name: &str, default: u64) -> u64 {
     }
 }
 
-/// splitmix64: small, seedable, good enough to pick numbers and victims.
-struct Rng(u64);
+/// Seedable, good enough to pick numbers and victims (the crate's SplitMix64).
+struct Rng(SplitMix64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.0.below(n)
     }
 }
 
@@ -278,7 +271,7 @@ impl Oracle {
                 self.limit
             );
         }
-        let mut rng = Rng(0x5eed);
+        let mut rng = Rng(SplitMix64::new(0x5eed));
         for _ in 0..2000 {
             let n = rng.below(self.limit);
             assert_eq!(
@@ -549,8 +542,8 @@ fn run(params: Params) {
     let mut soak = Soak {
         session: Session::new(&daemon.socket, Vec::new()),
         admin: Conn::connect(&daemon.socket),
-        numbers: Rng(params.seed),
-        chaos: Rng(params.seed ^ 0xc4a0_5c4a_05c4_a05c),
+        numbers: Rng(SplitMix64::new(params.seed)),
+        chaos: Rng(SplitMix64::new(params.seed ^ 0xc4a0_5c4a_05c4_a05c)),
         params,
         config,
         dir,

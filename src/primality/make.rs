@@ -58,14 +58,9 @@ pub fn make_prime(
 mod tests {
     use super::*;
 
-    fn splitmix(mut state: u64) -> impl FnMut() -> u64 {
-        move || {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
+    fn splitmix(seed: u64) -> impl FnMut() -> u64 {
+        let mut rng = crate::rng::SplitMix64::new(seed);
+        move || rng.next_u64()
     }
 
     static IDLE: AtomicBool = AtomicBool::new(false);
