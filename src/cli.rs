@@ -46,6 +46,13 @@ pub enum Command {
     Events(EventsArgs),
     /// Load generator: durable jobs/s and latency against a running daemon (or the journal alone).
     Bench(BenchArgs),
+    /// Print a shell completion script: `primed completions bash > /etc/bash_completion.d/primed`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), generated from this command line: `primed man | man -l -`.
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -173,6 +180,12 @@ pub fn main() -> ExitCode {
     let code = match cli.command {
         Command::Serve(args) => serve(&runtime, args),
         Command::Bench(args) => bench(&runtime, args),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "primed", &mut std::io::stdout());
+            Exit::Ok as u8
+        }
+        Command::Man => man(),
         command => runtime.block_on(client::run(command)) as u8,
     };
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
@@ -189,6 +202,17 @@ fn serve(runtime: &tokio::runtime::Runtime, args: ServeArgs) -> u8 {
             tracing::error!(reason = %format!("{e:#}"), "primed serve failed");
             eprintln!("primed: {e:#}");
             1
+        }
+    }
+}
+
+fn man() -> u8 {
+    let command = <Cli as clap::CommandFactory>::command();
+    match clap_mangen::Man::new(command).render(&mut std::io::stdout()) {
+        Ok(()) => Exit::Ok as u8,
+        Err(e) => {
+            eprintln!("primed: writing the man page: {e}");
+            Exit::Failed as u8
         }
     }
 }

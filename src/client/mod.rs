@@ -45,7 +45,9 @@ impl Exit {
 
 pub async fn run(command: Command) -> Exit {
     let outcome = match command {
-        Command::Serve(_) | Command::Bench(_) => return Exit::Unreachable,
+        Command::Serve(_) | Command::Bench(_) | Command::Completions { .. } | Command::Man => {
+            return Exit::Unreachable
+        }
         Command::Check(args) => submit::run(args, true).await,
         Command::Submit(args) => submit::run(args, false).await,
         Command::Result(args) => query::results(args).await,
