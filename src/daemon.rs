@@ -16,6 +16,7 @@ use crate::events::{Event, EventKind, Events};
 use crate::faults::Faults;
 use crate::job::TesterId;
 use crate::journal::{Journal, JournalOptions, SledJournal};
+use crate::notify::notify;
 use crate::outcomes::Outcomes;
 use crate::pool::{Activity, PoolContext};
 use crate::server::{self, Limits, PeerPolicy, Shared};
@@ -81,6 +82,10 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
         alive,
     });
     let shutdown = shutdown_signal()?;
+    // The journal is open, the tree is up (its backlog streams in) and the socket is bound.
+    if let Err(e) = notify("READY=1") {
+        warn!(reason = %e, "cannot tell the service manager we are ready");
+    }
     let root_gave_up = tokio::select! {
         () = listener.serve(shared, shutdown) => false,
         _ = &mut root_exit => true,
@@ -90,6 +95,7 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
     if root_gave_up {
         return Err(give_up(&events, journal.as_ref()).into());
     }
+    let _ = notify("STOPPING=1");
     drain(&activity, options.grace).await;
     // Jobs still running past the grace are interrupted: their attempt counts on replay.
     for (tester, job, attempt) in activity.running_jobs() {

@@ -14,6 +14,7 @@ pub mod faults;
 pub mod job;
 pub mod journal;
 pub mod logging;
+pub mod notify;
 pub mod number;
 pub mod outcomes;
 pub mod pool;

@@ -202,3 +202,28 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn serve_tells_systemd_when_it_is_ready_and_when_it_stops() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let notify_path = tmp.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("bind");
+    notify
+        .set_read_timeout(Some(common::EVENT_TIMEOUT))
+        .expect("timeout");
+    let mut daemon = Daemon::spawn_with_env(tmp.path(), 1, &[], &[("NOTIFY_SOCKET", &notify_path)]);
+    let mut buffer = [0u8; 64];
+    let len = notify
+        .recv(&mut buffer)
+        .expect("READY=1 before the timeout");
+    assert_eq!(&buffer[..len], b"READY=1");
+    let out = daemon.cli(&["check", "97"]);
+    assert!(
+        out.status.success(),
+        "ready means serving: {}",
+        describe(&out)
+    );
+    assert!(daemon.terminate().success());
+    let len = notify.recv(&mut buffer).expect("STOPPING=1");
+    assert_eq!(&buffer[..len], b"STOPPING=1");
+}

@@ -52,6 +52,16 @@ impl Daemon {
 
     /// Spawns without waiting for readiness.
     pub fn spawn(dir: &Path, testers: u32, extra: &[&str]) -> Daemon {
+        Daemon::spawn_with_env(dir, testers, extra, &[])
+    }
+
+    /// Spawns with extra environment variables.
+    pub fn spawn_with_env(
+        dir: &Path,
+        testers: u32,
+        extra: &[&str],
+        env: &[(&str, &Path)],
+    ) -> Daemon {
         let socket = dir.join("primed.sock");
         let data_dir = dir.join("data");
         let mut child = Command::new(BIN)
@@ -64,6 +74,7 @@ impl Daemon {
             .arg(testers.to_string())
             .args(["--log-format", "json"])
             .args(extra)
+            .envs(env.iter().map(|&(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .env_remove("PRIMED_SOCKET")
             .stdin(Stdio::null())
