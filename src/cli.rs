@@ -71,6 +71,9 @@ pub struct ServeArgs {
     pub testers: Option<u32>,
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Log to this file (rotated daily, daemon.log_max_files kept) instead of stderr.
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
     /// Most jobs in flight across all clients; beyond it submissions get a "busy" error.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_in_flight: Option<u64>,
@@ -242,7 +245,14 @@ fn serve_options(args: ServeArgs) -> anyhow::Result<ServeOptions> {
     let config = Config::load(args.config.as_deref())?;
     let panic_on = [config.faults.panic_on.clone(), args.panic_on].concat();
     let fail_restart = [config.faults.fail_restart.clone(), args.fail_restart].concat();
-    crate::logging::init(args.log_format.unwrap_or(config.daemon.log_format));
+    let log_file = args.log_file.clone().or(config.daemon.log_file.clone());
+    crate::logging::init(
+        args.log_format.unwrap_or(config.daemon.log_format),
+        &crate::logging::LogTarget {
+            file: log_file.as_deref(),
+            max_files: config.daemon.log_max_files,
+        },
+    )?;
     let testers = match args.testers.unwrap_or(config.pool.testers) {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
         n => n,

@@ -38,6 +38,8 @@ pub struct DaemonConfig {
     pub data_dir: Option<PathBuf>,
     pub shutdown_grace_secs: f64,
     pub log_format: LogFormat,
+    pub log_file: Option<PathBuf>,
+    pub log_max_files: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -145,6 +147,9 @@ impl Config {
         }
         if supervision.backoff_initial_ms > supervision.backoff_max_ms {
             bail!("supervision.backoff_initial_ms must not exceed supervision.backoff_max_ms");
+        }
+        if self.daemon.log_max_files == 0 {
+            bail!("daemon.log_max_files must be at least 1");
         }
         if self.limits.max_in_flight == 0 {
             bail!("limits.max_in_flight must be at least 1");

@@ -227,3 +227,42 @@ fn serve_tells_systemd_when_it_is_ready_and_when_it_stops() {
     let len = notify.recv(&mut buffer).expect("STOPPING=1");
     assert_eq!(&buffer[..len], b"STOPPING=1");
 }
+
+#[test]
+fn log_file_takes_the_structured_log() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let notify_path = tmp.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("bind");
+    notify
+        .set_read_timeout(Some(common::EVENT_TIMEOUT))
+        .expect("timeout");
+    let logs = tmp.path().join("logs");
+    let log_file = logs.join("primed.log");
+    let args = ["--log-file", log_file.to_str().expect("utf-8 path")];
+    let daemon = Daemon::spawn_with_env(tmp.path(), 1, &args, &[("NOTIFY_SOCKET", &notify_path)]);
+    notify.recv(&mut [0u8; 64]).expect("READY=1");
+    // A served request means the accept loop (which logs `listening`) has begun.
+    assert!(daemon.cli(&["check", "97"]).status.success());
+    let files: Vec<_> = std::fs::read_dir(&logs)
+        .expect("log dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let name = files[0]
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    assert!(name.starts_with("primed.log."), "dated: {name}");
+    let text = std::fs::read_to_string(&files[0]).expect("read log");
+    let events: Vec<String> = parse_lines(text.as_bytes())
+        .iter()
+        .filter_map(|l| l["event"].as_str().map(str::to_string))
+        .collect();
+    for event in ["journal_open", "start", "listening"] {
+        assert!(
+            events.iter().any(|e| e == event),
+            "no {event} in {events:?}"
+        );
+    }
+}
