@@ -31,7 +31,10 @@ fn writer(target: &LogTarget<'_>) -> anyhow::Result<BoxMakeWriter> {
     let name = file
         .file_name()
         .with_context(|| format!("--log-file {} has no file name", file.display()))?;
-    let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let appender = RollingFileAppender::builder()
         .rotation(Rotation::DAILY)
         .filename_prefix(name.to_string_lossy())
