@@ -130,6 +130,9 @@ pub struct EventsArgs {
     /// Only events newer than this: 90s, 15m, 2h, 7d, 1h30m.
     #[arg(long, value_name = "DURATION", value_parser = parse_since)]
     pub since: Option<Duration>,
+    /// Then keep printing new events as they happen (Ctrl-C to stop).
+    #[arg(long, short)]
+    pub follow: bool,
 }
 
 #[derive(Debug, Args)]

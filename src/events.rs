@@ -12,10 +12,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
 use tracing::warn;
 
 use crate::job::{now_ms, JobId};
 use crate::journal::Journal;
+
+/// Events a slow follower may lag behind before it misses some.
+pub const LIVE_BUFFER: usize = 1024;
 
 /// The window of the restart-rate figure in `primed status`.
 pub const RATE_WINDOW: Duration = Duration::from_secs(60);
@@ -118,6 +122,8 @@ impl Event {
 /// Where events go: the journal (if any) and the restart counters.
 pub struct Events {
     store: Option<Arc<dyn Journal>>,
+    /// Every event as it is recorded, for `primed events --follow`.
+    live: broadcast::Sender<Event>,
     restarts: AtomicU64,
     recent: Mutex<VecDeque<Instant>>,
     /// Why the last supervisor that gave up did so: the root's is the daemon's exit reason.
@@ -128,10 +134,16 @@ impl Events {
     pub fn new(store: Option<Arc<dyn Journal>>) -> Arc<Events> {
         Arc::new(Events {
             store,
+            live: broadcast::channel(LIVE_BUFFER).0,
             restarts: AtomicU64::new(0),
             recent: Mutex::new(VecDeque::new()),
             escalation: Mutex::new(None),
         })
+    }
+
+    /// New events from now on (a follower that falls behind by [`LIVE_BUFFER`] skips some).
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.live.subscribe()
     }
 
     pub fn set_escalation(&self, reason: &str) {
@@ -152,6 +164,8 @@ impl Events {
         if event.kind == EventKind::Restart {
             self.count_restart(Instant::now());
         }
+        // No follower is no error.
+        let _ = self.live.send(event.clone());
         if let Some(store) = &self.store {
             if let Err(e) = store.record_event(&event) {
                 warn!(event_kind = event.kind.name(), reason = %e, "cannot store an event");

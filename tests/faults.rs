@@ -179,3 +179,50 @@ fn past_max_in_flight_submissions_are_refused_as_busy_and_others_still_served() 
         .is_some_and(|e| e.contains("not")));
     assert_eq!(daemon.status()["in_flight"], 3, "nothing was added");
 }
+
+#[test]
+fn events_follow_streams_crashes_and_restarts_as_they_happen() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let daemon = Daemon::start(1);
+    let mut follower = Command::new(common::BIN)
+        .args(["events", "--follow", "--json", "--socket"])
+        .arg(&daemon.socket)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn events --follow");
+    let stdout = follower.stdout.take().expect("stdout");
+    let (lines_tx, lines) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let value = serde_json::from_str(&line).unwrap_or(Value::String(line));
+            if lines_tx.send(value).is_err() {
+                return;
+            }
+        }
+    });
+    let next = |what: &str| {
+        lines
+            .recv_timeout(common::EVENT_TIMEOUT)
+            .unwrap_or_else(|_| panic!("no event line while waiting for {what}"))
+    };
+    // The stored history comes first; once it has, the follower is subscribed.
+    while next("the stored daemon_start")["event"] != "daemon_start" {}
+    let out = daemon.cli(&["kill", "tester-1"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let mut seen = Vec::new();
+    while !seen.contains(&"restart".to_string()) {
+        let line = next("the live restart");
+        if line["actor"] == "tester-1" {
+            seen.push(line["event"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    let crash = seen.iter().position(|e| e == "crash");
+    assert!(
+        crash.is_some_and(|c| c < seen.len() - 1),
+        "a crash, then the restart: {seen:?}"
+    );
+    let _ = follower.kill();
+    let _ = follower.wait();
+}

@@ -98,16 +98,26 @@ pub async fn events(args: EventsArgs) -> Result<Exit, ClientError> {
         None => 0,
     };
     let mut conn = Connection::connect(&socket_path(args.opts.socket)).await?;
-    conn.send(&Request::Events { since_ms }).await?;
+    conn.send(&Request::Events {
+        since_ms,
+        follow: args.follow,
+    })
+    .await?;
     let mut printer = Printer::stdout(args.opts.json);
     loop {
-        match conn.recv().await? {
+        let response = match conn.recv().await {
+            // A followed daemon that stops ends the stream; that is no error.
+            Err(ClientError::Closed) if args.follow => return Ok(Exit::Ok),
+            response => response?,
+        };
+        match response {
             Response::Events { events, more } => {
                 for event in &events {
                     printer.event(event)?;
                 }
+                // Following, every event is shown as it comes.
+                printer.flush()?;
                 if !more {
-                    printer.flush()?;
                     return Ok(Exit::Ok);
                 }
             }

@@ -26,9 +26,11 @@ pub enum Request {
     Kill {
         actor: String,
     },
-    /// Stored supervision events at or after `since_ms` (ms since the Unix epoch).
+    /// Stored supervision events at or after `since_ms` (ms since the Unix epoch); with
+    /// `follow`, then every new event as it happens, until the connection closes.
     Events {
         since_ms: u64,
+        follow: bool,
     },
 }
 

@@ -9,11 +9,12 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{broadcast, mpsc, Semaphore};
 use tracing::{debug, warn};
 
 use super::admission::{self, Refusal};
 use super::{admin, Shared};
+use crate::events::Event;
 use crate::job::{Job, JobId};
 use crate::journal::{JournalError, Lookup, Ticket};
 use crate::number::{InputError, Number};
@@ -139,8 +140,51 @@ impl Connection {
             Request::Kill { actor } => {
                 self.send(admin::kill(&actor, self.shared.ctx.testers).await, 0)
             }
-            Request::Events { since_ms } => {
-                admin::events(&self.shared.ctx, since_ms, |r| self.send(r, 0))
+            Request::Events {
+                since_ms,
+                follow: false,
+            } => admin::events(&self.shared.ctx, since_ms, |r| self.send(r, 0)),
+            Request::Events {
+                since_ms,
+                follow: true,
+            } => self.follow_events(since_ms).await,
+        }
+    }
+
+    /// The stored events, then each new one as it is recorded, until the client hangs up or
+    /// the daemon shuts down. Subscribing first means none falls between the two.
+    async fn follow_events(&self, since_ms: u64) {
+        let mut live = self.shared.ctx.events.subscribe();
+        let stored = match self.shared.ctx.journal.events(since_ms) {
+            Ok(stored) => stored,
+            Err(e) => {
+                let message = e.to_string();
+                return self.send(Response::Failed { message }, 0);
+            }
+        };
+        let tail: Vec<Event> = stored.iter().rev().take(64).cloned().collect();
+        for chunk in stored.chunks(1000) {
+            let events = chunk.to_vec();
+            self.send(Response::Events { events, more: true }, 0);
+        }
+        let mut closing = self.shared.closing.clone();
+        loop {
+            let event = tokio::select! {
+                event = live.recv() => event,
+                _ = closing.wait_for(|&closing| closing) => return,
+                () = self.out.closed() => return,
+            };
+            match event {
+                // Recorded between the subscription and the read: already sent.
+                Ok(event) if tail.contains(&event) => {}
+                Ok(event) => {
+                    let events = vec![event];
+                    self.send(Response::Events { events, more: true }, 0);
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    debug!(missed, "an event follower fell behind");
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
             }
         }
     }
