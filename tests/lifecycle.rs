@@ -203,20 +203,35 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A stand-in for systemd's notification socket, in `dir`: its path, and the next message.
+struct NotifySocket {
+    path: std::path::PathBuf,
+    socket: std::os::unix::net::UnixDatagram,
+}
+
+impl NotifySocket {
+    fn bind(dir: &Path) -> NotifySocket {
+        let path = dir.join("notify.sock");
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).expect("bind");
+        socket
+            .set_read_timeout(Some(common::EVENT_TIMEOUT))
+            .expect("timeout");
+        NotifySocket { path, socket }
+    }
+
+    fn next(&self) -> String {
+        let mut buffer = [0u8; 64];
+        let len = self.socket.recv(&mut buffer).expect("a notification");
+        String::from_utf8_lossy(&buffer[..len]).into_owned()
+    }
+}
+
 #[test]
 fn serve_tells_systemd_when_it_is_ready_and_when_it_stops() {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let notify_path = tmp.path().join("notify.sock");
-    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("bind");
-    notify
-        .set_read_timeout(Some(common::EVENT_TIMEOUT))
-        .expect("timeout");
-    let mut daemon = Daemon::spawn_with_env(tmp.path(), 1, &[], &[("NOTIFY_SOCKET", &notify_path)]);
-    let mut buffer = [0u8; 64];
-    let len = notify
-        .recv(&mut buffer)
-        .expect("READY=1 before the timeout");
-    assert_eq!(&buffer[..len], b"READY=1");
+    let notify = NotifySocket::bind(tmp.path());
+    let mut daemon = Daemon::spawn_with_env(tmp.path(), 1, &[], &[("NOTIFY_SOCKET", &notify.path)]);
+    assert_eq!(notify.next(), "READY=1");
     let out = daemon.cli(&["check", "97"]);
     assert!(
         out.status.success(),
@@ -224,23 +239,18 @@ fn serve_tells_systemd_when_it_is_ready_and_when_it_stops() {
         describe(&out)
     );
     assert!(daemon.terminate().success());
-    let len = notify.recv(&mut buffer).expect("STOPPING=1");
-    assert_eq!(&buffer[..len], b"STOPPING=1");
+    assert_eq!(notify.next(), "STOPPING=1");
 }
 
 #[test]
 fn log_file_takes_the_structured_log() {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let notify_path = tmp.path().join("notify.sock");
-    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("bind");
-    notify
-        .set_read_timeout(Some(common::EVENT_TIMEOUT))
-        .expect("timeout");
+    let notify = NotifySocket::bind(tmp.path());
     let logs = tmp.path().join("logs");
     let log_file = logs.join("primed.log");
     let args = ["--log-file", log_file.to_str().expect("utf-8 path")];
-    let daemon = Daemon::spawn_with_env(tmp.path(), 1, &args, &[("NOTIFY_SOCKET", &notify_path)]);
-    notify.recv(&mut [0u8; 64]).expect("READY=1");
+    let daemon = Daemon::spawn_with_env(tmp.path(), 1, &args, &[("NOTIFY_SOCKET", &notify.path)]);
+    assert_eq!(notify.next(), "READY=1");
     // A served request means the accept loop (which logs `listening`) has begun.
     assert!(daemon.cli(&["check", "97"]).status.success());
     let files: Vec<_> = std::fs::read_dir(&logs)

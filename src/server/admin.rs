@@ -6,6 +6,7 @@ use ractor::rpc::CallResult;
 use ractor::ActorRef;
 use tracing::warn;
 
+use crate::events::Event;
 use crate::job::{JobId, TesterId};
 use crate::pool::{BalancerMsg, LoadSnapshot, PoolContext, BALANCER};
 use crate::protocol::{BalancerStatus, JobInfo, Response, StatusReport, TesterStatus};
@@ -117,18 +118,26 @@ pub async fn jobs(ctx: &PoolContext, mut send: impl FnMut(Response)) {
 }
 
 /// Streams the stored events since `since_ms`, in chunks like the in-flight list.
-pub fn events(ctx: &PoolContext, since_ms: u64, mut send: impl FnMut(Response)) {
+/// With `live_follows`, even the last chunk says `more` (live events come next). Returns the
+/// events sent, or `None` if they could not be read (the client was told why).
+pub fn events(
+    ctx: &PoolContext,
+    since_ms: u64,
+    live_follows: bool,
+    mut send: impl FnMut(Response),
+) -> Option<Vec<Event>> {
     let events = match ctx.journal.events(since_ms) {
         Ok(events) => events,
         Err(e) => {
-            return send(Response::Failed {
+            send(Response::Failed {
                 message: e.to_string(),
-            })
+            });
+            return None;
         }
     };
     let mut chunks = events.chunks(JOBS_CHUNK).peekable();
-    if chunks.peek().is_none() {
-        return send(Response::Events {
+    if chunks.peek().is_none() && !live_follows {
+        send(Response::Events {
             events: Vec::new(),
             more: false,
         });
@@ -136,9 +145,10 @@ pub fn events(ctx: &PoolContext, since_ms: u64, mut send: impl FnMut(Response)) 
     while let Some(chunk) = chunks.next() {
         send(Response::Events {
             events: chunk.to_vec(),
-            more: chunks.peek().is_some(),
+            more: live_follows || chunks.peek().is_some(),
         });
     }
+    Some(events)
 }
 
 /// Kills an actor abruptly, as Erlang's `exit(Pid, kill)`, and waits until it is gone.

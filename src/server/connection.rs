@@ -143,7 +143,9 @@ impl Connection {
             Request::Events {
                 since_ms,
                 follow: false,
-            } => admin::events(&self.shared.ctx, since_ms, |r| self.send(r, 0)),
+            } => {
+                admin::events(&self.shared.ctx, since_ms, false, |r| self.send(r, 0));
+            }
             Request::Events {
                 since_ms,
                 follow: true,
@@ -155,18 +157,11 @@ impl Connection {
     /// the daemon shuts down. Subscribing first means none falls between the two.
     async fn follow_events(&self, since_ms: u64) {
         let mut live = self.shared.ctx.events.subscribe();
-        let stored = match self.shared.ctx.journal.events(since_ms) {
-            Ok(stored) => stored,
-            Err(e) => {
-                let message = e.to_string();
-                return self.send(Response::Failed { message }, 0);
-            }
+        let Some(stored) = admin::events(&self.shared.ctx, since_ms, true, |r| self.send(r, 0))
+        else {
+            return;
         };
         let tail: Vec<Event> = stored.iter().rev().take(64).cloned().collect();
-        for chunk in stored.chunks(1000) {
-            let events = chunk.to_vec();
-            self.send(Response::Events { events, more: true }, 0);
-        }
         let mut closing = self.shared.closing.clone();
         loop {
             let event = tokio::select! {
