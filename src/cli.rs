@@ -44,6 +44,8 @@ pub enum Command {
     Kill(KillArgs),
     /// List stored supervision events: crashes, restarts, backoff, escalations, quarantines.
     Events(EventsArgs),
+    /// A live terminal view: testers' queues and loads, throughput, restarts, alarms (q quits).
+    Top(ClientOpts),
     /// Load generator: durable jobs/s and latency against a running daemon (or the journal alone).
     Bench(BenchArgs),
     /// Print a shell completion script: `primed completions bash > /etc/bash_completion.d/primed`.

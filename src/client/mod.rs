@@ -5,6 +5,7 @@ mod conn;
 mod output;
 mod query;
 mod submit;
+mod top;
 
 use std::path::PathBuf;
 
@@ -55,6 +56,7 @@ pub async fn run(command: Command) -> Exit {
         Command::Jobs(opts) => query::jobs(opts).await,
         Command::Kill(args) => query::kill(args).await,
         Command::Events(args) => query::events(args).await,
+        Command::Top(opts) => top::run(opts).await,
     };
     outcome.unwrap_or_else(|e| {
         eprintln!("primed: {e}");
