@@ -11,6 +11,7 @@ use crate::client::{self, Exit};
 use crate::config::{self, Config, LogFormat};
 use crate::daemon::{self, ServeOptions};
 use crate::faults::Faults;
+use crate::job::JobId;
 use crate::journal::JournalOptions;
 use crate::server::Limits;
 use crate::tree::{TreeOptions, POOL, ROOT, TESTER_SUPERVISOR};
@@ -34,6 +35,10 @@ pub enum Command {
     Check(InputArgs),
     /// Submit numbers and print their job ids without waiting.
     Submit(InputArgs),
+    /// Make a uniformly random prime of exactly K digits (a journaled job; Ctrl-C cancels it).
+    Prime(PrimeArgs),
+    /// Cancel a job in flight: it is answered "cancelled" and stops running.
+    Cancel(CancelArgs),
     /// Print results by job id.
     Result(ResultArgs),
     /// Pool, loads, queues, restarts and counts.
@@ -116,6 +121,23 @@ pub struct ResultArgs {
     pub wait: bool,
     #[arg(required = true)]
     pub ids: Vec<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct PrimeArgs {
+    #[command(flatten)]
+    pub opts: ClientOpts,
+    /// Decimal digits of the prime.
+    #[arg(long, value_name = "K")]
+    pub digits: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    #[command(flatten)]
+    pub opts: ClientOpts,
+    /// Job id, as `submit` printed it.
+    pub id: JobId,
 }
 
 #[derive(Debug, Args)]

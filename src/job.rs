@@ -33,11 +33,55 @@ impl fmt::Display for TesterId {
     }
 }
 
+/// What a job asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Task {
+    /// Is `n` prime?
+    Test(Number),
+    /// A uniformly random prime of exactly `digits` decimal digits (the book's make_prime).
+    MakePrime { digits: u32 },
+}
+
+impl Task {
+    /// The balancer's estimate of the work, in the units of [`Number::cost`].
+    pub fn cost(&self) -> u64 {
+        match self {
+            Task::Test(n) => n.cost(),
+            Task::MakePrime { digits } => make_prime_cost(*digits),
+        }
+    }
+
+    /// How big the numbers of this task are, in decimal digits (for the big-job alarm).
+    pub fn digits(&self) -> u64 {
+        match self {
+            Task::Test(n) => n.digits(),
+            Task::MakePrime { digits } => u64::from(*digits),
+        }
+    }
+}
+
+/// One full test of a K-digit number, times the candidates expected to reach a full test: of
+/// the ~1.15 K odd candidates a prime takes on average, trial division discards about 9 in 10.
+fn make_prime_cost(digits: u32) -> u64 {
+    let bits = (f64::from(digits) * std::f64::consts::LOG2_10).ceil() as u64;
+    let full_tests = 1 + u64::from(digits) / 8;
+    crate::number::cost_of_bits(bits).saturating_mul(full_tests)
+}
+
+impl fmt::Display for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Task::Test(n) => write!(f, "{n}"),
+            Task::MakePrime { digits } => write!(f, "a {digits}-digit prime"),
+        }
+    }
+}
+
 /// An accepted job on its way to, or queued in, a tester.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
     pub id: JobId,
-    pub n: Number,
+    pub task: Task,
     /// How many times a tester has started this job.
     pub attempts: u32,
 }
@@ -49,7 +93,8 @@ pub struct InFlight {
     pub submitted_ms: u64,
 }
 
-/// How a job ended: tested, or given up on because testing it kept crashing its tester.
+/// How a job ended: tested, a prime made, given up on because it kept crashing its tester,
+/// or cancelled by a client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Verdict {
     Prime,
@@ -58,9 +103,19 @@ pub enum Verdict {
     Quarantined {
         reason: String,
     },
+    /// The prime a make-prime job found, in decimal.
+    Made {
+        prime: String,
+    },
+    Cancelled,
 }
 
 impl Verdict {
+    /// Whether the job ended without the answer it was for (the client's exit code says so).
+    pub fn is_unanswered(&self) -> bool {
+        matches!(self, Verdict::Quarantined { .. } | Verdict::Cancelled)
+    }
+
     pub fn tested(prime: bool) -> Verdict {
         if prime {
             Verdict::Prime
@@ -74,7 +129,7 @@ impl Verdict {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobResult {
     pub id: JobId,
-    pub n: Number,
+    pub task: Task,
     pub verdict: Verdict,
     pub attempts: u32,
 }
@@ -98,5 +153,20 @@ mod tests {
         assert_eq!(TesterId::from_name("tester-0"), None);
         assert_eq!(TesterId::from_name("tester-x"), None);
         assert_eq!(TesterId::from_name("balancer"), None);
+    }
+
+    #[test]
+    fn making_a_prime_costs_more_than_testing_one_of_its_size() {
+        let test = Task::Test(Number::from(num_bigint::BigUint::from(10u8).pow(308)));
+        let make = Task::MakePrime { digits: 309 };
+        assert_eq!(make.digits(), 309);
+        assert!(
+            make.cost() > 10 * test.cost(),
+            "{} vs {}",
+            make.cost(),
+            test.cost()
+        );
+        assert!(Task::MakePrime { digits: 2000 }.cost() > make.cost());
+        assert_eq!(make.to_string(), "a 309-digit prime");
     }
 }

@@ -30,6 +30,8 @@ pub enum InputError {
     },
     #[error("number has {digits} digits, over the limit of {limit}")]
     TooLong { digits: usize, limit: usize },
+    #[error("cannot make a prime of {digits} digits: the number of digits must be from 1 to {limit} (limits.max_digits)")]
+    PrimeDigits { digits: u32, limit: usize },
 }
 
 /// Inputs longer than this are shown cut short in error messages.
@@ -97,6 +99,15 @@ impl Number {
         match self {
             Number::Small(n) => u64::from(64 - n.leading_zeros()),
             Number::Big(n) => n.bits(),
+        }
+    }
+
+    /// Decimal digits, estimated from the bit length (exact or one too many): cheap for the
+    /// big-job alarm, which only compares it with a threshold.
+    pub fn digits(&self) -> u64 {
+        match self.bits() {
+            0 => 1,
+            bits => (bits as f64 * std::f64::consts::LOG10_2).floor() as u64 + 1,
         }
     }
 

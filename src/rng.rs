@@ -11,6 +11,20 @@ impl SplitMix64 {
         SplitMix64(seed)
     }
 
+    /// Seeded from the OS's randomness (through std's hash keys) and the clock, so that two
+    /// runs, or two replays of one job, draw different numbers.
+    pub fn from_entropy() -> SplitMix64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        SplitMix64(hasher.finish())
+    }
+
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;

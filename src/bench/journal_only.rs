@@ -13,7 +13,7 @@ use anyhow::Context;
 use super::latency::micros;
 use super::load::Measured;
 use super::mix::Rng;
-use crate::job::Verdict;
+use crate::job::{Task, Verdict};
 use crate::journal::{Journal, JournalOptions, SledJournal};
 use crate::number::Number;
 use crate::primality::is_prime_u64;
@@ -46,15 +46,15 @@ pub async fn drive(
     while left > 0 {
         let size = left.min(batch as u64);
         left -= size;
-        let numbers: Vec<Number> = (0..size)
-            .map(|_| Number::Small(rng.next_u64() | 1))
+        let tasks: Vec<Task> = (0..size)
+            .map(|_| Task::Test(Number::Small(rng.next_u64() | 1)))
             .collect();
         let started = Instant::now();
-        let (accepted, ticket) = journal.accept(numbers)?;
+        let (accepted, ticket) = journal.accept(tasks)?;
         journal.durable(ticket).await?;
         let mut last = ticket;
         for job in &accepted {
-            let prime = matches!(job.n, Number::Small(n) if is_prime_u64(n));
+            let prime = matches!(job.task, Task::Test(Number::Small(n)) if is_prime_u64(n));
             last = journal.complete(job.id, Verdict::tested(prime), 1)?.1;
         }
         journal.durable(last).await?;

@@ -3,6 +3,7 @@
 
 mod conn;
 mod output;
+mod prime;
 mod query;
 mod submit;
 mod top;
@@ -25,6 +26,8 @@ pub enum Exit {
     Unreachable = 2,
     /// The daemon refused some jobs for now (busy, disk full): retry later. (EX_TEMPFAIL)
     Retry = 75,
+    /// Interrupted by Ctrl-C, after cancelling what it had asked for (128 + SIGINT).
+    Interrupted = 130,
 }
 
 impl Exit {
@@ -34,7 +37,8 @@ impl Exit {
             Exit::Ok => 0,
             Exit::Retry => 1,
             Exit::Failed => 2,
-            Exit::Unreachable => 3,
+            Exit::Interrupted => 3,
+            Exit::Unreachable => 4,
         };
         if rank(other) > rank(self) {
             other
@@ -57,6 +61,8 @@ pub async fn run(command: Command) -> Exit {
         Command::Kill(args) => query::kill(args).await,
         Command::Events(args) => query::events(args).await,
         Command::Top(opts) => top::run(opts).await,
+        Command::Prime(args) => prime::run(args).await,
+        Command::Cancel(args) => prime::cancel(args).await,
     };
     outcome.unwrap_or_else(|e| {
         eprintln!("primed: {e}");

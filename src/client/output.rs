@@ -14,6 +14,9 @@ use crate::protocol::{JobInfo, Report, StatusReport};
 #[derive(Serialize)]
 struct ReportJson<'a> {
     id: JobId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digits: Option<u32>,
+    #[serde(skip_serializing_if = "str::is_empty")]
     n: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     prime: Option<bool>,
@@ -42,6 +45,14 @@ struct EventJson<'a> {
     reason: Option<&'a str>,
 }
 
+/// What a job was about, for messages: its number, or the prime it was to make.
+fn task(report: &Report) -> String {
+    match report.digits {
+        Some(digits) => format!("a {digits}-digit prime"),
+        None => report.n.clone(),
+    }
+}
+
 pub struct Printer<W: Write> {
     out: W,
     json: bool,
@@ -67,9 +78,12 @@ impl<W: Write> Printer<W> {
             Verdict::Prime => (Some(true), None),
             Verdict::Composite => (Some(false), None),
             Verdict::Quarantined { reason } => (None, Some(format!("quarantined: {reason}"))),
+            Verdict::Made { .. } => (None, None),
+            Verdict::Cancelled => (None, Some("cancelled".to_string())),
         };
         self.line(&ReportJson {
             id: report.id,
+            digits: report.digits,
             n: &report.n,
             prime,
             error,
@@ -77,22 +91,29 @@ impl<W: Write> Printer<W> {
         })
     }
 
-    fn quarantined(&mut self, report: &Report, reason: &str) -> io::Result<()> {
+    /// A job that has no answer (quarantined, cancelled): said on stderr.
+    fn unanswered(&mut self, report: &Report, why: &str) -> io::Result<()> {
         self.out.flush()?;
         eprintln!(
-            "primed: error: job {}: {} was quarantined: {reason} (attempts: {})",
-            report.id, report.n, report.attempts
+            "primed: error: job {}: {} was {why} (attempts: {})",
+            report.id,
+            task(report),
+            report.attempts
         );
         Ok(())
     }
 
-    /// A `check` answer.
+    /// A `check` or `prime` answer.
     pub fn report(&mut self, report: &Report) -> io::Result<()> {
         match &report.verdict {
             _ if self.json => self.report_json(report),
-            Verdict::Quarantined { reason } => self.quarantined(report, reason),
+            Verdict::Quarantined { reason } => {
+                self.unanswered(report, &format!("quarantined: {reason}"))
+            }
+            Verdict::Cancelled => self.unanswered(report, "cancelled"),
             Verdict::Prime => writeln!(self.out, "{} is prime", report.n),
             Verdict::Composite => writeln!(self.out, "{} is composite", report.n),
+            Verdict::Made { prime } => writeln!(self.out, "{prime}"),
         }
     }
 
@@ -100,15 +121,34 @@ impl<W: Write> Printer<W> {
     pub fn result(&mut self, report: &Report) -> io::Result<()> {
         let verdict = match &report.verdict {
             _ if self.json => return self.report_json(report),
-            Verdict::Quarantined { reason } => return self.quarantined(report, reason),
+            Verdict::Quarantined { reason } => {
+                return self.unanswered(report, &format!("quarantined: {reason}"))
+            }
+            Verdict::Cancelled => return self.unanswered(report, "cancelled"),
             Verdict::Prime => "prime",
             Verdict::Composite => "composite",
+            Verdict::Made { prime } => {
+                let digits = report.digits.unwrap_or(0);
+                return writeln!(
+                    self.out,
+                    "job {}: made the {digits}-digit prime {prime} (attempts: {})",
+                    report.id, report.attempts
+                );
+            }
         };
         writeln!(
             self.out,
             "job {}: {} is {verdict} (attempts: {})",
             report.id, report.n, report.attempts
         )
+    }
+
+    /// A job cancelled on request (`primed cancel`, or Ctrl-C during `primed prime`).
+    pub fn cancelled(&mut self, id: JobId) -> io::Result<()> {
+        if self.json {
+            return self.line(&json!({ "id": id, "cancelled": true }));
+        }
+        writeln!(self.out, "job {id}: cancelled")
     }
 
     pub fn invalid(&mut self, input: &str, error: &str) -> io::Result<()> {
@@ -257,6 +297,7 @@ mod tests {
         let report = Report {
             id: 7,
             n: "97".into(),
+            digits: None,
             verdict: Verdict::Prime,
             attempts: 1,
         };
@@ -274,6 +315,29 @@ mod tests {
         assert_eq!(
             printed(true, |p| p.result(&poison)),
             "{\"id\":7,\"n\":\"97\",\"error\":\"quarantined: boom\",\"attempts\":3}\n"
+        );
+        let made = Report {
+            id: 8,
+            n: "557".into(),
+            digits: Some(3),
+            verdict: Verdict::Made {
+                prime: "557".into(),
+            },
+            attempts: 1,
+        };
+        assert_eq!(
+            printed(true, |p| p.report(&made)),
+            "{\"id\":8,\"digits\":3,\"n\":\"557\",\"attempts\":1}\n"
+        );
+        assert_eq!(printed(false, |p| p.report(&made)), "557\n");
+        let cancelled = Report {
+            n: String::new(),
+            verdict: Verdict::Cancelled,
+            ..made
+        };
+        assert_eq!(
+            printed(true, |p| p.result(&cancelled)),
+            "{\"id\":8,\"digits\":3,\"error\":\"cancelled\",\"attempts\":1}\n"
         );
         assert_eq!(
             printed(true, |p| p.pending(7)),
@@ -300,6 +364,7 @@ mod tests {
         let report = Report {
             id: 1,
             n: "91".into(),
+            digits: None,
             verdict: Verdict::Composite,
             attempts: 1,
         };

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use super::output::Printer;
 use super::{socket_path, ClientError, Connection, Exit};
 use crate::cli::{ClientOpts, EventsArgs, KillArgs, ResultArgs};
-use crate::job::{now_ms, JobId, Verdict};
+use crate::job::{now_ms, JobId};
 use crate::protocol::{Report, Request, Response};
 
 enum Answer {
@@ -39,7 +39,7 @@ pub async fn results(args: ResultArgs) -> Result<Exit, ClientError> {
         while let Some(answer) = ids.get(next).and_then(|id| answers.remove(id)) {
             match answer {
                 Answer::Done(report) => {
-                    if matches!(report.verdict, Verdict::Quarantined { .. }) {
+                    if report.verdict.is_unanswered() {
                         exit = Exit::Failed;
                     }
                     printer.result(&report)?

@@ -20,8 +20,7 @@ pub use group_commit::{GroupCommit, Ticket};
 pub use sled_journal::{JournalOptions, SledJournal};
 
 use crate::events::Event;
-use crate::job::{InFlight, Job, JobId, JobResult, Verdict};
-use crate::number::Number;
+use crate::job::{InFlight, Job, JobId, JobResult, Task, Verdict};
 
 pub use crate::BoxFuture;
 
@@ -86,7 +85,7 @@ pub type InFlightIter = Box<dyn Iterator<Item = Result<InFlight, JournalError>> 
 
 pub trait Journal: Send + Sync + 'static {
     /// Records new jobs, allocating their ids. Not durable until `durable(ticket)` resolves.
-    fn accept(&self, numbers: Vec<Number>) -> Result<(Vec<Job>, Ticket), JournalError>;
+    fn accept(&self, tasks: Vec<Task>) -> Result<(Vec<Job>, Ticket), JournalError>;
 
     /// Records that attempt number `attempts` of `id` was made: written when a tester crashes
     /// mid-job or a shutdown interrupts it, so that the replay counts it. Durable only with a

@@ -32,7 +32,7 @@ use super::{
     BoxFuture, Completion, Counts, GroupCommit, InFlightIter, Journal, JournalError, Lookup, Ticket,
 };
 use crate::events::Event;
-use crate::job::{now_ms, InFlight, Job, JobId, JobResult, Verdict};
+use crate::job::{now_ms, InFlight, Job, JobId, JobResult, Task, Verdict};
 use crate::number::Number;
 
 const JOB: u8 = b'J';
@@ -40,8 +40,8 @@ const NEXT_ID_KEY: &[u8] = b"Mnext_id";
 const LOW_WATER_KEY: &[u8] = b"Mlow_water";
 const FORMAT_KEY: &[u8] = b"Mformat";
 /// The layout of the records below. 1 was the layout before this key existed; 2 kept
-/// in-flight and per-tester indexes.
-const FORMAT: u32 = 3;
+/// in-flight and per-tester indexes; 3 stored only numbers to test (no make-prime tasks).
+const FORMAT: u32 = 4;
 /// Most jobs per sled batch when accepting. sled 0.34 keeps memory in proportion to the size
 /// of the batch a record was written in until the record is rewritten: a million jobs
 /// accepted in batches of 1,000 and not yet completed held 1.68 GB, in batches of 100 168 MB.
@@ -51,7 +51,7 @@ const FLUSH_PACE: Duration = Duration::from_millis(1);
 
 #[derive(Serialize, Deserialize)]
 struct JobRecord {
-    n: Vec<u8>,
+    task: StoredTask,
     submitted_ms: u64,
     /// Attempts known to have been made (recorded when one is cut short, see `record_attempt`).
     attempts: u32,
@@ -67,11 +67,36 @@ struct Outcome {
     completed_ms: u64,
 }
 
+/// A task as stored: a number as its minimal big-endian bytes.
+#[derive(Clone, Serialize, Deserialize)]
+enum StoredTask {
+    Test(Vec<u8>),
+    MakePrime(u32),
+}
+
+impl From<&Task> for StoredTask {
+    fn from(task: &Task) -> Self {
+        match task {
+            Task::Test(n) => StoredTask::Test(n.to_bytes()),
+            Task::MakePrime { digits } => StoredTask::MakePrime(*digits),
+        }
+    }
+}
+
+impl From<&StoredTask> for Task {
+    fn from(task: &StoredTask) -> Self {
+        match task {
+            StoredTask::Test(bytes) => Task::Test(Number::from_bytes(bytes)),
+            StoredTask::MakePrime(digits) => Task::MakePrime { digits: *digits },
+        }
+    }
+}
+
 impl JobRecord {
     fn pending(&self, id: JobId) -> Option<Job> {
         self.outcome.is_none().then(|| Job {
             id,
-            n: Number::from_bytes(&self.n),
+            task: Task::from(&self.task),
             attempts: self.attempts,
         })
     }
@@ -79,7 +104,7 @@ impl JobRecord {
     fn result(&self, id: JobId) -> Option<JobResult> {
         self.outcome.as_ref().map(|o| JobResult {
             id,
-            n: Number::from_bytes(&self.n),
+            task: Task::from(&self.task),
             verdict: o.verdict.clone(),
             attempts: o.attempts,
         })
@@ -389,24 +414,28 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Journal for SledJournal {
-    fn accept(&self, numbers: Vec<Number>) -> Result<(Vec<Job>, Ticket), JournalError> {
+    fn accept(&self, tasks: Vec<Task>) -> Result<(Vec<Job>, Ticket), JournalError> {
         let submitted_ms = now_ms();
         let mut next_id = lock(&self.next_id);
-        let mut jobs = Vec::with_capacity(numbers.len());
-        let mut numbers = numbers.into_iter().peekable();
-        while numbers.peek().is_some() {
+        let mut jobs = Vec::with_capacity(tasks.len());
+        let mut tasks = tasks.into_iter().peekable();
+        while tasks.peek().is_some() {
             let (first, before) = (*next_id, jobs.len());
             let mut batch = sled::Batch::default();
-            for (id, n) in (first..).zip(numbers.by_ref().take(ACCEPT_CHUNK)) {
+            for (id, task) in (first..).zip(tasks.by_ref().take(ACCEPT_CHUNK)) {
                 let record = JobRecord {
-                    n: n.to_bytes(),
+                    task: StoredTask::from(&task),
                     submitted_ms,
                     attempts: 0,
                     faults: 0,
                     outcome: None,
                 };
                 batch.insert(&job_key(id), encode(&record)?);
-                jobs.push(Job { id, n, attempts: 0 });
+                jobs.push(Job {
+                    id,
+                    task,
+                    attempts: 0,
+                });
             }
             let after = first + (jobs.len() - before) as u64;
             batch.insert(NEXT_ID_KEY, &after.to_be_bytes());
@@ -565,8 +594,11 @@ mod tests {
         SledJournal::open(dir, OPTIONS).unwrap()
     }
 
-    fn numbers(values: &[u64]) -> Vec<Number> {
-        values.iter().map(|&v| Number::Small(v)).collect()
+    fn numbers(values: &[u64]) -> Vec<Task> {
+        values
+            .iter()
+            .map(|&v| Task::Test(Number::Small(v)))
+            .collect()
     }
 
     #[tokio::test]
@@ -583,7 +615,7 @@ mod tests {
         let journal = open(dir.path());
         let replayed: Vec<_> = journal.in_flight().map(Result::unwrap).collect();
         assert_eq!(replayed.len(), 3);
-        assert_eq!(replayed[2].job.n, Number::Small(9));
+        assert_eq!(replayed[2].job.task, Task::Test(Number::Small(9)));
         assert_eq!(journal.counts().in_flight, 3);
         let (more, _) = journal.accept(numbers(&[10])).unwrap();
         assert_eq!(more[0].id, 4);
@@ -667,7 +699,7 @@ mod tests {
             }
         );
         match journal.lookup(id).unwrap() {
-            Lookup::Done(result) => assert_eq!(result.n, Number::Small(97)),
+            Lookup::Done(result) => assert_eq!(result.task, Task::Test(Number::Small(97))),
             other => panic!("expected a result, got {other:?}"),
         }
         assert_eq!(journal.lookup(999).unwrap(), Lookup::Unknown);
@@ -762,7 +794,7 @@ mod tests {
                 refused,
                 Err(JournalError::Format {
                     found: 9,
-                    expected: 3,
+                    expected: FORMAT,
                     ..
                 })
             ),

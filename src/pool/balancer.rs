@@ -12,7 +12,7 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, Spawn
 use tracing::info;
 
 use super::load::{LoadTable, TesterLoad};
-use super::{assign_to, PoolContext};
+use super::{assign_to, PoolContext, TesterMsg};
 use crate::events::{Event, EventKind};
 use crate::job::{Job, JobId, TesterId};
 use crate::journal::InFlightIter;
@@ -27,6 +27,10 @@ pub enum BalancerMsg {
     Dispatch(Vec<Job>),
     /// A tester finished `id` (reported whether or not it was the first to).
     Done {
+        id: JobId,
+    },
+    /// A client cancelled `id` (its answer is recorded): forget it, and stop it at its tester.
+    Cancel {
         id: JobId,
     },
     /// A tester (re)started: send it again every job it holds.
@@ -69,11 +73,24 @@ impl BalancerState {
             .table
             .least_loaded()
             .ok_or("the tester pool is empty")?;
-        self.table.assign(job.id, tester, job.n.cost());
+        self.table.assign(job.id, tester, job.task.cost());
         if let Some(job) = assign_to(tester, job) {
             self.undelivered.entry(tester).or_default().push(job);
         }
         Ok(())
+    }
+
+    fn cancel(&mut self, id: JobId) {
+        let Some(tester) = self.table.holder(id) else {
+            return;
+        };
+        self.table.remove(id);
+        if let Some(jobs) = self.undelivered.get_mut(&tester) {
+            jobs.retain(|job| job.id != id);
+        }
+        if let Some(cell) = ractor::registry::where_is(tester.name()) {
+            let _ = ActorRef::<TesterMsg>::from(cell).send_message(TesterMsg::Cancel(id));
+        }
     }
 
     /// Places the next chunk of the journal's jobs in flight; false once all are placed.
@@ -212,6 +229,7 @@ impl Actor for Balancer {
             BalancerMsg::Done { id } => {
                 state.table.remove(id);
             }
+            BalancerMsg::Cancel { id } => state.cancel(id),
             BalancerMsg::Snapshot(reply) => {
                 let _ = reply.send(LoadSnapshot {
                     testers: state.table.loads().to_vec(),

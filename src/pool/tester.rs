@@ -17,10 +17,11 @@ use tracing::{debug, info, warn};
 
 use super::{BalancerMsg, PoolContext, BALANCER};
 use crate::events::{Event, EventKind};
-use crate::job::{Job, JobId, TesterId, Verdict};
+use crate::job::{Job, JobId, Task, TesterId, Verdict};
 use crate::journal::{Completion, JournalError};
 use crate::number::Number;
-use crate::primality::{is_prime_big, is_prime_u64, Cancelled};
+use crate::primality::{is_prime_big, is_prime_u64, make_prime, Cancelled};
+use crate::rng::SplitMix64;
 use crate::supervision::{spawn_named, Blame, ChildExit, ChildSpec};
 use crate::BoxFuture;
 
@@ -31,12 +32,14 @@ pub struct Tester;
 
 pub enum TesterMsg {
     Assign(Job),
+    /// A client cancelled `id` (its answer is already recorded): stop it, or drop it unrun.
+    Cancel(JobId),
     /// Keep working through the queue (sent to itself after a time slice).
     Continue,
     /// The blocking computation of `id` ended; `Err` if it panicked.
     Finished {
         id: JobId,
-        verdict: Result<Result<bool, Cancelled>, String>,
+        verdict: Result<Result<Verdict, Cancelled>, String>,
     },
 }
 
@@ -93,15 +96,17 @@ impl TesterState {
             // Not journaled here (a write per job would cost a fifth of the journal's
             // throughput): a crash records the attempt that was running (see `exited`).
             job.attempts += 1;
-            self.ctx.faults.before_testing(&job.n);
-            match &job.n {
-                Number::Small(n) => {
+            if let Task::Test(n) = &job.task {
+                self.ctx.faults.before_testing(n);
+            }
+            match &job.task {
+                Task::Test(Number::Small(n)) => {
                     debug!(actor = %self.name, job = job.id, attempt = job.attempts, "testing");
                     let prime = is_prime_u64(*n);
                     self.ctx.activity.end(self.id);
-                    self.finish(job, prime)?;
+                    self.finish(job, Verdict::tested(prime))?;
                 }
-                Number::Big(_) => self.spawn_big(job, myself),
+                _ => self.spawn_blocking(job, myself),
             }
             if Instant::now() >= deadline && self.running.is_none() && !self.queue.is_empty() {
                 myself.send_message(TesterMsg::Continue)?;
@@ -111,15 +116,17 @@ impl TesterState {
         Ok(())
     }
 
-    fn spawn_big(&mut self, job: Job, myself: &ActorRef<TesterMsg>) {
-        info!(actor = %self.name, job = job.id, attempt = job.attempts, bits = job.n.bits(),
-              event = "job_start", "testing a big number");
+    fn spawn_blocking(&mut self, job: Job, myself: &ActorRef<TesterMsg>) {
+        info!(actor = %self.name, job = job.id, attempt = job.attempts,
+              digits = job.task.digits(), event = "job_start", "running a big job");
         let cancel = Arc::new(AtomicBool::new(false));
-        let (flag, n, id, reply) = (Arc::clone(&cancel), job.n.clone(), job.id, myself.clone());
-        let computation = tokio::task::spawn_blocking(move || match &n {
-            Number::Big(big) => is_prime_big(big, &flag),
-            Number::Small(small) => Ok(is_prime_u64(*small)),
-        });
+        let (flag, task, id, reply) = (
+            Arc::clone(&cancel),
+            job.task.clone(),
+            job.id,
+            myself.clone(),
+        );
+        let computation = tokio::task::spawn_blocking(move || compute(&task, &flag));
         tokio::spawn(async move {
             // A panic in the computation is this tester's crash, not a silent stall.
             let verdict = computation.await.map_err(|e| e.to_string());
@@ -132,22 +139,30 @@ impl TesterState {
         });
     }
 
-    fn finish(&mut self, job: Job, prime: bool) -> Result<(), ActorProcessingErr> {
+    fn finish(&mut self, job: Job, verdict: Verdict) -> Result<(), ActorProcessingErr> {
         self.held.remove(&job.id);
-        record(
-            &self.ctx,
-            self.id,
-            job.id,
-            Verdict::tested(prime),
-            job.attempts,
-        )?;
+        record(&self.ctx, self.id, job.id, verdict, job.attempts)?;
         Ok(())
+    }
+
+    /// Drops a cancelled job: stops it if it runs (dropping `Running` sets its cancel flag, and
+    /// its late `Finished` no longer matches), or takes it out of the queue.
+    fn cancel(&mut self, id: JobId) {
+        if !self.held.remove(&id) {
+            return;
+        }
+        if self.running.take_if(|r| r.job.id == id).is_some() {
+            self.ctx.activity.end(self.id);
+        } else {
+            self.queue.retain(|job| job.id != id);
+        }
+        info!(actor = %self.name, job = id, event = "cancelled", "stopped a cancelled job");
     }
 
     fn finished(
         &mut self,
         id: JobId,
-        verdict: Result<Result<bool, Cancelled>, String>,
+        verdict: Result<Result<Verdict, Cancelled>, String>,
     ) -> Result<(), ActorProcessingErr> {
         let Some(running) = self.running.take_if(|r| r.job.id == id) else {
             return Ok(());
@@ -156,11 +171,26 @@ impl TesterState {
             self.ctx.activity.end(self.id);
         }
         match verdict {
-            Ok(Ok(prime)) => self.finish(running.job, prime),
+            Ok(Ok(verdict)) => self.finish(running.job, verdict),
             Ok(Err(Cancelled)) => {
                 Err(format!("job {id} was cancelled while its tester lived").into())
             }
             Err(panic) => Err(format!("testing job {id} panicked: {panic}").into()),
+        }
+    }
+}
+
+/// The work of a job that runs on the blocking pool.
+fn compute(task: &Task, cancel: &AtomicBool) -> Result<Verdict, Cancelled> {
+    match task {
+        Task::Test(Number::Big(n)) => is_prime_big(n, cancel).map(Verdict::tested),
+        Task::Test(Number::Small(n)) => Ok(Verdict::tested(is_prime_u64(*n))),
+        Task::MakePrime { digits } => {
+            let mut rng = SplitMix64::from_entropy();
+            let prime = make_prime(*digits, &mut || rng.next_u64(), cancel)?;
+            Ok(Verdict::Made {
+                prime: prime.to_string(),
+            })
         }
     }
 }
@@ -316,6 +346,7 @@ impl Actor for Tester {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             TesterMsg::Assign(job) => state.enqueue(job),
+            TesterMsg::Cancel(id) => state.cancel(id),
             TesterMsg::Continue => {}
             TesterMsg::Finished { id, verdict } => state.finished(id, verdict)?,
         }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::events::Event;
-use crate::job::{JobId, JobResult, Verdict};
+use crate::job::{JobId, JobResult, Task, Verdict};
 
 /// Most numbers one Submit frame may carry.
 pub const MAX_BATCH: usize = 4096;
@@ -20,6 +20,14 @@ pub enum Request {
     Results {
         ids: Vec<JobId>,
         wait: bool,
+    },
+    /// Journal a make-prime job and stream its `Done` once the prime is found.
+    MakePrime {
+        digits: u32,
+    },
+    /// Give up on a job in flight: it is answered `Cancelled` and its tester stops it.
+    Cancel {
+        id: JobId,
     },
     Status,
     Jobs,
@@ -57,6 +65,9 @@ pub enum Response {
     Killed {
         actor: String,
     },
+    Cancelled {
+        id: JobId,
+    },
     /// A chunk of the event log, oldest first; `more` is false on the last one.
     Events {
         events: Vec<Event>,
@@ -90,21 +101,31 @@ pub enum Accepted {
     },
 }
 
-/// A job's answer. Printed as `{"id":7,"n":"97","prime":true,"attempts":1}`, or for a
-/// quarantined job `{"id":7,"n":"97","error":"quarantined: …","attempts":3}`.
+/// A job's answer. Printed as `{"id":7,"n":"97","prime":true,"attempts":1}`, for a
+/// quarantined job `{"id":7,"n":"97","error":"quarantined: …","attempts":3}`, and for a
+/// make-prime job `{"id":8,"digits":3,"n":"557","attempts":1}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
     pub id: JobId,
+    /// The number tested; for a make-prime job, the prime made (empty if there is none).
     pub n: String,
+    /// Set for a make-prime job: the digits asked for.
+    pub digits: Option<u32>,
     pub verdict: Verdict,
     pub attempts: u32,
 }
 
 impl From<&JobResult> for Report {
     fn from(result: &JobResult) -> Self {
+        let (n, digits) = match (&result.task, &result.verdict) {
+            (Task::Test(n), _) => (n.to_string(), None),
+            (Task::MakePrime { digits }, Verdict::Made { prime }) => (prime.clone(), Some(*digits)),
+            (Task::MakePrime { digits }, _) => (String::new(), Some(*digits)),
+        };
         Report {
             id: result.id,
-            n: result.n.to_string(),
+            n,
+            digits,
             verdict: result.verdict.clone(),
             attempts: result.attempts,
         }

@@ -1,13 +1,15 @@
-//! Operator requests: status, the in-flight list, and killing an actor on purpose.
+//! Operator requests: status, the in-flight list, cancelling a job, and killing an actor on
+//! purpose.
 
 use std::time::Duration;
 
 use ractor::rpc::CallResult;
 use ractor::ActorRef;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::events::Event;
-use crate::job::{JobId, TesterId};
+use crate::job::{JobId, TesterId, Verdict};
+use crate::journal::{Completion, Lookup};
 use crate::pool::{BalancerMsg, LoadSnapshot, PoolContext, BALANCER};
 use crate::protocol::{BalancerStatus, JobInfo, Response, StatusReport, TesterStatus};
 
@@ -105,7 +107,7 @@ pub async fn jobs(ctx: &PoolContext, mut send: impl FnMut(Response)) {
             .zip(held)
             .map(|(job, tester)| JobInfo {
                 id: job.id,
-                n: job.n.to_string(),
+                n: job.task.to_string(),
                 tester: tester.map(TesterId::name),
                 attempts: job.attempts,
             })
@@ -152,6 +154,46 @@ pub fn events(
 }
 
 /// Kills an actor abruptly, as Erlang's `exit(Pid, kill)`, and waits until it is gone.
+/// Cancels a job in flight. Its answer, `Cancelled`, is recorded durably first (so no replay
+/// runs it again) and delivered to whoever waits for it; then its tester stops it. A balancer
+/// that is restarting misses the stop, and the job then runs to its end unanswered.
+pub async fn cancel(ctx: &PoolContext, id: JobId) -> Response {
+    let failed = |message: String| Response::Failed { message };
+    let attempts = match ctx.journal.pending(id) {
+        // A running attempt is not journaled until it ends: count it from the activity slot.
+        Ok(Some(job)) => ctx
+            .activity
+            .running_jobs()
+            .into_iter()
+            .find_map(|(_, running, attempt)| (running == id).then_some(attempt))
+            .unwrap_or(job.attempts),
+        Ok(None) => return failed(not_in_flight(ctx, id)),
+        Err(e) => return failed(format!("cannot cancel job {id}: {e}")),
+    };
+    let (result, ticket) = match ctx.journal.complete(id, Verdict::Cancelled, attempts) {
+        Ok((Completion::Recorded(result), ticket)) => (result, ticket),
+        Ok((Completion::AlreadyRecorded(_), _)) => return failed(not_in_flight(ctx, id)),
+        Err(e) => return failed(format!("cannot cancel job {id}: {e}")),
+    };
+    if let Err(e) = ctx.journal.durable(ticket).await {
+        return failed(format!("job {id} is cancelled, but not yet durably: {e}"));
+    }
+    info!(job = id, event = "cancel", "job cancelled by a client");
+    ctx.outcomes.publish(ticket, result);
+    if let Some(cell) = ractor::registry::where_is(BALANCER) {
+        let _ = ActorRef::<BalancerMsg>::from(cell).send_message(BalancerMsg::Cancel { id });
+    }
+    Response::Cancelled { id }
+}
+
+fn not_in_flight(ctx: &PoolContext, id: JobId) -> String {
+    match ctx.journal.lookup(id) {
+        Ok(Lookup::Unknown) => format!("cannot cancel job {id}: there is no such job"),
+        Ok(_) => format!("cannot cancel job {id}: it has already finished (primed result {id})"),
+        Err(e) => format!("cannot cancel job {id}: {e}"),
+    }
+}
+
 pub async fn kill(actor: &str, testers: u32) -> Response {
     let known = actor == BALANCER || TesterId::from_name(actor).is_some_and(|t| t.0 <= testers);
     if !known {

@@ -15,7 +15,7 @@ use tracing::{debug, warn};
 use super::admission::{self, Refusal};
 use super::{admin, Shared};
 use crate::events::Event;
-use crate::job::{Job, JobId};
+use crate::job::{Job, JobId, Task};
 use crate::journal::{JournalError, Lookup, Ticket};
 use crate::number::{InputError, Number};
 use crate::outcomes::{Delivery, Waiter};
@@ -135,6 +135,8 @@ impl Connection {
         match request {
             Request::Submit { numbers, wait } => self.submit(numbers, wait).await,
             Request::Results { ids, wait } => self.results(ids, wait).await,
+            Request::MakePrime { digits } => self.make_prime(digits).await,
+            Request::Cancel { id } => self.send(admin::cancel(&self.shared.ctx, id).await, 0),
             Request::Status => self.send(admin::status(&self.shared.ctx).await, 0),
             Request::Jobs => admin::jobs(&self.shared.ctx, |r| self.send(r, 0)).await,
             Request::Kill { actor } => {
@@ -205,11 +207,34 @@ impl Connection {
             return self.send(Response::Error { message }, 0);
         }
         let max_digits = self.shared.limits.max_digits;
-        let parsed: Vec<_> = numbers
+        let parsed = numbers
             .into_iter()
-            .map(|text| Number::parse(&text, max_digits).map_err(|e| (text, e)))
+            .map(|text| {
+                Number::parse(&text, max_digits)
+                    .map(Task::Test)
+                    .map_err(|e| (text, e))
+            })
             .collect();
-        let valid: Vec<Number> = parsed
+        self.journal(parsed, wait).await
+    }
+
+    /// "Make me a K-digit prime": one job, answered when the prime is found (or the job is
+    /// cancelled).
+    async fn make_prime(&self, digits: u32) {
+        let limit = self.shared.limits.max_digits;
+        let task = match usize::try_from(digits) {
+            Ok(d) if (1..=limit).contains(&d) => Ok(Task::MakePrime { digits }),
+            _ => Err((
+                format!("--digits {digits}"),
+                InputError::PrimeDigits { digits, limit },
+            )),
+        };
+        self.journal(vec![task], true).await
+    }
+
+    /// Journals the valid tasks in one go and queues the answer for the ack stage.
+    async fn journal(&self, parsed: Vec<Result<Task, (String, InputError)>>, wait: bool) {
+        let valid: Vec<Task> = parsed
             .iter()
             .filter_map(|p| p.as_ref().ok().cloned())
             .collect();
@@ -227,9 +252,9 @@ impl Connection {
         let items = parsed
             .into_iter()
             .map(|p| match p {
-                Ok(n) => Ok(jobs.next().unwrap_or(Job {
+                Ok(task) => Ok(jobs.next().unwrap_or(Job {
                     id: 0,
-                    n,
+                    task,
                     attempts: 0,
                 })),
                 Err(invalid) => Err(invalid),
@@ -312,7 +337,7 @@ fn unacknowledged(
         .into_iter()
         .map(|item| match item {
             Ok(job) => Accepted::Invalid {
-                input: job.n.to_string(),
+                input: job.task.to_string(),
                 error: format!(
                     "not acknowledged: {cause}; it was journaled as job {} and may still be \
                      answered (primed result {})",
@@ -363,7 +388,7 @@ async fn ack_loop(
         };
         if let Some(refusal) = refusal {
             let items = refuse(
-                items.into_iter().map(|i| i.map(|j| j.n.to_string())),
+                items.into_iter().map(|i| i.map(|j| j.task.to_string())),
                 &refusal,
             );
             let _ = out.send(Delivery {
@@ -377,7 +402,7 @@ async fn ack_loop(
             .map(|item| match item {
                 Ok(job) => Accepted::Job {
                     id: job.id,
-                    n: job.n.to_string(),
+                    n: job.task.to_string(),
                 },
                 Err((input, e)) => Accepted::Invalid {
                     input,

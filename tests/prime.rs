@@ -1,0 +1,165 @@
+//! `primed prime --digits K`: a uniformly random K-digit prime, made by a journaled job that
+//! survives a kill -9 and that Ctrl-C cancels.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use common::{describe, is_prime_by_trial_division, occupy_a_tester, Daemon, BIN};
+use num_bigint::BigUint;
+use serde_json::Value;
+
+/// An oracle independent of the daemon's engine: Fermat tests to four bases.
+fn probably_prime(n: &str) -> bool {
+    let n: BigUint = n.parse().expect("decimal");
+    if let Ok(small) = u64::try_from(&n) {
+        return is_prime_by_trial_division(small);
+    }
+    let one = BigUint::from(1u8);
+    [2u8, 3, 5, 7]
+        .iter()
+        .all(|&a| BigUint::from(a).modpow(&(&n - &one), &n) == one)
+}
+
+/// Reads the client's stderr up to its "job N: making …" line (sent once the job is
+/// journaled): the job's id.
+fn accepted_id(client: &mut Child) -> u64 {
+    let stderr = client.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let line = lines.next().expect("a line").expect("stderr");
+    let id = line
+        .strip_prefix("primed: job ")
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("not the accepted line: {line}"));
+    // Keep draining, so the client never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    id
+}
+
+fn assert_made(line: &Value, digits: u64) {
+    assert_eq!(line["digits"], digits, "{line}");
+    let n = line["n"].as_str().expect("n");
+    assert_eq!(n.len() as u64, digits, "{line}");
+    assert!(!n.starts_with('0'), "{line}");
+    assert!(probably_prime(n), "not prime: {line}");
+}
+
+#[test]
+fn makes_primes_of_exactly_k_digits() {
+    let daemon = Daemon::start(2);
+    for digits in [1u64, 2, 12, 60] {
+        let made = daemon.json(&["prime", "--digits", &digits.to_string()]);
+        assert_made(&made[0], digits);
+    }
+    let a = daemon.json(&["prime", "--digits", "60"]).remove(0);
+    let b = daemon.json(&["prime", "--digits", "60"]).remove(0);
+    assert_ne!(a["n"], b["n"], "uniformly random, so two draws differ");
+
+    let human = daemon.cli(&["prime", "--digits", "20"]);
+    assert!(human.status.success(), "{}", describe(&human));
+    let printed = String::from_utf8_lossy(&human.stdout).trim().to_string();
+    assert!(printed.len() == 20 && probably_prime(&printed), "{printed}");
+
+    let zero = daemon.cli(&["prime", "--digits", "0"]);
+    assert_eq!(zero.status.code(), Some(1), "{}", describe(&zero));
+    let stderr = String::from_utf8_lossy(&zero.stderr);
+    assert!(
+        stderr.contains("cannot make a prime of 0 digits"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("limits.max_digits"), "{stderr}");
+}
+
+#[test]
+fn a_make_prime_job_survives_kill_9() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut daemon = Daemon::start_in(tmp.path(), 1, &[]);
+    // The only tester is busy, so the make-prime job is still queued at the kill.
+    occupy_a_tester(&daemon);
+    let mut client = Command::new(BIN)
+        .args(["prime", "--digits", "40", "--json", "--socket"])
+        .arg(&daemon.socket)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn client");
+    let id = accepted_id(&mut client);
+    let jobs = daemon.json(&["jobs"]);
+    assert!(
+        jobs.iter()
+            .any(|j| j["id"] == id && j["n"] == "a 40-digit prime"),
+        "{jobs:?}"
+    );
+    daemon.kill9();
+    let out = client.wait_with_output().expect("client exits");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "the daemon went away: {}",
+        describe(&out)
+    );
+
+    let restarted = Daemon::start_in(tmp.path(), 2, &[]);
+    let result = restarted.json(&["result", "--wait", &id.to_string()]);
+    assert_made(&result[0], 40);
+    assert_eq!(result[0]["id"], id);
+}
+
+#[test]
+fn ctrl_c_cancels_the_job() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut daemon = Daemon::start_in(tmp.path(), 1, &[]);
+    let mut client = Command::new(BIN)
+        .args(["prime", "--digits", "5000", "--socket"])
+        .arg(&daemon.socket)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn client");
+    let id = accepted_id(&mut client);
+    daemon.wait_for("the make-prime job starts", |l| {
+        l["event"] == "job_start" && l["job"] == id && l["digits"] == 5000
+    });
+    let interrupted = Command::new("kill")
+        .args(["-INT", &client.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(interrupted.success());
+    let out = client.wait_with_output().expect("client exits");
+    assert_eq!(out.status.code(), Some(130), "{}", describe(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("job {id}: cancelled")
+    );
+
+    // The tester stopped it: it is free again, and the job is answered "cancelled".
+    daemon.wait_for("the tester stops the job", |l| {
+        l["event"] == "cancelled" && l["job"] == id && l["actor"] == "tester-1"
+    });
+    let tester = &daemon.status()["testers"][0];
+    assert_eq!(
+        (&tester["load"], &tester["queued"]),
+        (&0.into(), &0.into()),
+        "{tester}"
+    );
+    let answer = daemon.cli(&["result", &id.to_string(), "--json"]);
+    assert_eq!(answer.status.code(), Some(1), "{}", describe(&answer));
+    let answer = common::parse_lines(&answer.stdout);
+    assert_eq!(answer[0]["error"], "cancelled", "{:?}", answer);
+    assert_eq!(daemon.json(&["check", "97"])[0]["prime"], true);
+    let again = daemon.cli(&["cancel", &id.to_string()]);
+    assert_eq!(again.status.code(), Some(1), "{}", describe(&again));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already finished"));
+
+    // Cancelled is an answer: a restart does not run the job again.
+    assert!(daemon.terminate().success());
+    let restarted = Daemon::start_in(tmp.path(), 1, &[]);
+    assert!(restarted.json(&["jobs"]).is_empty());
+    assert_eq!(restarted.json(&["check", "89"])[0]["prime"], true);
+    assert_eq!(
+        restarted.count(|l| l["event"] == "job_start" && l["job"] == id),
+        0
+    );
+}
