@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::alarms::{AlarmOptions, Thresholds};
 use crate::bench::{self, BenchOptions, Mix};
 use crate::client::{self, Exit};
 use crate::config::{self, Config, LogFormat};
@@ -45,6 +46,8 @@ pub enum Command {
     Status(ClientOpts),
     /// List the jobs in flight.
     Jobs(ClientOpts),
+    /// List the active alarms: big jobs running, backlog, restart storm, disk nearly full.
+    Alarms(ClientOpts),
     /// Kill an actor abruptly, as Erlang's exit(Pid, kill): tester-1 … tester-N or balancer.
     Kill(KillArgs),
     /// List stored supervision events: crashes, restarts, backoff, escalations, quarantines.
@@ -301,6 +304,15 @@ fn serve_options(args: ServeArgs) -> anyhow::Result<ServeOptions> {
             max_digits: config.limits.max_digits,
             max_frame_bytes: config.limits.max_frame_bytes,
             max_outstanding: config.limits.max_outstanding_per_connection,
+        },
+        alarms: AlarmOptions {
+            big_job_digits: config.alarms.big_job_digits,
+            thresholds: Thresholds {
+                backlog: config.alarms.backlog,
+                restarts_per_minute: config.alarms.restart_storm,
+                disk_free_bytes: config.alarms.disk_free_mb.saturating_mul(1 << 20),
+            },
+            interval: Duration::from_millis(config.alarms.check_interval_ms),
         },
         journal: JournalOptions {
             cache_bytes: config.journal.cache_capacity_mb.saturating_mul(1 << 20),

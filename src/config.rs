@@ -27,7 +27,18 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub journal: JournalConfig,
     pub supervision: SupervisionConfig,
+    pub alarms: AlarmsConfig,
     pub faults: FaultsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmsConfig {
+    pub big_job_digits: u64,
+    pub backlog: u64,
+    pub restart_storm: u64,
+    pub disk_free_mb: u64,
+    pub check_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -117,6 +128,9 @@ impl Config {
     fn validate(&self) -> anyhow::Result<()> {
         if self.limits.max_digits == 0 {
             bail!("limits.max_digits must be at least 1");
+        }
+        if self.alarms.check_interval_ms == 0 {
+            bail!("alarms.check_interval_ms must be at least 1");
         }
         if self.limits.max_frame_bytes < 1024 {
             bail!("limits.max_frame_bytes must be at least 1024");

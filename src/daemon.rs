@@ -12,10 +12,12 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
+use crate::alarms::{AlarmOptions, Alarms};
 use crate::events::{Event, EventKind, Events};
 use crate::faults::Faults;
 use crate::job::TesterId;
 use crate::journal::{Journal, JournalOptions, SledJournal};
+use crate::monitor;
 use crate::notify::notify;
 use crate::outcomes::Outcomes;
 use crate::pool::{Activity, PoolContext};
@@ -40,6 +42,7 @@ pub struct ServeOptions {
     pub max_attempts: u32,
     pub faults: Faults,
     pub grace: Duration,
+    pub alarms: AlarmOptions,
 }
 
 /// The root supervisor exceeded its restart intensity; already logged, so printed no more.
@@ -65,6 +68,8 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
         faults: Arc::new(options.faults.clone()),
         testers: options.testers,
         max_attempts: options.max_attempts,
+        alarms: Alarms::new(Arc::clone(&events)),
+        big_job_digits: options.alarms.big_job_digits,
     };
     let spec = tree::root_spec(&ctx, &options.tree);
     let (root, mut root_exit) = Actor::spawn(Some(ROOT.to_string()), Supervisor, spec)
@@ -73,6 +78,12 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
     let (activity, outcomes) = (Arc::clone(&ctx.activity), Arc::clone(&ctx.outcomes));
     let (close, closing) = watch::channel(false);
     let (alive, mut connections_done) = mpsc::channel(1);
+    tokio::spawn(monitor::run(
+        ctx.clone(),
+        options.data_dir.clone(),
+        options.alarms,
+        closing.clone(),
+    ));
     let shared = Arc::new(Shared {
         ctx,
         limits: options.limits,

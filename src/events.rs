@@ -1,5 +1,5 @@
 //! The persistent event log: supervision events (crashes, restarts, backoff, escalation,
-//! quarantine, replay counts, daemon starts and stops) stored, bounded, in the journal's data
+//! quarantine, replay counts, daemon starts and stops) and alarms set and cleared, stored, bounded, in the journal's data
 //! dir so that they survive the crashes they describe. `primed events` lists them; the
 //! restart counters behind `primed status` live here too.
 //!
@@ -42,6 +42,9 @@ pub enum EventKind {
     Poison,
     Quarantine,
     Replay,
+    /// An alarm was raised (`alarm` names it, `actor` is what it is about).
+    AlarmSet,
+    AlarmClear,
 }
 
 impl EventKind {
@@ -58,6 +61,8 @@ impl EventKind {
             EventKind::Poison => "poison",
             EventKind::Quarantine => "quarantine",
             EventKind::Replay => "replay",
+            EventKind::AlarmSet => "alarm_set",
+            EventKind::AlarmClear => "alarm_clear",
         }
     }
 }
@@ -75,6 +80,8 @@ pub struct Event {
     pub delay_ms: Option<u64>,
     /// Restarts of `actor` so far (restart) or jobs replayed (replay, daemon_start).
     pub count: Option<u64>,
+    /// The alarm set or cleared (alarm events only).
+    pub alarm: Option<String>,
 }
 
 impl Event {
@@ -89,6 +96,7 @@ impl Event {
             attempt: None,
             delay_ms: None,
             count: None,
+            alarm: None,
         }
     }
 
@@ -110,6 +118,11 @@ impl Event {
 
     pub fn delay(mut self, delay: Duration) -> Event {
         self.delay_ms = Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+        self
+    }
+
+    pub fn alarm(mut self, alarm: &str) -> Event {
+        self.alarm = Some(alarm.to_string());
         self
     }
 

@@ -51,6 +51,15 @@ impl Task {
         }
     }
 
+    /// What the task does, in a few words (a long number is not spelled out).
+    pub fn summary(&self) -> String {
+        match self {
+            Task::Test(n) if n.digits() <= 40 => format!("testing {n}"),
+            Task::Test(n) => format!("testing a number of about {} digits", n.digits()),
+            Task::MakePrime { digits } => format!("making a {digits}-digit prime"),
+        }
+    }
+
     /// How big the numbers of this task are, in decimal digits (for the big-job alarm).
     pub fn digits(&self) -> u64 {
         match self {

@@ -4,6 +4,7 @@
 //! accepted job is journaled in sled before it is acknowledged, so crashes of a tester, of the
 //! balancer or of the whole process lose nothing: the journal is replayed.
 
+pub mod alarms;
 pub mod bench;
 pub mod cli;
 pub mod client;
@@ -14,6 +15,7 @@ pub mod faults;
 pub mod job;
 pub mod journal;
 pub mod logging;
+pub mod monitor;
 pub mod notify;
 pub mod number;
 pub mod outcomes;

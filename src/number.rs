@@ -102,12 +102,12 @@ impl Number {
         }
     }
 
-    /// Decimal digits, estimated from the bit length (exact or one too many): cheap for the
-    /// big-job alarm, which only compares it with a threshold.
+    /// Decimal digits. Converting a big number to decimal costs far less than testing it,
+    /// and the big-job alarm's threshold must mean exactly what it says.
     pub fn digits(&self) -> u64 {
-        match self.bits() {
-            0 => 1,
-            bits => (bits as f64 * std::f64::consts::LOG10_2).floor() as u64 + 1,
+        match self {
+            Number::Small(n) => u64::from(n.checked_ilog10().unwrap_or(0)) + 1,
+            Number::Big(n) => n.to_string().len() as u64,
         }
     }
 
@@ -245,6 +245,17 @@ mod tests {
             assert_eq!(Number::from_bytes(&n.to_bytes()), n, "{text}");
         }
         assert!(Number::Small(0).to_bytes().is_empty());
+    }
+
+    #[test]
+    fn digits_are_exact() {
+        let digits = |text: &str| Number::parse(text, 1000).unwrap().digits();
+        assert_eq!(digits("0"), 1);
+        assert_eq!(digits("9"), 1);
+        assert_eq!(digits("10"), 2);
+        assert_eq!(digits(&u64::MAX.to_string()), 20);
+        assert_eq!(digits(&"9".repeat(100)), 100);
+        assert_eq!(digits(&format!("1{}", "0".repeat(100))), 101);
     }
 
     #[test]

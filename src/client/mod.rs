@@ -58,6 +58,7 @@ pub async fn run(command: Command) -> Exit {
         Command::Result(args) => query::results(args).await,
         Command::Status(opts) => query::status(opts).await,
         Command::Jobs(opts) => query::jobs(opts).await,
+        Command::Alarms(opts) => query::alarms(opts).await,
         Command::Kill(args) => query::kill(args).await,
         Command::Events(args) => query::events(args).await,
         Command::Top(opts) => top::run(opts).await,

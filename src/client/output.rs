@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::alarms::Alarm;
 use crate::events::{format_timestamp, Event};
 use crate::job::{JobId, Verdict};
 use crate::protocol::{JobInfo, Report, StatusReport};
@@ -41,6 +42,8 @@ struct EventJson<'a> {
     delay_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     count: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alarm: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
 }
@@ -241,6 +244,7 @@ impl<W: Write> Printer<W> {
             attempt: event.attempt,
             delay_ms: event.delay_ms,
             count: event.count,
+            alarm: event.alarm.as_deref(),
             reason: event.reason.as_deref(),
         };
         if self.json {
@@ -249,6 +253,9 @@ impl<W: Write> Printer<W> {
         write!(self.out, "{} {:<12} {}", view.at, view.event, view.actor)?;
         if let Some(supervisor) = view.supervisor {
             write!(self.out, " supervisor={supervisor}")?;
+        }
+        if let Some(alarm) = view.alarm {
+            write!(self.out, " alarm={alarm}")?;
         }
         let numbers = [
             ("job", view.job),
@@ -265,6 +272,28 @@ impl<W: Write> Printer<W> {
             write!(self.out, " reason={reason:?}")?;
         }
         writeln!(self.out)
+    }
+
+    /// One line per alarm; "no alarms" (human mode) when there is none.
+    pub fn alarms(&mut self, alarms: &[Alarm]) -> io::Result<()> {
+        if alarms.is_empty() && !self.json {
+            return writeln!(self.out, "no alarms");
+        }
+        for alarm in alarms {
+            if self.json {
+                self.line(alarm)?;
+            } else {
+                writeln!(
+                    self.out,
+                    "{:<16} {:<10} since {}  {}",
+                    alarm.alarm,
+                    alarm.subject,
+                    format_timestamp(alarm.since_ms),
+                    alarm.detail
+                )?;
+            }
+        }
+        Ok(())
     }
 
     pub fn killed(&mut self, actor: &str) -> io::Result<()> {

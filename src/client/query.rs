@@ -126,6 +126,19 @@ pub async fn events(args: EventsArgs) -> Result<Exit, ClientError> {
     }
 }
 
+pub async fn alarms(opts: ClientOpts) -> Result<Exit, ClientError> {
+    let mut conn = Connection::connect(&socket_path(opts.socket)).await?;
+    match conn.request(&Request::Alarms).await? {
+        Response::Alarms { alarms } => {
+            let mut printer = Printer::stdout(opts.json);
+            printer.alarms(&alarms)?;
+            printer.flush()?;
+            Ok(Exit::Ok)
+        }
+        other => Err(ClientError::Unexpected(format!("{other:?}"))),
+    }
+}
+
 pub async fn kill(args: KillArgs) -> Result<Exit, ClientError> {
     let mut conn = Connection::connect(&socket_path(args.opts.socket)).await?;
     match conn.request(&Request::Kill { actor: args.actor }).await? {

@@ -13,6 +13,7 @@ pub use balancer::{Balancer, BalancerMsg, BalancerSpec, LoadSnapshot, BALANCER};
 pub use load::LoadTable;
 pub use tester::{Tester, TesterMsg, TesterSpec};
 
+use crate::alarms::Alarms;
 use crate::events::Events;
 use crate::faults::Faults;
 use crate::job::{Job, TesterId};
@@ -32,6 +33,9 @@ pub struct PoolContext {
     pub testers: u32,
     /// Crashes of its testers a job may cause before it is quarantined.
     pub max_attempts: u32,
+    pub alarms: Arc<Alarms>,
+    /// Jobs over this many digits raise the big_job alarm while they run.
+    pub big_job_digits: u64,
 }
 
 /// Hands new jobs to the balancer, whichever incarnation is alive. If none is (it is being

@@ -16,6 +16,7 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr};
 use tracing::{debug, info, warn};
 
 use super::{BalancerMsg, PoolContext, BALANCER};
+use crate::alarms::{AlarmGuard, BIG_JOB};
 use crate::events::{Event, EventKind};
 use crate::job::{Job, JobId, Task, TesterId, Verdict};
 use crate::journal::{Completion, JournalError};
@@ -60,6 +61,8 @@ impl Drop for CancelOnDrop {
 struct Running {
     job: Job,
     _cancel: CancelOnDrop,
+    /// The big_job alarm, raised while a job over the threshold runs.
+    _alarm: Option<AlarmGuard>,
 }
 
 pub struct TesterState {
@@ -133,10 +136,25 @@ impl TesterState {
             // A dead tester cannot take the answer; its successor recomputes it.
             let _ = reply.send_message(TesterMsg::Finished { id, verdict });
         });
+        let alarm = self.big_job_alarm(&job);
         self.running = Some(Running {
             job,
             _cancel: CancelOnDrop(cancel),
+            _alarm: alarm,
         });
+    }
+
+    fn big_job_alarm(&self, job: &Job) -> Option<AlarmGuard> {
+        let (digits, limit) = (job.task.digits(), self.ctx.big_job_digits);
+        (digits > limit).then(|| {
+            let detail = format!(
+                "{} runs job {} ({}), over alarms.big_job_digits = {limit}",
+                self.name,
+                job.id,
+                job.task.summary()
+            );
+            AlarmGuard::set(&self.ctx.alarms, BIG_JOB, &self.name, detail, Some(job.id))
+        })
     }
 
     fn finish(&mut self, job: Job, verdict: Verdict) -> Result<(), ActorProcessingErr> {

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::alarms::Alarm;
 use crate::events::Event;
 use crate::job::{JobId, JobResult, Task, Verdict};
 
@@ -31,6 +32,8 @@ pub enum Request {
     },
     Status,
     Jobs,
+    /// The active alarms.
+    Alarms,
     Kill {
         actor: String,
     },
@@ -67,6 +70,9 @@ pub enum Response {
     },
     Cancelled {
         id: JobId,
+    },
+    Alarms {
+        alarms: Vec<Alarm>,
     },
     /// A chunk of the event log, oldest first; `more` is false on the last one.
     Events {

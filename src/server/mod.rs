@@ -18,6 +18,7 @@ use tracing::{info, warn};
 
 use crate::pool::PoolContext;
 
+pub use admission::free_bytes;
 pub use peer::PeerPolicy;
 
 #[derive(Debug, thiserror::Error)]
