@@ -307,7 +307,8 @@ mod tests {
     fn bars_scale_to_the_largest_value() {
         assert_eq!(bar(10, 10, 8), "█".repeat(8));
         assert_eq!(bar(5, 10, 8), "█".repeat(4));
-        assert_eq!(bar(3, 16, 1), "▌");
+        assert_eq!(bar(8, 16, 1), "▌");
+        assert_eq!(bar(11, 16, 2), "█▍", "11/16 of 16 eighths is 11");
         assert_eq!(bar(1, 1_000_000, 8), "▏", "a busy tester never looks idle");
         assert_eq!(bar(0, 10, 8), "");
         assert_eq!(bar(0, 0, 8), "");
