@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::alarms::{AlarmOptions, Thresholds};
+use crate::area::Shape;
 use crate::bench::{self, BenchOptions, Mix};
 use crate::client::{self, Exit};
 use crate::config::{self, Config, LogFormat};
@@ -48,7 +49,12 @@ pub enum Command {
     Jobs(ClientOpts),
     /// List the active alarms: big jobs running, backlog, restart storm, disk nearly full.
     Alarms(ClientOpts),
-    /// Kill an actor abruptly, as Erlang's exit(Pid, kill): tester-1 … tester-N or balancer.
+    /// The live supervision tree: supervisors, strategies, children, restarts, jobs and loads.
+    Tree(ClientOpts),
+    /// Ask the area server (the book's area_server): a negative size crashes it, on purpose.
+    Area(AreaArgs),
+    /// Kill an actor abruptly, as Erlang's exit(Pid, kill): tester-1 … tester-N, balancer or
+    /// area_server.
     Kill(KillArgs),
     /// List stored supervision events: crashes, restarts, backoff, escalations, quarantines.
     Events(EventsArgs),
@@ -98,10 +104,10 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 pub struct ClientOpts {
     /// Socket of the daemon.
-    #[arg(long, env = "PRIMED_SOCKET")]
+    #[arg(long, env = "PRIMED_SOCKET", global = true)]
     pub socket: Option<PathBuf>,
     /// One JSON object per line on stdout.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
 }
 
@@ -148,6 +154,35 @@ pub struct KillArgs {
     #[command(flatten)]
     pub opts: ClientOpts,
     pub actor: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AreaArgs {
+    #[command(flatten)]
+    pub opts: ClientOpts,
+    #[command(subcommand)]
+    pub shape: ShapeArg,
+}
+
+/// Sizes may be negative on the command line: the area server is the one to choke on them.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum ShapeArg {
+    #[command(allow_negative_numbers = true)]
+    Rectangle { width: f64, height: f64 },
+    #[command(allow_negative_numbers = true)]
+    Square { side: f64 },
+    #[command(allow_negative_numbers = true)]
+    Circle { radius: f64 },
+}
+
+impl From<ShapeArg> for Shape {
+    fn from(shape: ShapeArg) -> Shape {
+        match shape {
+            ShapeArg::Rectangle { width, height } => Shape::Rectangle { width, height },
+            ShapeArg::Square { side } => Shape::Square { side },
+            ShapeArg::Circle { radius } => Shape::Circle { radius },
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -283,10 +318,7 @@ fn serve_options(args: ServeArgs) -> anyhow::Result<ServeOptions> {
             max_files: config.daemon.log_max_files,
         },
     )?;
-    let testers = match args.testers.unwrap_or(config.pool.testers) {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
-        n => n,
-    };
+    let testers = config::pool_size(args.testers.unwrap_or(config.pool.testers))?;
     Ok(ServeOptions {
         socket: args
             .socket

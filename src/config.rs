@@ -105,6 +105,16 @@ pub struct FaultsConfig {
     pub fail_restart: Vec<String>,
 }
 
+/// The number of testers for `pool.testers` (or `--testers`): 0 means one per core.
+pub fn pool_size(requested: u32) -> anyhow::Result<u32> {
+    let max = crate::pool::MAX_TESTERS;
+    match requested {
+        0 => Ok(std::thread::available_parallelism().map_or(1, |n| n.get() as u32)),
+        n if n > max => bail!("pool.testers is {n}, over the maximum of {max}"),
+        n => Ok(n),
+    }
+}
+
 impl Config {
     /// The embedded defaults, with `file` (if any) laid over them key by key.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {

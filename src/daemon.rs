@@ -3,6 +3,7 @@
 //! order. If the root supervisor gives up, the daemon exits non-zero with one error line.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use crate::journal::{Journal, JournalOptions, SledJournal};
 use crate::monitor;
 use crate::notify::notify;
 use crate::outcomes::Outcomes;
-use crate::pool::{Activity, PoolContext};
+use crate::pool::{Activity, PoolContext, MAX_TESTERS};
 use crate::server::{self, Limits, PeerPolicy, Shared};
 use crate::stats::Stats;
 use crate::supervision::Supervisor;
@@ -64,15 +65,15 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
         stats: Arc::new(Stats::default()),
         outcomes: Outcomes::start(Arc::clone(&journal)),
         events: Arc::clone(&events),
-        activity: Arc::new(Activity::new(options.testers)),
+        activity: Arc::new(Activity::new(MAX_TESTERS)),
         faults: Arc::new(options.faults.clone()),
-        testers: options.testers,
+        pool_size: Arc::new(AtomicU32::new(options.testers)),
         max_attempts: options.max_attempts,
         alarms: Alarms::new(Arc::clone(&events)),
         big_job_digits: options.alarms.big_job_digits,
     };
-    let spec = tree::root_spec(&ctx, &options.tree);
-    let (root, mut root_exit) = Actor::spawn(Some(ROOT.to_string()), Supervisor, spec)
+    let tree = tree::build(&ctx, &options.tree);
+    let (root, mut root_exit) = Actor::spawn(Some(ROOT.to_string()), Supervisor, tree.root)
         .await
         .context("starting the supervision tree")?;
     let (activity, outcomes) = (Arc::clone(&ctx.activity), Arc::clone(&ctx.outcomes));

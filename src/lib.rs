@@ -5,6 +5,7 @@
 //! balancer or of the whole process lose nothing: the journal is replayed.
 
 pub mod alarms;
+pub mod area;
 pub mod bench;
 pub mod cli;
 pub mod client;

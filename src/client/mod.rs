@@ -59,6 +59,8 @@ pub async fn run(command: Command) -> Exit {
         Command::Status(opts) => query::status(opts).await,
         Command::Jobs(opts) => query::jobs(opts).await,
         Command::Alarms(opts) => query::alarms(opts).await,
+        Command::Tree(opts) => query::tree(opts).await,
+        Command::Area(args) => query::area(args).await,
         Command::Kill(args) => query::kill(args).await,
         Command::Events(args) => query::events(args).await,
         Command::Top(opts) => top::run(opts).await,

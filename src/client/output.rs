@@ -7,9 +7,10 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::alarms::Alarm;
+use crate::area::Shape;
 use crate::events::{format_timestamp, Event};
 use crate::job::{JobId, Verdict};
-use crate::protocol::{JobInfo, Report, StatusReport};
+use crate::protocol::{JobInfo, NodeKind, Report, StatusReport, TreeNode};
 
 /// The JSON shape of an answer: `prime` for a tested job, `error` for a quarantined one.
 #[derive(Serialize)]
@@ -46,6 +47,93 @@ struct EventJson<'a> {
     alarm: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
+}
+
+fn tree_json(node: &TreeNode) -> serde_json::Value {
+    let mut value = json!({
+        "name": node.name,
+        "running": node.running,
+        "restarts": node.restarts,
+    });
+    match &node.kind {
+        NodeKind::Supervisor {
+            strategy,
+            max_restarts,
+            period_ms,
+        } => {
+            value["kind"] = "supervisor".into();
+            value["strategy"] = strategy.as_str().into();
+            value["intensity"] = json!({ "max_restarts": max_restarts, "period_ms": period_ms });
+            value["children"] = node.children.iter().map(tree_json).collect();
+        }
+        NodeKind::Worker => {
+            value["kind"] = "worker".into();
+            for (key, field) in [
+                ("job", node.job),
+                ("queued", node.queued),
+                ("load", node.load),
+            ] {
+                if let Some(v) = field {
+                    value[key] = v.into();
+                }
+            }
+        }
+    }
+    value
+}
+
+/// One line per node, indented under its supervisor as `tree(1)` draws directories.
+fn tree_lines(root: &TreeNode) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut stack: Vec<(&TreeNode, String, String)> = vec![(root, String::new(), String::new())];
+    while let Some((node, lead, indent)) = stack.pop() {
+        lines.push(format!("{lead}{}", describe_node(node)));
+        let last = node.children.len().saturating_sub(1);
+        for (i, child) in node.children.iter().enumerate().rev() {
+            let (branch, next) = if i == last {
+                ("└── ", "    ")
+            } else {
+                ("├── ", "│   ")
+            };
+            stack.push((
+                child,
+                format!("{indent}{branch}"),
+                format!("{indent}{next}"),
+            ));
+        }
+    }
+    lines
+}
+
+fn describe_node(node: &TreeNode) -> String {
+    let state = if node.running {
+        "running"
+    } else {
+        "restarting"
+    };
+    let mut text = match &node.kind {
+        NodeKind::Supervisor {
+            strategy,
+            max_restarts,
+            period_ms,
+        } => format!(
+            "{} ({strategy}, at most {max_restarts} restarts in {}s) {state}",
+            node.name,
+            *period_ms as f64 / 1000.0
+        ),
+        NodeKind::Worker => format!("{} {state}", node.name),
+    };
+    text.push_str(&format!(" restarts={}", node.restarts));
+    for (key, field) in [
+        ("job", node.job),
+        ("queued", node.queued),
+        ("load", node.load),
+    ] {
+        if let Some(v) = field {
+            text.push_str(&format!(" {key}={v}"));
+        }
+    }
+    text
 }
 
 /// What a job was about, for messages: its number, or the prime it was to make.
@@ -294,6 +382,24 @@ impl<W: Write> Printer<W> {
             }
         }
         Ok(())
+    }
+
+    /// The tree, drawn with box characters, or one JSON object (children nested).
+    pub fn tree(&mut self, root: &TreeNode) -> io::Result<()> {
+        if self.json {
+            return self.line(&tree_json(root));
+        }
+        for line in tree_lines(root) {
+            writeln!(self.out, "{line}")?;
+        }
+        Ok(())
+    }
+
+    pub fn area(&mut self, shape: &Shape, area: f64) -> io::Result<()> {
+        if self.json {
+            return self.line(&json!({ "shape": shape.name(), "area": area }));
+        }
+        writeln!(self.out, "{area}")
     }
 
     pub fn killed(&mut self, actor: &str) -> io::Result<()> {

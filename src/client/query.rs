@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::output::Printer;
 use super::{socket_path, ClientError, Connection, Exit};
-use crate::cli::{ClientOpts, EventsArgs, KillArgs, ResultArgs};
+use crate::cli::{AreaArgs, ClientOpts, EventsArgs, KillArgs, ResultArgs};
 use crate::job::{now_ms, JobId};
 use crate::protocol::{Report, Request, Response};
 
@@ -132,6 +132,33 @@ pub async fn alarms(opts: ClientOpts) -> Result<Exit, ClientError> {
         Response::Alarms { alarms } => {
             let mut printer = Printer::stdout(opts.json);
             printer.alarms(&alarms)?;
+            printer.flush()?;
+            Ok(Exit::Ok)
+        }
+        other => Err(ClientError::Unexpected(format!("{other:?}"))),
+    }
+}
+
+pub async fn tree(opts: ClientOpts) -> Result<Exit, ClientError> {
+    let mut conn = Connection::connect(&socket_path(opts.socket)).await?;
+    match conn.request(&Request::Tree).await? {
+        Response::Tree(root) => {
+            let mut printer = Printer::stdout(opts.json);
+            printer.tree(&root)?;
+            printer.flush()?;
+            Ok(Exit::Ok)
+        }
+        other => Err(ClientError::Unexpected(format!("{other:?}"))),
+    }
+}
+
+pub async fn area(args: AreaArgs) -> Result<Exit, ClientError> {
+    let mut conn = Connection::connect(&socket_path(args.opts.socket)).await?;
+    let shape = args.shape.into();
+    match conn.request(&Request::Area { shape }).await? {
+        Response::Area { shape, area } => {
+            let mut printer = Printer::stdout(args.opts.json);
+            printer.area(&shape, area)?;
             printer.flush()?;
             Ok(Exit::Ok)
         }

@@ -185,7 +185,7 @@ impl Actor for Balancer {
         ctx: PoolContext,
     ) -> Result<Self::State, ActorProcessingErr> {
         let mut state = BalancerState {
-            table: LoadTable::new(ctx.testers),
+            table: LoadTable::new(ctx.testers()),
             ctx,
             undelivered: HashMap::new(),
             replaying: None,

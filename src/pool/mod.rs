@@ -6,6 +6,7 @@ mod balancer;
 mod load;
 mod tester;
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 pub use activity::Activity;
@@ -21,6 +22,9 @@ use crate::journal::Journal;
 use crate::outcomes::Outcomes;
 use crate::stats::Stats;
 
+/// The largest pool: slots for this many testers are kept, so a reload can grow the pool.
+pub const MAX_TESTERS: u32 = 1024;
+
 /// What every actor of the pool shares. Cloned into each child spec, so restarts reuse it.
 #[derive(Clone)]
 pub struct PoolContext {
@@ -30,12 +34,19 @@ pub struct PoolContext {
     pub events: Arc<Events>,
     pub activity: Arc<Activity>,
     pub faults: Arc<Faults>,
-    pub testers: u32,
+    /// The pool's size now: a reload changes it, and a restarted balancer reads it.
+    pub pool_size: Arc<AtomicU32>,
     /// Crashes of its testers a job may cause before it is quarantined.
     pub max_attempts: u32,
     pub alarms: Arc<Alarms>,
     /// Jobs over this many digits raise the big_job alarm while they run.
     pub big_job_digits: u64,
+}
+
+impl PoolContext {
+    pub fn testers(&self) -> u32 {
+        self.pool_size.load(Ordering::SeqCst)
+    }
 }
 
 /// Hands new jobs to the balancer, whichever incarnation is alive. If none is (it is being

@@ -4,13 +4,15 @@
 use serde::{Deserialize, Serialize};
 
 use crate::alarms::Alarm;
+use crate::area::Shape;
 use crate::events::Event;
 use crate::job::{JobId, JobResult, Task, Verdict};
 
 /// Most numbers one Submit frame may carry.
 pub const MAX_BATCH: usize = 4096;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Not `Eq`: an area request carries floats.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Request {
     /// Journal these numbers; with `wait`, also stream a `Done` for each once it is answered.
     Submit {
@@ -34,6 +36,12 @@ pub enum Request {
     Jobs,
     /// The active alarms.
     Alarms,
+    /// The live supervision tree.
+    Tree,
+    /// Ask the area server.
+    Area {
+        shape: Shape,
+    },
     Kill {
         actor: String,
     },
@@ -45,7 +53,7 @@ pub enum Request {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Response {
     /// One item per submitted number, in order; sent only once the jobs are durable.
     Accepted {
@@ -73,6 +81,11 @@ pub enum Response {
     },
     Alarms {
         alarms: Vec<Alarm>,
+    },
+    Tree(TreeNode),
+    Area {
+        shape: Shape,
+        area: f64,
     },
     /// A chunk of the event log, oldest first; `more` is false on the last one.
     Events {
@@ -173,4 +186,30 @@ pub struct JobInfo {
     pub n: String,
     pub tester: Option<String>,
     pub attempts: u32,
+}
+
+/// A supervisor or worker of the live tree (`primed tree`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeNode {
+    pub name: String,
+    pub kind: NodeKind,
+    /// False while it is being restarted.
+    pub running: bool,
+    pub restarts: u64,
+    /// The job a tester is running.
+    pub job: Option<JobId>,
+    /// A tester's queue and estimated load, as the balancer sees them.
+    pub queued: Option<u64>,
+    pub load: Option<u64>,
+    pub children: Vec<TreeNode>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeKind {
+    Supervisor {
+        strategy: String,
+        max_restarts: u32,
+        period_ms: u64,
+    },
+    Worker,
 }

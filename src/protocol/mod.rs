@@ -9,6 +9,6 @@ pub use frame::{
     HELLO_LEN, MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
 pub use message::{
-    Accepted, BalancerStatus, JobInfo, Report, Request, Response, StatusReport, TesterStatus,
-    MAX_BATCH,
+    Accepted, BalancerStatus, JobInfo, NodeKind, Report, Request, Response, StatusReport,
+    TesterStatus, TreeNode, MAX_BATCH,
 };

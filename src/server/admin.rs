@@ -7,6 +7,7 @@ use ractor::rpc::CallResult;
 use ractor::ActorRef;
 use tracing::{info, warn};
 
+use crate::area::{self, AreaMsg, Shape, AREA_SERVER};
 use crate::events::Event;
 use crate::job::{JobId, TesterId, Verdict};
 use crate::journal::{Completion, Lookup};
@@ -17,6 +18,7 @@ const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A kill must land well under a second: testers never block their task.
 const KILL_TIMEOUT: Duration = Duration::from_secs(1);
 const JOBS_CHUNK: usize = 1000;
+const AREA_TIMEOUT: Duration = Duration::from_secs(2);
 
 async fn balancer_snapshot() -> Option<LoadSnapshot> {
     let cell = ractor::registry::where_is(BALANCER)?;
@@ -32,7 +34,7 @@ async fn balancer_snapshot() -> Option<LoadSnapshot> {
 
 pub async fn status(ctx: &PoolContext) -> Response {
     let snapshot = balancer_snapshot().await;
-    let testers = (1..=ctx.testers)
+    let testers = (1..=ctx.testers())
         .map(|k| {
             let id = TesterId(k);
             // Only the balancer knows queues; while it restarts they read as empty.
@@ -194,12 +196,49 @@ fn not_in_flight(ctx: &PoolContext, id: JobId) -> String {
     }
 }
 
+/// The live supervision tree, with the balancer's view of each tester's load.
+pub async fn tree(ctx: &PoolContext) -> Response {
+    let loads = balancer_snapshot().await;
+    Response::Tree(crate::tree::describe(ctx, loads.as_ref()).await)
+}
+
+/// Asks the area server. If the request crashes it (the book's deliberate bug: a shape it
+/// cannot measure), the caller learns why, and the root restarts the server.
+pub async fn area(shape: Shape) -> Response {
+    let failed = |message: String| Response::Failed { message };
+    let Some(cell) = ractor::registry::where_is(AREA_SERVER) else {
+        return failed(format!(
+            "the {AREA_SERVER} is not running right now (it is being restarted); retry"
+        ));
+    };
+    let server = ActorRef::<AreaMsg>::from(cell);
+    match server
+        .call(|reply| AreaMsg::Area(shape, reply), Some(AREA_TIMEOUT))
+        .await
+    {
+        Ok(CallResult::Success(area)) => Response::Area { shape, area },
+        Ok(CallResult::Timeout) => failed(format!("the {AREA_SERVER} did not answer in time")),
+        _ => {
+            // The server died on this request; the pure function says what it choked on.
+            let why = area::area(&shape).err().map_or_else(
+                || "it exited while answering".to_string(),
+                |e| e.to_string(),
+            );
+            failed(format!(
+                "the {AREA_SERVER} crashed on \"{shape}\": {why}; the root supervisor restarts it"
+            ))
+        }
+    }
+}
+
 pub async fn kill(actor: &str, testers: u32) -> Response {
-    let known = actor == BALANCER || TesterId::from_name(actor).is_some_and(|t| t.0 <= testers);
+    let known = [BALANCER, AREA_SERVER].contains(&actor)
+        || TesterId::from_name(actor).is_some_and(|t| t.0 <= testers);
     if !known {
         return Response::Failed {
             message: format!(
-                "unknown actor {actor:?}: expected {BALANCER} or tester-1 … tester-{testers}"
+                "unknown actor {actor:?}: expected {BALANCER}, {AREA_SERVER} or tester-1 … \
+                 tester-{testers}"
             ),
         };
     }

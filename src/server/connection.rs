@@ -138,13 +138,15 @@ impl Connection {
             Request::MakePrime { digits } => self.make_prime(digits).await,
             Request::Cancel { id } => self.send(admin::cancel(&self.shared.ctx, id).await, 0),
             Request::Status => self.send(admin::status(&self.shared.ctx).await, 0),
+            Request::Tree => self.send(admin::tree(&self.shared.ctx).await, 0),
+            Request::Area { shape } => self.send(admin::area(shape).await, 0),
             Request::Alarms => {
                 let alarms = self.shared.ctx.alarms.active();
                 self.send(Response::Alarms { alarms }, 0)
             }
             Request::Jobs => admin::jobs(&self.shared.ctx, |r| self.send(r, 0)).await,
             Request::Kill { actor } => {
-                self.send(admin::kill(&actor, self.shared.ctx.testers).await, 0)
+                self.send(admin::kill(&actor, self.shared.ctx.testers()).await, 0)
             }
             Request::Events {
                 since_ms,

@@ -10,4 +10,7 @@ mod supervisor;
 pub use backoff::{Backoff, BackoffPolicy};
 pub use intensity::{Intensity, RestartLog};
 pub use strategy::Strategy;
-pub use supervisor::{spawn_named, Blame, ChildExit, ChildSpec, Supervisor, SupervisorSpec};
+pub use supervisor::{
+    spawn_named, Blame, ChildExit, ChildSpec, ChildView, Children, Supervisor, SupervisorMsg,
+    SupervisorSpec, SupervisorView,
+};

@@ -7,10 +7,13 @@
 //! not count towards the intensity, so a burst of bad input cannot take the tree down, while a
 //! child that cannot run at all still escalates.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr,
+    SupervisionEvent,
+};
 use tracing::{info, warn};
 
 use super::{Backoff, BackoffPolicy, Intensity, RestartLog, Strategy};
@@ -43,6 +46,10 @@ pub trait ChildSpec: Send + Sync + 'static {
     fn name(&self) -> String;
     fn start(&self, supervisor: ActorCell) -> BoxFuture<Result<ActorCell, SpawnErr>>;
 
+    fn is_supervisor(&self) -> bool {
+        false
+    }
+
     /// Called when the child has exited, before any restart; says who is to blame.
     fn exited(&self, _exit: ChildExit<'_>) -> Blame {
         Blame::Child
@@ -64,13 +71,52 @@ pub async fn spawn_named<A: Actor>(
     Ok(actor_ref.get_cell())
 }
 
+/// A supervisor's child specs, shared by every incarnation of it: a change (a pool resized on
+/// reload) survives the supervisor's own restart. [`SupervisorMsg::Reconcile`] makes a running
+/// supervisor match it.
+#[derive(Clone)]
+pub struct Children(Arc<Mutex<Vec<Arc<dyn ChildSpec>>>>);
+
+impl Children {
+    pub fn new(children: Vec<Arc<dyn ChildSpec>>) -> Children {
+        Children(Arc::new(Mutex::new(children)))
+    }
+
+    pub fn snapshot(&self) -> Vec<Arc<dyn ChildSpec>> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn set(&self, children: Vec<Arc<dyn ChildSpec>>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = children;
+    }
+}
+
+/// What a supervisor reports of itself for `primed tree`.
+#[derive(Debug, Clone)]
+pub struct SupervisorView {
+    pub strategy: Strategy,
+    pub intensity: Intensity,
+    pub children: Vec<ChildView>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChildView {
+    pub name: String,
+    pub supervisor: bool,
+    /// False while it is being restarted (or waits out a backoff delay).
+    pub running: bool,
+}
+
 #[derive(Clone)]
 pub struct SupervisorSpec {
     pub name: String,
     pub strategy: Strategy,
     pub intensity: Intensity,
     pub backoff: BackoffPolicy,
-    pub children: Vec<Arc<dyn ChildSpec>>,
+    pub children: Children,
     pub stats: Arc<Stats>,
     pub events: Arc<Events>,
 }
@@ -78,6 +124,10 @@ pub struct SupervisorSpec {
 impl ChildSpec for SupervisorSpec {
     fn name(&self) -> String {
         self.name.clone()
+    }
+
+    fn is_supervisor(&self) -> bool {
+        true
     }
 
     fn start(&self, supervisor: ActorCell) -> BoxFuture<Result<ActorCell, SpawnErr>> {
@@ -88,17 +138,24 @@ impl ChildSpec for SupervisorSpec {
 
 pub struct Supervisor;
 
-/// Messages a supervisor sends itself. Each carries the generation of child `i` it was sent
-/// for: if the child has been started or stopped since, the message is stale and ignored.
+/// The restart messages a supervisor sends itself carry the generation of child `i` they were
+/// sent for: if the child has been started, stopped or removed since, the message is stale and
+/// ignored. Generations come from one counter per supervisor, so they are never reused.
 pub enum SupervisorMsg {
     /// Start the children that child `i`'s restart covers (sent after a backoff delay).
     Restart(usize, u64),
     /// Child `i` failed to start; the reason says why.
     StartFailed(usize, u64, String),
+    Describe(RpcReplyPort<SupervisorView>),
+    /// Stop and drop the children no longer in the shared specs, start the new ones.
+    Reconcile(RpcReplyPort<()>),
 }
 
 pub struct SupervisorState {
     spec: SupervisorSpec,
+    /// The specs of the children below, in start order (a snapshot of `spec.children`).
+    children: Vec<Arc<dyn ChildSpec>>,
+    next_generation: u64,
     log: RestartLog,
     backoff: Vec<Backoff>,
     cells: Vec<Option<ActorCell>>,
@@ -114,11 +171,56 @@ impl SupervisorState {
     }
 
     fn child_name(&self, i: usize) -> String {
-        self.spec.children[i].name()
+        self.children[i].name()
     }
 
     fn bump(&mut self, i: usize) {
-        self.generation[i] = self.generation[i].wrapping_add(1);
+        self.next_generation += 1;
+        self.generation[i] = self.next_generation;
+    }
+
+    fn describe(&self) -> SupervisorView {
+        SupervisorView {
+            strategy: self.spec.strategy,
+            intensity: self.spec.intensity,
+            children: (0..self.children.len())
+                .map(|i| ChildView {
+                    name: self.child_name(i),
+                    supervisor: self.children[i].is_supervisor(),
+                    running: self.cells[i].is_some(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Makes the children match the shared specs: stops and forgets those no longer there
+    /// (last first), then appends and starts the new ones.
+    async fn reconcile(&mut self, myself: ActorCell) {
+        let wanted = self.spec.children.snapshot();
+        for i in (0..self.children.len()).rev() {
+            let name = self.child_name(i);
+            if wanted.iter().any(|spec| spec.name() == name) {
+                continue;
+            }
+            self.stop_children(i..i + 1).await;
+            self.children.remove(i);
+            self.cells.remove(i);
+            self.generation.remove(i);
+            self.backoff.remove(i);
+            info!(supervisor = %self.spec.name, actor = %name, event = "child_removed",
+                  "child stopped and removed");
+        }
+        let first_new = self.children.len();
+        for spec in wanted {
+            if !self.children.iter().any(|c| c.name() == spec.name()) {
+                self.children.push(spec);
+                self.cells.push(None);
+                self.generation.push(0);
+                self.backoff.push(Backoff::default());
+            }
+        }
+        let all = self.children.len();
+        self.start_children(first_new..all, myself).await;
     }
 
     fn is_current(&self, i: usize, generation: u64) -> bool {
@@ -131,7 +233,7 @@ impl SupervisorState {
 
     async fn start_child(&mut self, i: usize, myself: ActorCell) -> Result<(), SpawnErr> {
         let name = self.child_name(i);
-        let cell = self.spec.children[i].start(myself).await?;
+        let cell = self.children[i].start(myself).await?;
         self.backoff[i].started(Instant::now());
         let restarts = self.spec.stats.record_start(&name);
         let supervisor = self.spec.name.as_str();
@@ -247,11 +349,14 @@ impl Actor for Supervisor {
         myself: ActorRef<Self::Msg>,
         spec: SupervisorSpec,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let children = spec.children.snapshot();
         let mut state = SupervisorState {
             log: RestartLog::new(spec.intensity),
-            backoff: vec![Backoff::default(); spec.children.len()],
-            cells: vec![None; spec.children.len()],
-            generation: vec![0; spec.children.len()],
+            backoff: vec![Backoff::default(); children.len()],
+            cells: vec![None; children.len()],
+            generation: vec![0; children.len()],
+            next_generation: 0,
+            children,
             spec,
         };
         for i in 0..state.cells.len() {
@@ -294,6 +399,15 @@ impl Actor for Supervisor {
                     .await
             }
             SupervisorMsg::Restart(..) | SupervisorMsg::StartFailed(..) => Ok(()),
+            SupervisorMsg::Describe(reply) => {
+                let _ = reply.send(state.describe());
+                Ok(())
+            }
+            SupervisorMsg::Reconcile(reply) => {
+                state.reconcile(myself.get_cell()).await;
+                let _ = reply.send(());
+                Ok(())
+            }
         }
     }
 
@@ -320,7 +434,7 @@ impl Actor for Supervisor {
             reason: &reason,
             failed,
         };
-        let blame = state.spec.children[i].exited(exit);
+        let blame = state.children[i].exited(exit);
         let blame_name = match blame {
             Blame::Child => "child",
             Blame::Input => "input",
@@ -339,6 +453,7 @@ impl Actor for Supervisor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ractor::rpc::CallResult;
     use std::sync::atomic::{AtomicU32, Ordering};
     use tokio::sync::mpsc;
 
@@ -439,7 +554,7 @@ mod tests {
                         blame: behaviour.blame,
                     }) as Arc<dyn ChildSpec>
                 })
-                .collect();
+                .collect::<Vec<_>>();
             let spec = SupervisorSpec {
                 name: format!("{prefix}-sup"),
                 strategy,
@@ -448,7 +563,7 @@ mod tests {
                     period: Duration::from_secs(60),
                 },
                 backoff: behaviour.backoff,
-                children,
+                children: Children::new(children),
                 stats: Arc::new(Stats::default()),
                 events: Events::new(None),
             };
@@ -595,12 +710,12 @@ mod tests {
                 max_restarts: 3,
                 period: Duration::from_secs(60),
             },
-            children: vec![Arc::new(TestChild {
+            children: Children::new(vec![Arc::new(TestChild {
                 name: "nostart-a".into(),
                 failures: Arc::new(AtomicU32::new(1)),
                 started: tx,
                 blame: Blame::Child,
-            })],
+            })]),
             backoff: BackoffPolicy::NONE,
             stats: Arc::new(Stats::default()),
             events: Events::new(None),
@@ -612,5 +727,62 @@ mod tests {
             err.to_string().contains("nostart-a failed to start"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn reconcile_stops_removed_children_and_starts_new_ones() {
+        let (tx, mut started) = mpsc::unbounded_channel();
+        let child = |name: &str| {
+            Arc::new(TestChild {
+                name: name.to_string(),
+                failures: Arc::new(AtomicU32::new(0)),
+                started: tx.clone(),
+                blame: Blame::Child,
+            }) as Arc<dyn ChildSpec>
+        };
+        let (a, b, c) = (child("rec-a"), child("rec-b"), child("rec-c"));
+        let children = Children::new(vec![Arc::clone(&a), b]);
+        let spec = SupervisorSpec {
+            name: "rec-sup".into(),
+            strategy: Strategy::OneForOne,
+            intensity: Intensity {
+                max_restarts: 3,
+                period: Duration::from_secs(60),
+            },
+            backoff: BackoffPolicy::NONE,
+            children: children.clone(),
+            stats: Arc::new(Stats::default()),
+            events: Events::new(None),
+        };
+        let (supervisor, _) = Actor::spawn(None, Supervisor, spec).await.unwrap();
+        let first: Vec<String> = vec![
+            started.recv().await.unwrap().0,
+            started.recv().await.unwrap().0,
+        ];
+        assert_eq!(first, ["rec-a", "rec-b"]);
+
+        children.set(vec![a, c]);
+        supervisor
+            .call(SupervisorMsg::Reconcile, None)
+            .await
+            .unwrap();
+        assert_eq!(started.recv().await.unwrap().0, "rec-c");
+        assert!(started.try_recv().is_err(), "rec-a kept running");
+        assert!(ractor::registry::where_is("rec-b").is_none());
+        let view = match supervisor
+            .call(SupervisorMsg::Describe, None)
+            .await
+            .unwrap()
+        {
+            CallResult::Success(view) => view,
+            other => panic!("{other:?}"),
+        };
+        let names: Vec<(String, bool)> = view
+            .children
+            .iter()
+            .map(|c| (c.name.clone(), c.running))
+            .collect();
+        assert_eq!(names, [("rec-a".into(), true), ("rec-c".into(), true)]);
+        supervisor.stop(None);
     }
 }
