@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -15,6 +16,7 @@ use crate::daemon::{self, ServeOptions};
 use crate::faults::Faults;
 use crate::job::JobId;
 use crate::journal::JournalOptions;
+use crate::reload::{Settings, SettingsSource};
 use crate::server::Limits;
 use crate::tree::{TreeOptions, POOL, ROOT, TESTER_SUPERVISOR};
 
@@ -49,6 +51,8 @@ pub enum Command {
     Jobs(ClientOpts),
     /// List the active alarms: big jobs running, backlog, restart storm, disk nearly full.
     Alarms(ClientOpts),
+    /// Re-read the config file: pool size and log level change live (also on SIGHUP).
+    Reload(ClientOpts),
     /// The live supervision tree: supervisors, strategies, children, restarts, jobs and loads.
     Tree(ClientOpts),
     /// Ask the area server (the book's area_server): a negative size crashes it, on purpose.
@@ -311,15 +315,28 @@ fn serve_options(args: ServeArgs) -> anyhow::Result<ServeOptions> {
     let panic_on = [config.faults.panic_on.clone(), args.panic_on].concat();
     let fail_restart = [config.faults.fail_restart.clone(), args.fail_restart].concat();
     let log_file = args.log_file.clone().or(config.daemon.log_file.clone());
-    crate::logging::init(
+    let log = crate::logging::init(
         args.log_format.unwrap_or(config.daemon.log_format),
+        &config.daemon.log_level,
         &crate::logging::LogTarget {
             file: log_file.as_deref(),
             max_files: config.daemon.log_max_files,
         },
     )?;
     let testers = config::pool_size(args.testers.unwrap_or(config.pool.testers))?;
+    let (file, testers_flag) = (args.config.clone(), args.testers);
+    // Flags override the file on a reload too.
+    let settings: SettingsSource = Arc::new(move || {
+        let config = Config::load(file.as_deref())?;
+        Ok(Settings {
+            testers: config::pool_size(testers_flag.unwrap_or(config.pool.testers))?,
+            log_level: config.daemon.log_level,
+        })
+    });
     Ok(ServeOptions {
+        settings,
+        log,
+        log_level: config.daemon.log_level.clone(),
         socket: args
             .socket
             .or(config.daemon.socket.clone())

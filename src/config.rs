@@ -49,6 +49,7 @@ pub struct DaemonConfig {
     pub data_dir: Option<PathBuf>,
     pub shutdown_grace_secs: f64,
     pub log_format: LogFormat,
+    pub log_level: String,
     pub log_file: Option<PathBuf>,
     pub log_max_files: usize,
 }
@@ -139,6 +140,7 @@ impl Config {
         if self.limits.max_digits == 0 {
             bail!("limits.max_digits must be at least 1");
         }
+        crate::logging::parse_level(&self.daemon.log_level)?;
         if self.alarms.check_interval_ms == 0 {
             bail!("alarms.check_interval_ms must be at least 1");
         }

@@ -18,10 +18,12 @@ use crate::events::{Event, EventKind, Events};
 use crate::faults::Faults;
 use crate::job::TesterId;
 use crate::journal::{Journal, JournalOptions, SledJournal};
+use crate::logging::LogControl;
 use crate::monitor;
 use crate::notify::notify;
 use crate::outcomes::Outcomes;
 use crate::pool::{Activity, PoolContext, MAX_TESTERS};
+use crate::reload::{Reloader, Settings, SettingsSource};
 use crate::server::{self, Limits, PeerPolicy, Shared};
 use crate::stats::Stats;
 use crate::supervision::Supervisor;
@@ -31,7 +33,6 @@ const TREE_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long connections get to write their last answers at shutdown.
 const CONNECTIONS_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-#[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub socket: PathBuf,
     pub socket_group: Option<String>,
@@ -44,6 +45,10 @@ pub struct ServeOptions {
     pub faults: Faults,
     pub grace: Duration,
     pub alarms: AlarmOptions,
+    /// What `primed reload` and SIGHUP re-read, and the handle that changes the log level.
+    pub settings: SettingsSource,
+    pub log_level: String,
+    pub log: LogControl,
 }
 
 /// The root supervisor exceeded its restart intensity; already logged, so printed no more.
@@ -73,6 +78,17 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
         big_job_digits: options.alarms.big_job_digits,
     };
     let tree = tree::build(&ctx, &options.tree);
+    let reloader = Arc::new(Reloader::new(
+        Arc::clone(&options.settings),
+        options.log.clone(),
+        ctx.clone(),
+        tree.pool,
+        Settings {
+            testers: options.testers,
+            log_level: options.log_level.clone(),
+        },
+    ));
+    tokio::spawn(reload_on_hangup(Arc::clone(&reloader))?);
     let (root, mut root_exit) = Actor::spawn(Some(ROOT.to_string()), Supervisor, tree.root)
         .await
         .context("starting the supervision tree")?;
@@ -87,6 +103,7 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
     ));
     let shared = Arc::new(Shared {
         ctx,
+        reloader,
         limits: options.limits,
         peers,
         data_dir: options.data_dir.clone(),
@@ -176,6 +193,21 @@ fn open_journal(options: &ServeOptions) -> anyhow::Result<Arc<dyn Journal>> {
 }
 
 /// Resolves on the first SIGINT or SIGTERM.
+/// SIGHUP reloads the configuration, as for most daemons.
+fn reload_on_hangup(
+    reloader: Arc<Reloader>,
+) -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    Ok(async move {
+        while hangup.recv().await.is_some() {
+            info!(signal = "SIGHUP", event = "signal", "reload requested");
+            if let Err(reason) = reloader.reload().await {
+                warn!(event = "reload_failed", reason = %reason, "configuration not reloaded");
+            }
+        }
+    })
+}
+
 fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut terminate =

@@ -23,6 +23,7 @@ pub mod outcomes;
 pub mod pool;
 pub mod primality;
 pub mod protocol;
+pub mod reload;
 pub mod rng;
 pub mod server;
 pub mod stats;

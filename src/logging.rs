@@ -1,4 +1,5 @@
-//! Structured logs: human-readable or one JSON object per line, filtered by RUST_LOG, on stderr
+//! Structured logs: human-readable or one JSON object per line, filtered by RUST_LOG (else
+//! `daemon.log_level`, which a reload can change live), on stderr
 //! or in a log file rotated daily with a bounded number of old files kept. Writes are
 //! synchronous in both cases, so a crash loses no line (the last lines are the crash one wants
 //! to read). Panics are logged through the same writer, so a crashing actor leaves one
@@ -14,7 +15,9 @@ use anyhow::Context;
 use tracing::warn;
 use tracing_appender::rolling::{RollingFileAppender, Rotation};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::{Layered, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
 
 use crate::config::LogFormat;
 
@@ -44,23 +47,50 @@ fn writer(target: &LogTarget<'_>) -> anyhow::Result<BoxMakeWriter> {
     Ok(BoxMakeWriter::new(Mutex::new(appender)))
 }
 
-pub fn init(format: LogFormat, target: &LogTarget<'_>) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+type Filtered = Layered<reload::Layer<EnvFilter, Registry>, Registry>;
+
+/// Changes the log filter of the running process.
+#[derive(Clone)]
+pub struct LogControl(reload::Handle<EnvFilter, Registry>);
+
+impl LogControl {
+    pub fn set(&self, directives: &str) -> anyhow::Result<()> {
+        let filter = parse_level(directives)?;
+        self.0.reload(filter).context("cannot change the log level")
+    }
+}
+
+/// A filter from `daemon.log_level`: a level (`debug`) or RUST_LOG-style directives.
+pub fn parse_level(directives: &str) -> anyhow::Result<EnvFilter> {
+    EnvFilter::try_new(directives)
+        .with_context(|| format!("daemon.log_level {directives:?} is not a log filter"))
+}
+
+/// Installs the logger: RUST_LOG if set, else `level`.
+pub fn init(format: LogFormat, level: &str, target: &LogTarget<'_>) -> anyhow::Result<LogControl> {
+    let filter = match EnvFilter::try_from_default_env() {
+        Ok(filter) => filter,
+        Err(_) => parse_level(level)?,
+    };
+    let (filter, handle) = reload::Layer::new(filter);
+    let layer = tracing_subscriber::fmt::layer()
         .with_ansi(target.file.is_none())
         .with_writer(writer(target)?);
-    let _ = match format {
-        LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder
+    let layer: Box<dyn Layer<Filtered> + Send + Sync> = match format {
+        LogFormat::Pretty => layer.boxed(),
+        LogFormat::Json => layer
             .json()
             .flatten_event(true)
             .with_current_span(false)
             .with_span_list(false)
-            .try_init(),
+            .boxed(),
     };
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(layer)
+        .try_init();
     std::panic::set_hook(Box::new(log_panic));
-    Ok(())
+    Ok(LogControl(handle))
 }
 
 /// A panic in an actor is a crash its supervisor handles: logged at WARN, with the thread, the

@@ -60,6 +60,7 @@ pub async fn run(command: Command) -> Exit {
         Command::Jobs(opts) => query::jobs(opts).await,
         Command::Alarms(opts) => query::alarms(opts).await,
         Command::Tree(opts) => query::tree(opts).await,
+        Command::Reload(opts) => query::reload(opts).await,
         Command::Area(args) => query::area(args).await,
         Command::Kill(args) => query::kill(args).await,
         Command::Events(args) => query::events(args).await,

@@ -402,6 +402,13 @@ impl<W: Write> Printer<W> {
         writeln!(self.out, "{area}")
     }
 
+    pub fn reloaded(&mut self, changes: &str) -> io::Result<()> {
+        if self.json {
+            return self.line(&json!({ "reloaded": changes }));
+        }
+        writeln!(self.out, "reloaded: {changes}")
+    }
+
     pub fn killed(&mut self, actor: &str) -> io::Result<()> {
         if self.json {
             return self.line(&json!({ "killed": actor }));

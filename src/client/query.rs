@@ -166,6 +166,19 @@ pub async fn area(args: AreaArgs) -> Result<Exit, ClientError> {
     }
 }
 
+pub async fn reload(opts: ClientOpts) -> Result<Exit, ClientError> {
+    let mut conn = Connection::connect(&socket_path(opts.socket)).await?;
+    match conn.request(&Request::Reload).await? {
+        Response::Reloaded { changes } => {
+            let mut printer = Printer::stdout(opts.json);
+            printer.reloaded(&changes)?;
+            printer.flush()?;
+            Ok(Exit::Ok)
+        }
+        other => Err(ClientError::Unexpected(format!("{other:?}"))),
+    }
+}
+
 pub async fn kill(args: KillArgs) -> Result<Exit, ClientError> {
     let mut conn = Connection::connect(&socket_path(args.opts.socket)).await?;
     match conn.request(&Request::Kill { actor: args.actor }).await? {

@@ -40,6 +40,8 @@ pub enum BalancerMsg {
     Holders(Vec<JobId>, RpcReplyPort<Vec<Option<TesterId>>>),
     /// Place the next chunk of the journal's jobs in flight (sent to itself).
     ReplayMore,
+    /// The pool now has this many testers: jobs of removed testers are placed again.
+    Resize(u32, RpcReplyPort<()>),
 }
 
 /// Jobs placed per `ReplayMore`: small enough that other messages wait at most a few ms.
@@ -77,6 +79,38 @@ impl BalancerState {
         if let Some(job) = assign_to(tester, job) {
             self.undelivered.entry(tester).or_default().push(job);
         }
+        Ok(())
+    }
+
+    /// Resizes the table; the jobs of removed testers (queued or running there, and those
+    /// never delivered) are placed at the testers that remain.
+    fn resize(&mut self, testers: u32) -> Result<(), ActorProcessingErr> {
+        let orphans = self.table.resize(testers);
+        let mut buffered: HashMap<JobId, Job> = HashMap::new();
+        self.undelivered.retain(|tester, jobs| {
+            let removed = tester.0 > testers;
+            if removed {
+                buffered.extend(jobs.drain(..).map(|job| (job.id, job)));
+            }
+            !removed
+        });
+        let count = orphans.len();
+        for id in orphans {
+            let job = match buffered.remove(&id) {
+                Some(job) => Some(job),
+                None => self.ctx.journal.pending(id)?,
+            };
+            if let Some(job) = job {
+                self.place(job)?;
+            }
+        }
+        info!(
+            actor = BALANCER,
+            testers,
+            jobs = count,
+            event = "handed_back",
+            "placed the jobs of removed testers again"
+        );
         Ok(())
     }
 
@@ -230,6 +264,10 @@ impl Actor for Balancer {
                 state.table.remove(id);
             }
             BalancerMsg::Cancel { id } => state.cancel(id),
+            BalancerMsg::Resize(testers, reply) => {
+                state.resize(testers)?;
+                let _ = reply.send(());
+            }
             BalancerMsg::Snapshot(reply) => {
                 let _ = reply.send(LoadSnapshot {
                     testers: state.table.loads().to_vec(),

@@ -67,6 +67,24 @@ impl LoadTable {
         Some(tester)
     }
 
+    /// Makes the pool `testers` long. Shrinking forgets the jobs of the testers removed and
+    /// returns their ids, in id order, to be placed again.
+    pub fn resize(&mut self, testers: u32) -> Vec<JobId> {
+        let keep = testers as usize;
+        self.testers.resize(keep, TesterLoad::default());
+        let mut orphans: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, &(t, _))| t.0 as usize > keep)
+            .map(|(&id, _)| id)
+            .collect();
+        orphans.sort_unstable();
+        for id in &orphans {
+            self.jobs.remove(id);
+        }
+        orphans
+    }
+
     pub fn loads(&self) -> &[TesterLoad] {
         &self.testers
     }
@@ -112,6 +130,24 @@ mod tests {
             chosen.push(t.0);
         }
         assert_eq!(chosen, vec![1, 2, 3, 1, 2, 3]);
+    }
+
+    #[test]
+    fn shrinking_hands_back_the_removed_testers_jobs() {
+        let mut table = LoadTable::new(3);
+        for (id, tester) in [(1, 1), (2, 3), (3, 2), (4, 3)] {
+            assert!(table.assign(id, TesterId(tester), 10));
+        }
+        assert_eq!(table.resize(2), vec![2, 4]);
+        assert_eq!(table.loads().len(), 2);
+        assert!(!table.holds(2) && table.holds(3));
+        assert_eq!(table.remove(4), None);
+        assert!(table.resize(4).is_empty());
+        assert_eq!(
+            table.least_loaded(),
+            Some(TesterId(3)),
+            "new testers are idle"
+        );
     }
 
     #[test]

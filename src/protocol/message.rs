@@ -38,6 +38,8 @@ pub enum Request {
     Alarms,
     /// The live supervision tree.
     Tree,
+    /// Re-read the configuration and apply what can change live.
+    Reload,
     /// Ask the area server.
     Area {
         shape: Shape,
@@ -83,6 +85,10 @@ pub enum Response {
         alarms: Vec<Alarm>,
     },
     Tree(TreeNode),
+    /// What a reload changed.
+    Reloaded {
+        changes: String,
+    },
     Area {
         shape: Shape,
         area: f64,

@@ -139,6 +139,13 @@ impl Connection {
             Request::Cancel { id } => self.send(admin::cancel(&self.shared.ctx, id).await, 0),
             Request::Status => self.send(admin::status(&self.shared.ctx).await, 0),
             Request::Tree => self.send(admin::tree(&self.shared.ctx).await, 0),
+            Request::Reload => {
+                let response = match self.shared.reloader.reload().await {
+                    Ok(changes) => Response::Reloaded { changes },
+                    Err(message) => Response::Failed { message },
+                };
+                self.send(response, 0)
+            }
             Request::Area { shape } => self.send(admin::area(shape).await, 0),
             Request::Alarms => {
                 let alarms = self.shared.ctx.alarms.active();

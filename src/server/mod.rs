@@ -53,6 +53,7 @@ pub struct Limits {
 /// What every connection handler needs.
 pub struct Shared {
     pub ctx: PoolContext,
+    pub reloader: Arc<crate::reload::Reloader>,
     pub limits: Limits,
     pub peers: PeerPolicy,
     /// Where the journal lives: its filesystem's free space is checked before accepting.

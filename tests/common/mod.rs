@@ -70,8 +70,14 @@ impl Daemon {
             .arg(&socket)
             .arg("--data-dir")
             .arg(&data_dir)
-            .arg("--testers")
-            .arg(testers.to_string())
+            // 0: no --testers, so the config file's pool.testers applies (and a reload can
+            // change it).
+            .args(
+                (testers > 0)
+                    .then(|| ["--testers".to_string(), testers.to_string()])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(["--log-format", "json"])
             .args(extra)
             .envs(env.iter().map(|&(k, v)| (k, v)))
@@ -184,6 +190,10 @@ impl Daemon {
 
     pub fn status(&self) -> Value {
         self.json(&["status"]).remove(0)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running daemon").id()
     }
 
     /// kill -9: no flush, no cleanup, the socket file stays behind.

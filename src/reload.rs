@@ -1,0 +1,148 @@
+//! `primed reload` and SIGHUP: re-read the configuration and apply what can change live, the
+//! pool's size and the log level. Everything else (socket, data dir, limits) is read at start.
+//!
+//! Growing: the balancer's table grows first, so the new testers (idle, hence least loaded)
+//! get jobs at once; the jobs wait in the balancer until each new tester starts and asks for
+//! them. Shrinking: the pool supervisor stops the testers removed first, then the balancer
+//! places their jobs (queued, running, or not yet delivered) at the testers that remain, so no
+//! job is lost, and none is run by two testers at once.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::rpc::CallResult;
+use ractor::ActorRef;
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+use crate::job::TesterId;
+use crate::logging::LogControl;
+use crate::pool::{BalancerMsg, PoolContext, BALANCER};
+use crate::supervision::{Children, SupervisorMsg};
+use crate::tree::{tester_specs, POOL};
+
+/// Long enough for a supervisor to stop a few testers (each gets 5 s).
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a reload can change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub testers: u32,
+    pub log_level: String,
+}
+
+/// Reads the settings again: the config file, under the same command-line flags.
+pub type SettingsSource = Arc<dyn Fn() -> anyhow::Result<Settings> + Send + Sync>;
+
+pub struct Reloader {
+    source: SettingsSource,
+    log: LogControl,
+    ctx: PoolContext,
+    pool: Children,
+    /// The settings in force; the lock also keeps two reloads from interleaving.
+    current: Mutex<Settings>,
+}
+
+impl Reloader {
+    pub fn new(
+        source: SettingsSource,
+        log: LogControl,
+        ctx: PoolContext,
+        pool: Children,
+        current: Settings,
+    ) -> Reloader {
+        Reloader {
+            source,
+            log,
+            ctx,
+            pool,
+            current: Mutex::new(current),
+        }
+    }
+
+    /// Applies the configuration as it is now; says what changed, or why nothing could.
+    pub async fn reload(&self) -> Result<String, String> {
+        let mut current = self.current.lock().await;
+        let wanted = (self.source)().map_err(|e| format!("reload refused: {e:#}"))?;
+        let mut changes = Vec::new();
+        if wanted.log_level != current.log_level {
+            self.log
+                .set(&wanted.log_level)
+                .map_err(|e| format!("{e:#}"))?;
+            changes.push(format!(
+                "log level {:?} -> {:?}",
+                current.log_level, wanted.log_level
+            ));
+            current.log_level = wanted.log_level;
+        }
+        if wanted.testers != current.testers {
+            self.resize(current.testers, wanted.testers).await;
+            changes.push(format!("testers {} -> {}", current.testers, wanted.testers));
+            current.testers = wanted.testers;
+        }
+        let summary = if changes.is_empty() {
+            "nothing changed".to_string()
+        } else {
+            changes.join(", ")
+        };
+        info!(event = "reload", changes = %summary, "configuration reloaded");
+        Ok(summary)
+    }
+
+    async fn resize(&self, from: u32, to: u32) {
+        self.ctx.pool_size.store(to, Ordering::SeqCst);
+        self.pool.set(tester_specs(&self.ctx, to));
+        if to > from {
+            resize_balancer(to).await;
+            reconcile_pool().await;
+        } else {
+            reconcile_pool().await;
+            // A stopped tester leaves its running slot set; nobody is running there now.
+            for k in to + 1..=from {
+                self.ctx.activity.take(TesterId(k));
+            }
+            resize_balancer(to).await;
+        }
+    }
+}
+
+/// A pool that is restarting needs nothing: it starts from the new list.
+async fn reconcile_pool() {
+    let Some(cell) = ractor::registry::where_is(POOL) else {
+        return;
+    };
+    let pool = ActorRef::<SupervisorMsg>::from(cell);
+    if !matches!(
+        pool.call(SupervisorMsg::Reconcile, Some(CALL_TIMEOUT))
+            .await,
+        Ok(CallResult::Success(()))
+    ) {
+        warn!(
+            actor = POOL,
+            event = "reload",
+            "the pool did not confirm its new size"
+        );
+    }
+}
+
+/// A balancer that is restarting needs nothing: it reads the new size when it starts.
+async fn resize_balancer(testers: u32) {
+    let Some(cell) = ractor::registry::where_is(BALANCER) else {
+        return;
+    };
+    let balancer = ActorRef::<BalancerMsg>::from(cell);
+    let resized = balancer
+        .call(
+            |reply| BalancerMsg::Resize(testers, reply),
+            Some(CALL_TIMEOUT),
+        )
+        .await;
+    if !matches!(resized, Ok(CallResult::Success(()))) {
+        warn!(
+            actor = BALANCER,
+            event = "reload",
+            "the balancer did not confirm its new size"
+        );
+    }
+}
