@@ -175,10 +175,15 @@ async fn exchange(
     Ok(Sample::Status { report, alarms, at })
 }
 
-/// The daemon's active alarms, one line each. It will ask the daemon (`Request::Alarms`) once
-/// the protocol has it; until then there are none to show.
-async fn fetch_alarms(_conn: &mut Connection) -> Result<Vec<String>, ClientError> {
-    Ok(Vec::new())
+/// The daemon's active alarms, one line each.
+async fn fetch_alarms(conn: &mut Connection) -> Result<Vec<String>, ClientError> {
+    match conn.request(&Request::Alarms).await? {
+        Response::Alarms { alarms } => Ok(alarms
+            .iter()
+            .map(|a| format!("{} {}: {}", a.alarm, a.subject, a.detail))
+            .collect()),
+        other => Err(ClientError::Unexpected(format!("{other:?}"))),
+    }
 }
 
 /// Ways top is told to stop from outside. Without handling them, `kill` or a closed terminal
