@@ -55,7 +55,7 @@ impl Task {
     pub fn summary(&self) -> String {
         match self {
             Task::Test(n) if n.digits() <= 40 => format!("testing {n}"),
-            Task::Test(n) => format!("testing a number of about {} digits", n.digits()),
+            Task::Test(n) => format!("testing a {}-digit number", n.digits()),
             Task::MakePrime { digits } => format!("making a {digits}-digit prime"),
         }
     }

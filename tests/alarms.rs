@@ -48,7 +48,7 @@ fn a_big_job_raises_an_alarm_while_it_runs() {
     assert_eq!(active[0]["subject"], "tester-1");
     let detail = active[0]["detail"].as_str().expect("detail");
     assert!(
-        detail.contains(&format!("job {id}")) && detail.contains("6002 digits"),
+        detail.contains(&format!("job {id}")) && detail.contains("testing a 6002-digit number"),
         "{detail}"
     );
 
