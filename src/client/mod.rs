@@ -3,6 +3,7 @@
 
 mod conn;
 mod output;
+mod progress;
 mod prime;
 mod query;
 mod submit;

@@ -1,6 +1,7 @@
 //! `check` and `submit`: stream numbers (arguments, or stdin one per line) to the daemon in
 //! pipelined batches, and print answers in input order. A window of unprinted numbers bounds
-//! the client's memory however long the input is.
+//! the client's memory however long the input is. Reading a large stdin into a terminal's
+//! stderr, a progress bar shows how far it has got (see `progress`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{mpsc, Semaphore};
 
 use super::output::Printer;
+use super::progress::{Facts, Kind, Progress, Tally};
 use super::{socket_path, ClientError, Connection, Exit};
 use crate::cli::InputArgs;
 use crate::job::{JobId, Verdict};
@@ -84,8 +86,26 @@ impl Ordered {
         }
     }
 
+    fn has_ready(&self) -> bool {
+        !matches!(self.slots.front(), None | Some(Slot::Waiting))
+    }
+
+    /// Whether printing what is ready would write to stderr: human-mode errors go there.
+    fn ready_writes_stderr(&self, json: bool) -> bool {
+        !json
+            && self
+                .slots
+                .iter()
+                .take_while(|slot| !matches!(slot, Slot::Waiting))
+                .any(|slot| match slot {
+                    Slot::Invalid { .. } => true,
+                    Slot::Done(report) => matches!(report.verdict, Verdict::Quarantined { .. }),
+                    Slot::Waiting | Slot::Submitted { .. } => false,
+                })
+    }
+
     fn pop_ready(&mut self) -> Option<Slot> {
-        if matches!(self.slots.front(), None | Some(Slot::Waiting)) {
+        if !self.has_ready() {
             return None;
         }
         self.base += 1;
@@ -96,6 +116,8 @@ impl Ordered {
 pub async fn run(args: InputArgs, wait: bool) -> Result<Exit, ClientError> {
     let conn = Connection::connect(&socket_path(args.opts.socket)).await?;
     let Connection { reader, writer } = conn;
+    let kind = if wait { Kind::Check } else { Kind::Submit };
+    let progress = Progress::start(kind, Facts::probe(args.numbers.is_empty()));
     let window = Arc::new(Semaphore::new(WINDOW));
     let (total_tx, mut total_rx) = tokio::sync::oneshot::channel();
     let sender = tokio::spawn(send_all(
@@ -104,11 +126,13 @@ pub async fn run(args: InputArgs, wait: bool) -> Result<Exit, ClientError> {
         wait,
         Arc::clone(&window),
         total_tx,
+        progress.tally(),
     ));
     let (responses_tx, mut responses) = mpsc::channel(64);
     tokio::spawn(read_all(reader, responses_tx));
 
-    let mut printer = Printer::stdout(args.opts.json);
+    let json = args.opts.json;
+    let mut printer = Printer::stdout(json);
     let mut ordered = Ordered {
         wait,
         slots: VecDeque::new(),
@@ -134,38 +158,70 @@ pub async fn run(args: InputArgs, wait: bool) -> Result<Exit, ClientError> {
                     window.close();
                     closed = true;
                 }
-                Some(response) => match response? {
-                    Response::Accepted { items } => ordered.accept(items),
-                    Response::Done(report) => ordered.done(report),
-                    other => return Err(ClientError::Unexpected(format!("{other:?}"))),
-                },
+                Some(response) => {
+                    apply(response, &mut ordered)?;
+                    // Take in whatever else has arrived, so that one print (and, with a bar on
+                    // the same terminal, one redraw of it) covers it all.
+                    while let Ok(response) = responses.try_recv() {
+                        apply(response, &mut ordered)?;
+                    }
+                }
             },
         }
-        while let Some(slot) = ordered.pop_ready() {
-            window.add_permits(1);
-            match slot {
-                Slot::Invalid {
-                    input,
-                    error,
-                    retry,
-                } => {
-                    exit = exit.and(if retry { Exit::Retry } else { Exit::Failed });
-                    printer.invalid(&input, &error)?;
-                }
-                Slot::Done(report) => {
-                    if matches!(report.verdict, Verdict::Quarantined { .. }) {
-                        exit = exit.and(Exit::Failed);
-                    }
-                    printer.report(&report)?
-                }
-                Slot::Submitted { id, n } => printer.submitted(id, &n)?,
-                Slot::Waiting => {}
-            }
+        if ordered.has_ready() {
+            let writes_stderr = progress.drawing() && ordered.ready_writes_stderr(json);
+            progress.around(writes_stderr, || {
+                print_ready(&mut ordered, &mut printer, &window, &progress, &mut exit)
+            })?;
         }
-        printer.flush()?;
     }
     sender.await.map_err(|_| ClientError::Closed)??;
     Ok(exit)
+}
+
+fn apply(
+    response: Result<Response, ClientError>,
+    ordered: &mut Ordered,
+) -> Result<(), ClientError> {
+    match response? {
+        Response::Accepted { items } => ordered.accept(items),
+        Response::Done(report) => ordered.done(report),
+        other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+    }
+    Ok(())
+}
+
+/// Prints every answer that is next in input order, and frees its window space.
+fn print_ready(
+    ordered: &mut Ordered,
+    printer: &mut Printer<std::io::BufWriter<std::io::Stdout>>,
+    window: &Semaphore,
+    progress: &Progress,
+    exit: &mut Exit,
+) -> std::io::Result<()> {
+    while let Some(slot) = ordered.pop_ready() {
+        window.add_permits(1);
+        progress.settled(matches!(slot, Slot::Submitted { .. } | Slot::Done(_)));
+        match slot {
+            Slot::Invalid {
+                input,
+                error,
+                retry,
+            } => {
+                *exit = exit.and(if retry { Exit::Retry } else { Exit::Failed });
+                printer.invalid(&input, &error)?;
+            }
+            Slot::Done(report) => {
+                if matches!(report.verdict, Verdict::Quarantined { .. }) {
+                    *exit = exit.and(Exit::Failed);
+                }
+                printer.report(&report)?
+            }
+            Slot::Submitted { id, n } => printer.submitted(id, &n)?,
+            Slot::Waiting => {}
+        }
+    }
+    printer.flush()
 }
 
 async fn read_all(
@@ -195,8 +251,9 @@ async fn send_all(
     wait: bool,
     window: Arc<Semaphore>,
     total: tokio::sync::oneshot::Sender<u64>,
+    tally: Tally,
 ) -> Result<(), ClientError> {
-    let mut batch = Batch::default();
+    let mut batch = Batch::new(tally);
     let mut sent = 0u64;
     let mut lines = (numbers.is_empty()).then(|| BufReader::new(tokio::io::stdin()).lines());
     let mut args = numbers.into_iter();
@@ -206,7 +263,13 @@ async fn send_all(
             Err(_) => return Err(ClientError::Closed),
         }
         let next = match &mut lines {
-            Some(lines) => next_line(lines, &mut batch, &mut writer, wait).await?,
+            Some(lines) => {
+                let line = next_line(lines, &mut batch, &mut writer, wait).await?;
+                if let Some(line) = &line {
+                    batch.tally.read(line.len());
+                }
+                line
+            }
             None => args.next(),
         };
         let Some(number) = next else { break };
@@ -239,13 +302,21 @@ async fn next_line(
     Ok(lines.next_line().await?)
 }
 
-#[derive(Default)]
 struct Batch {
     numbers: Vec<String>,
     bytes: usize,
+    tally: Tally,
 }
 
 impl Batch {
+    fn new(tally: Tally) -> Batch {
+        Batch {
+            numbers: Vec::new(),
+            bytes: 0,
+            tally,
+        }
+    }
+
     fn push(&mut self, number: String) {
         self.bytes += number.len();
         self.numbers.push(number);
@@ -260,9 +331,66 @@ impl Batch {
             return Ok(());
         }
         let numbers = std::mem::take(&mut self.numbers);
+        let count = numbers.len();
         self.bytes = 0;
         let request = Request::Submit { numbers, wait };
         protocol::write_frame(writer, &request, protocol::MAX_FRAME_BYTES).await?;
+        self.tally.sent(count);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ordered(wait: bool, items: Vec<Accepted>) -> Ordered {
+        let mut ordered = Ordered {
+            wait,
+            slots: VecDeque::new(),
+            base: 0,
+            positions: HashMap::new(),
+        };
+        ordered.accept(items);
+        ordered
+    }
+
+    fn job(id: JobId) -> Accepted {
+        Accepted::Job {
+            id,
+            n: "97".to_string(),
+        }
+    }
+
+    fn invalid() -> Accepted {
+        Accepted::Invalid {
+            input: "abc".to_string(),
+            error: "not a number".to_string(),
+        }
+    }
+
+    #[test]
+    fn a_ready_human_error_writes_to_stderr() {
+        let ordered = ordered(false, vec![job(1), invalid()]);
+        assert!(ordered.has_ready());
+        assert!(ordered.ready_writes_stderr(false));
+        assert!(
+            !ordered.ready_writes_stderr(true),
+            "JSON errors go to stdout"
+        );
+    }
+
+    #[test]
+    fn an_error_behind_an_unanswered_job_is_not_printed_yet() {
+        let ordered = ordered(true, vec![job(1), invalid()]);
+        assert!(!ordered.has_ready());
+        assert!(!ordered.ready_writes_stderr(false));
+    }
+
+    #[test]
+    fn ids_of_submitted_jobs_go_to_stdout() {
+        let ordered = ordered(false, vec![job(1), job(2)]);
+        assert!(ordered.has_ready());
+        assert!(!ordered.ready_writes_stderr(false));
     }
 }
