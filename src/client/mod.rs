@@ -3,8 +3,8 @@
 
 mod conn;
 mod output;
-mod progress;
 mod prime;
+mod progress;
 mod query;
 mod submit;
 mod top;
