@@ -163,3 +163,30 @@ fn ctrl_c_cancels_the_job() {
         0
     );
 }
+
+#[test]
+fn a_cancelled_job_answers_its_waiting_check_with_an_error() {
+    let daemon = Daemon::start(1);
+    let client = Command::new(BIN)
+        .args(["check", &common::mersenne(19937), "--socket"])
+        .arg(&daemon.socket)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn check");
+    let started = daemon.wait_for("the long job starts", |l| l["event"] == "job_start");
+    let id = started["job"].as_u64().expect("job id");
+    let out = daemon.cli(&["cancel", &id.to_string()]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("job {id}: cancelled\n")
+    );
+    let waited = client.wait_with_output().expect("check exits");
+    assert_eq!(waited.status.code(), Some(1), "{}", describe(&waited));
+    let stderr = String::from_utf8_lossy(&waited.stderr);
+    assert!(
+        stderr.contains(&format!("job {id}")) && stderr.contains("was cancelled"),
+        "{stderr}"
+    );
+    assert!(waited.stdout.is_empty());
+}

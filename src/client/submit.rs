@@ -15,7 +15,7 @@ use super::output::Printer;
 use super::progress::{Facts, Kind, Progress, Tally};
 use super::{socket_path, ClientError, Connection, Exit};
 use crate::cli::InputArgs;
-use crate::job::{JobId, Verdict};
+use crate::job::JobId;
 use crate::protocol::{self, Accepted, Report, Request, Response};
 
 /// Numbers sent per Submit frame.
@@ -99,7 +99,7 @@ impl Ordered {
                 .take_while(|slot| !matches!(slot, Slot::Waiting))
                 .any(|slot| match slot {
                     Slot::Invalid { .. } => true,
-                    Slot::Done(report) => matches!(report.verdict, Verdict::Quarantined { .. }),
+                    Slot::Done(report) => report.verdict.is_unanswered(),
                     Slot::Waiting | Slot::Submitted { .. } => false,
                 })
     }
@@ -212,7 +212,7 @@ fn print_ready(
                 printer.invalid(&input, &error)?;
             }
             Slot::Done(report) => {
-                if matches!(report.verdict, Verdict::Quarantined { .. }) {
+                if report.verdict.is_unanswered() {
                     *exit = exit.and(Exit::Failed);
                 }
                 printer.report(&report)?
