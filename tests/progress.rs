@@ -23,7 +23,6 @@ struct Screen {
 }
 
 impl Screen {
-
     /// Waits until the terminal has shown `needle`, or fails.
     fn wait_for(&self, needle: &str) {
         let deadline = Instant::now() + common::EVENT_TIMEOUT;
