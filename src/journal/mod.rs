@@ -11,6 +11,7 @@
 
 mod group_commit;
 mod mark;
+mod migrate;
 mod sled_journal;
 mod window;
 

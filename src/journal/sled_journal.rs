@@ -25,8 +25,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tracing::info;
 
 use super::mark::Mark;
+use super::migrate;
 use super::window::DoneWindow;
 use super::{
     BoxFuture, Completion, Counts, GroupCommit, InFlightIter, Journal, JournalError, Lookup, Ticket,
@@ -35,13 +37,13 @@ use crate::events::Event;
 use crate::job::{now_ms, InFlight, Job, JobId, JobResult, Task, Verdict};
 use crate::number::Number;
 
-const JOB: u8 = b'J';
+pub(super) const JOB: u8 = b'J';
 const NEXT_ID_KEY: &[u8] = b"Mnext_id";
 const LOW_WATER_KEY: &[u8] = b"Mlow_water";
-const FORMAT_KEY: &[u8] = b"Mformat";
+pub(super) const FORMAT_KEY: &[u8] = b"Mformat";
 /// The layout of the records below. 1 was the layout before this key existed; 2 kept
 /// in-flight and per-tester indexes; 3 stored only numbers to test (no make-prime tasks).
-const FORMAT: u32 = 4;
+pub(super) const FORMAT: u32 = 4;
 /// Most jobs per sled batch when accepting. sled 0.34 keeps memory in proportion to the size
 /// of the batch a record was written in until the record is rewritten: a million jobs
 /// accepted in batches of 1,000 and not yet completed held 1.68 GB, in batches of 100 168 MB.
@@ -50,26 +52,26 @@ const ACCEPT_CHUNK: usize = 128;
 const FLUSH_PACE: Duration = Duration::from_millis(1);
 
 #[derive(Serialize, Deserialize)]
-struct JobRecord {
-    task: StoredTask,
-    submitted_ms: u64,
+pub(super) struct JobRecord {
+    pub(super) task: StoredTask,
+    pub(super) submitted_ms: u64,
     /// Attempts known to have been made (recorded when one is cut short, see `record_attempt`).
-    attempts: u32,
+    pub(super) attempts: u32,
     /// Crashes of a tester while it was testing this job (see poison-job quarantine).
-    faults: u32,
-    outcome: Option<Outcome>,
+    pub(super) faults: u32,
+    pub(super) outcome: Option<Outcome>,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
-struct Outcome {
-    verdict: Verdict,
-    attempts: u32,
-    completed_ms: u64,
+pub(super) struct Outcome {
+    pub(super) verdict: Verdict,
+    pub(super) attempts: u32,
+    pub(super) completed_ms: u64,
 }
 
 /// A task as stored: a number as its minimal big-endian bytes.
 #[derive(Clone, Serialize, Deserialize)]
-enum StoredTask {
+pub(super) enum StoredTask {
     Test(Vec<u8>),
     MakePrime(u32),
 }
@@ -139,7 +141,7 @@ pub struct SledJournal {
     window: Arc<Mutex<DoneWindow>>,
 }
 
-fn job_key(id: JobId) -> [u8; 9] {
+pub(super) fn job_key(id: JobId) -> [u8; 9] {
     let mut key = [JOB; 9];
     key[1..].copy_from_slice(&id.to_be_bytes());
     key
@@ -156,14 +158,14 @@ fn corrupt(key: &[u8], reason: impl ToString) -> JournalError {
     }
 }
 
-fn storage(operation: &'static str) -> impl FnOnce(sled::Error) -> JournalError {
+pub(super) fn storage(operation: &'static str) -> impl FnOnce(sled::Error) -> JournalError {
     move |e| JournalError::Storage {
         operation,
         reason: e.to_string(),
     }
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, JournalError> {
+pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, JournalError> {
     bincode::serde::encode_to_vec(value, bincode::config::standard()).map_err(|e| {
         JournalError::Storage {
             operation: "encode",
@@ -172,7 +174,10 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, JournalError> {
     })
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T, JournalError> {
+pub(super) fn decode<T: for<'de> Deserialize<'de>>(
+    key: &[u8],
+    bytes: &[u8],
+) -> Result<T, JournalError> {
     bincode::serde::decode_from_slice(bytes, bincode::config::standard())
         .map(|(value, _)| value)
         .map_err(|e| corrupt(key, e))
@@ -247,8 +252,9 @@ fn check_complete(dir: &Path, mark: &Mark, next_id: u64) -> Result<(), JournalEr
     }
 }
 
-/// Refuses records laid out by another version; stamps a new journal with ours.
-fn check_format(dir: &Path, tree: &sled::Tree) -> Result<(), JournalError> {
+/// Refuses records laid out by another version, upgrading those it knows how to (see
+/// [`migrate`]); stamps a new journal with ours.
+fn check_format(dir: &Path, tree: &sled::Tree, events: &sled::Tree) -> Result<(), JournalError> {
     let found = match tree.get(FORMAT_KEY).map_err(storage("read format"))? {
         Some(bytes) => be_u32(FORMAT_KEY, &bytes)?,
         None if tree
@@ -264,6 +270,18 @@ fn check_format(dir: &Path, tree: &sled::Tree) -> Result<(), JournalError> {
             FORMAT
         }
     };
+    if found == 3 {
+        let jobs = migrate::from_3(tree, events)?;
+        tree.flush().map_err(storage("flush the migration"))?;
+        info!(
+            from = found,
+            to = FORMAT,
+            jobs,
+            event = "journal_migrated",
+            "journal upgraded to this version's format"
+        );
+        return Ok(());
+    }
     if found != FORMAT {
         return Err(JournalError::Format {
             path: dir.to_path_buf(),
@@ -293,7 +311,7 @@ impl SledJournal {
             Some((key, _)) if key.len() == 16 => be_u64(&key, &key[8..])? + 1,
             _ => 0,
         };
-        check_format(dir, &tree)?;
+        check_format(dir, &tree, &events)?;
         let event_count = count_events(&events)?;
         // A journal without its `M` keys has never accepted a job: ids start at 1.
         let next_id = read_counter(&tree, NEXT_ID_KEY)?.max(1);

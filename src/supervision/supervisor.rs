@@ -194,7 +194,8 @@ impl SupervisorState {
     }
 
     /// Makes the children match the shared specs: stops and forgets those no longer there
-    /// (last first), then appends and starts the new ones.
+    /// (last first; each is told it exited, so it can settle its affairs), then appends the
+    /// new ones and starts each, a failure to start being handled for that child alone.
     async fn reconcile(&mut self, myself: ActorCell) {
         let wanted = self.spec.children.snapshot();
         for i in (0..self.children.len()).rev() {
@@ -203,6 +204,11 @@ impl SupervisorState {
                 continue;
             }
             self.stop_children(i..i + 1).await;
+            let removed = ChildExit {
+                reason: "removed from its supervisor",
+                failed: false,
+            };
+            self.children[i].exited(removed);
             self.children.remove(i);
             self.cells.remove(i);
             self.generation.remove(i);
@@ -217,10 +223,12 @@ impl SupervisorState {
                 self.cells.push(None);
                 self.generation.push(0);
                 self.backoff.push(Backoff::default());
+                self.bump(self.children.len() - 1);
             }
         }
-        let all = self.children.len();
-        self.start_children(first_new..all, myself).await;
+        for i in first_new..self.children.len() {
+            self.start_children(i..i + 1, myself.clone()).await;
+        }
     }
 
     fn is_current(&self, i: usize, generation: u64) -> bool {
@@ -740,7 +748,14 @@ mod tests {
                 blame: Blame::Child,
             }) as Arc<dyn ChildSpec>
         };
-        let (a, b, c) = (child("rec-a"), child("rec-b"), child("rec-c"));
+        let (a, b, d) = (child("rec-a"), child("rec-b"), child("rec-d"));
+        // rec-c fails its first start: rec-d must start all the same.
+        let c = Arc::new(TestChild {
+            name: "rec-c".to_string(),
+            failures: Arc::new(AtomicU32::new(1)),
+            started: tx.clone(),
+            blame: Blame::Child,
+        }) as Arc<dyn ChildSpec>;
         let children = Children::new(vec![Arc::clone(&a), b]);
         let spec = SupervisorSpec {
             name: "rec-sup".into(),
@@ -761,12 +776,18 @@ mod tests {
         ];
         assert_eq!(first, ["rec-a", "rec-b"]);
 
-        children.set(vec![a, c]);
+        children.set(vec![a, c, d]);
         supervisor
             .call(SupervisorMsg::Reconcile, None)
             .await
             .unwrap();
-        assert_eq!(started.recv().await.unwrap().0, "rec-c");
+        let mut next = Vec::new();
+        for _ in 0..2 {
+            let start = tokio::time::timeout(Duration::from_secs(10), started.recv()).await;
+            next.push(start.expect("both new children start").unwrap().0);
+        }
+        next.sort();
+        assert_eq!(next, ["rec-c", "rec-d"]);
         assert!(started.try_recv().is_err(), "rec-a kept running");
         assert!(ractor::registry::where_is("rec-b").is_none());
         let view = match supervisor
@@ -782,7 +803,14 @@ mod tests {
             .iter()
             .map(|c| (c.name.clone(), c.running))
             .collect();
-        assert_eq!(names, [("rec-a".into(), true), ("rec-c".into(), true)]);
+        assert_eq!(
+            names,
+            [
+                ("rec-a".into(), true),
+                ("rec-c".into(), true),
+                ("rec-d".into(), true)
+            ]
+        );
         supervisor.stop(None);
     }
 }

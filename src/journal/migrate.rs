@@ -1,0 +1,254 @@
+//! Upgrading a sled journal written by an older primed, in place, on open: a daemon upgraded
+//! with jobs in flight must answer them, not refuse to start (which, under systemd's
+//! Restart=on-failure, would loop while the only way out dropped acknowledged jobs).
+//!
+//! Format 3 → 4: a job stored only a number (now a task: test a number, or make a prime), and
+//! events had no alarm field. The two layouts cannot be told apart byte by byte (a format-3
+//! record of a small number also decodes as a format-4 make-prime task), so progress is kept
+//! instead: job records are rewritten in sled batches of [`CHUNK`], each batch also storing
+//! the id migration has reached, and a crash midway resumes from there. Events are rewritten
+//! in one batch; the format key is stamped last, in the batch that drops the progress key.
+
+use serde::{Deserialize, Serialize};
+
+use super::sled_journal::{
+    decode, encode, job_key, storage, JobRecord, Outcome, StoredTask, FORMAT, FORMAT_KEY,
+};
+use super::JournalError;
+use crate::events::{Event, EventKind};
+use crate::job::JobId;
+
+/// Records per sled batch: sled's memory grows with the batch a record was written in.
+const CHUNK: usize = 128;
+/// Job ids below this are in the new layout (present only while a migration is under way).
+const PROGRESS_KEY: &[u8] = b"Mmigrated_below";
+
+#[derive(Serialize, Deserialize)]
+struct JobRecordV3 {
+    n: Vec<u8>,
+    submitted_ms: u64,
+    attempts: u32,
+    faults: u32,
+    outcome: Option<Outcome>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct EventV3 {
+    at_ms: u64,
+    kind: EventKind,
+    actor: String,
+    supervisor: Option<String>,
+    reason: Option<String>,
+    job: Option<JobId>,
+    attempt: Option<u32>,
+    delay_ms: Option<u64>,
+    count: Option<u64>,
+}
+
+/// Decodes all of `bytes` as `T`: a shorter decode is the wrong layout, not a record.
+fn decode_exact<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T, JournalError> {
+    let (value, used) = bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map_err(|e| corrupt(key, e))?;
+    if used != bytes.len() {
+        return Err(corrupt(key, "trailing bytes"));
+    }
+    Ok(value)
+}
+
+fn corrupt(key: &[u8], reason: impl ToString) -> JournalError {
+    JournalError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: format!("not a format-3 record: {}", reason.to_string()),
+    }
+}
+
+fn job_v4(key: &[u8], bytes: &[u8]) -> Result<Vec<u8>, JournalError> {
+    let old: JobRecordV3 = decode_exact(key, bytes)?;
+    encode(&JobRecord {
+        task: StoredTask::Test(old.n),
+        submitted_ms: old.submitted_ms,
+        attempts: old.attempts,
+        faults: old.faults,
+        outcome: old.outcome,
+    })
+}
+
+fn event_v4(key: &[u8], bytes: &[u8]) -> Result<Vec<u8>, JournalError> {
+    let old: EventV3 = decode_exact(key, bytes)?;
+    encode(&Event {
+        at_ms: old.at_ms,
+        kind: old.kind,
+        actor: old.actor,
+        supervisor: old.supervisor,
+        reason: old.reason,
+        job: old.job,
+        attempt: old.attempt,
+        delay_ms: old.delay_ms,
+        count: old.count,
+        alarm: None,
+    })
+}
+
+fn job_id(key: &[u8]) -> Result<JobId, JournalError> {
+    key.get(1..9)
+        .and_then(|id| id.try_into().ok())
+        .map(JobId::from_be_bytes)
+        .ok_or_else(|| corrupt(key, "not a job key"))
+}
+
+/// Rewrites the job records from where a previous run stopped; returns how many it rewrote.
+fn migrate_jobs(jobs: &sled::Tree) -> Result<u64, JournalError> {
+    let from = match jobs.get(PROGRESS_KEY).map_err(storage("read migration"))? {
+        Some(bytes) => bytes
+            .as_ref()
+            .try_into()
+            .map(JobId::from_be_bytes)
+            .map_err(|_| corrupt(PROGRESS_KEY, "expected 8 bytes"))?,
+        None => 0,
+    };
+    let (mut batch, mut in_batch, mut rewritten) = (sled::Batch::default(), 0, 0);
+    for entry in jobs.range(job_key(from)..=job_key(JobId::MAX)) {
+        let (key, value) = entry.map_err(storage("read for migration"))?;
+        batch.insert(&key, job_v4(&key, &value)?);
+        (in_batch, rewritten) = (in_batch + 1, rewritten + 1);
+        if in_batch == CHUNK {
+            let next = job_id(&key)?.saturating_add(1);
+            batch.insert(PROGRESS_KEY, &next.to_be_bytes());
+            jobs.apply_batch(std::mem::take(&mut batch))
+                .map_err(storage("migrate"))?;
+            in_batch = 0;
+        }
+    }
+    batch.remove(PROGRESS_KEY);
+    batch.insert(FORMAT_KEY, &FORMAT.to_be_bytes());
+    jobs.apply_batch(batch).map_err(storage("migrate"))?;
+    Ok(rewritten)
+}
+
+/// Format 3 to 4; returns the job records rewritten. Events go first: once the jobs are done
+/// the format says 4, and the events must be new by then. (An event's two layouts differ in
+/// length, so one already rewritten by an interrupted run is recognised and kept.)
+pub fn from_3(jobs: &sled::Tree, events: &sled::Tree) -> Result<u64, JournalError> {
+    let mut batch = sled::Batch::default();
+    for entry in events.iter() {
+        let (key, value) = entry.map_err(storage("read for migration"))?;
+        if decode_exact::<Event>(&key, &value).is_err() {
+            batch.insert(&key, event_v4(&key, &value)?);
+        }
+    }
+    events.apply_batch(batch).map_err(storage("migrate"))?;
+    migrate_jobs(jobs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::{Task, Verdict};
+    use crate::journal::{Journal, JournalOptions, Lookup, SledJournal};
+    use crate::number::Number;
+
+    fn v3_job(n: u8, outcome: Option<Verdict>) -> Vec<u8> {
+        encode(&JobRecordV3 {
+            n: vec![n],
+            submitted_ms: 5,
+            attempts: 1,
+            faults: 0,
+            outcome: outcome.map(|verdict| Outcome {
+                verdict,
+                attempts: 1,
+                completed_ms: 9,
+            }),
+        })
+        .unwrap()
+    }
+
+    fn v3_event() -> Vec<u8> {
+        encode(&EventV3 {
+            at_ms: 1,
+            kind: EventKind::Crash,
+            actor: "tester-1".into(),
+            supervisor: Some("pool".into()),
+            reason: Some("boom".into()),
+            job: None,
+            attempt: None,
+            delay_ms: None,
+            count: None,
+        })
+        .unwrap()
+    }
+
+    /// A format-3 journal of `jobs` numbers (7, 8, …; the first one done), as 0.3 wrote it.
+    fn write_v3(dir: &std::path::Path, jobs: u8) {
+        let db = sled::open(dir).unwrap();
+        let tree = db.open_tree("journal").unwrap();
+        for i in 0..jobs {
+            let done = (i == 0).then_some(Verdict::Prime);
+            tree.insert(job_key(u64::from(i) + 1), v3_job(7 + i, done))
+                .unwrap();
+        }
+        tree.insert(b"Mnext_id", &(u64::from(jobs) + 1).to_be_bytes())
+            .unwrap();
+        tree.insert(FORMAT_KEY, &3u32.to_be_bytes()).unwrap();
+        let events = db.open_tree("events").unwrap();
+        events.insert([0u8; 16], v3_event()).unwrap();
+        db.flush().unwrap();
+    }
+
+    const OPTIONS: JournalOptions = JournalOptions {
+        cache_bytes: 8 << 20,
+        max_events: 100,
+    };
+
+    #[test]
+    fn a_format_3_journal_opens_with_its_jobs_and_events() {
+        let dir = tempfile::tempdir().unwrap();
+        // More than one chunk, and numbers small enough to be mistaken for make-prime tasks.
+        write_v3(dir.path(), 200);
+        let journal = SledJournal::open(dir.path(), OPTIONS).unwrap();
+        let pending: Vec<Task> = journal.in_flight().map(|j| j.unwrap().job.task).collect();
+        assert_eq!(pending.len(), 199);
+        assert_eq!(pending[0], Task::Test(Number::Small(8)));
+        match journal.lookup(1).unwrap() {
+            Lookup::Done(result) => {
+                assert_eq!(result.task, Task::Test(Number::Small(7)));
+                assert_eq!(result.verdict, Verdict::Prime);
+            }
+            other => panic!("{other:?}"),
+        }
+        let events = journal.events(0).unwrap();
+        assert_eq!((events.len(), events[0].actor.as_str()), (1, "tester-1"));
+    }
+
+    #[test]
+    fn an_interrupted_migration_resumes_where_it_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        write_v3(dir.path(), 200);
+        {
+            // As if a run had rewritten the events and the first chunk, then died.
+            let db = sled::open(dir.path()).unwrap();
+            let (tree, events) = (
+                db.open_tree("journal").unwrap(),
+                db.open_tree("events").unwrap(),
+            );
+            for id in 1..=128u64 {
+                let bytes = tree.get(job_key(id)).unwrap().unwrap();
+                tree.insert(job_key(id), job_v4(b"J", &bytes).unwrap())
+                    .unwrap();
+            }
+            tree.insert(PROGRESS_KEY, &129u64.to_be_bytes()).unwrap();
+            let bytes = events.get([0u8; 16]).unwrap().unwrap();
+            events
+                .insert([0u8; 16], event_v4(b"e", &bytes).unwrap())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let journal = SledJournal::open(dir.path(), OPTIONS).unwrap();
+        let pending: Vec<Task> = journal.in_flight().map(|j| j.unwrap().job.task).collect();
+        assert_eq!(pending.len(), 199);
+        assert!(
+            pending.iter().all(|t| matches!(t, Task::Test(_))),
+            "{pending:?}"
+        );
+        assert_eq!(journal.events(0).unwrap().len(), 1);
+    }
+}
