@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::sled_journal::{
-    decode, encode, job_key, storage, JobRecord, Outcome, StoredTask, FORMAT, FORMAT_KEY,
+    encode, job_key, storage, JobRecord, Outcome, StoredTask, FORMAT, FORMAT_KEY,
 };
 use super::JournalError;
 use crate::events::{Event, EventKind};

@@ -174,7 +174,7 @@ pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, JournalError> {
     })
 }
 
-pub(super) fn decode<T: for<'de> Deserialize<'de>>(
+fn decode<T: for<'de> Deserialize<'de>>(
     key: &[u8],
     bytes: &[u8],
 ) -> Result<T, JournalError> {
