@@ -79,8 +79,21 @@ impl Alarms {
 
     /// Clears `alarm` about `subject`; a no-op if it is not raised.
     pub fn clear(&self, alarm: &str, subject: &str) {
+        self.clear_if(alarm, subject, |_| true);
+    }
+
+    /// Clears `alarm` about `subject` if `owned` says the raised one is the caller's: a guard
+    /// clears only the alarm of its own job, never one its tester's successor raised since.
+    fn clear_if(&self, alarm: &str, subject: &str, owned: impl Fn(&Alarm) -> bool) {
         let key = (alarm.to_string(), subject.to_string());
-        let Some(cleared) = self.lock().remove(&key) else {
+        let cleared = {
+            let mut active = self.lock();
+            match active.get(&key) {
+                Some(raised) if owned(raised) => active.remove(&key),
+                _ => None,
+            }
+        };
+        let Some(cleared) = cleared else {
             return;
         };
         info!(
@@ -111,6 +124,7 @@ pub struct AlarmGuard {
     alarms: Arc<Alarms>,
     alarm: &'static str,
     subject: String,
+    job: Option<JobId>,
 }
 
 impl AlarmGuard {
@@ -126,13 +140,16 @@ impl AlarmGuard {
             alarms: Arc::clone(alarms),
             alarm,
             subject: subject.to_string(),
+            job,
         }
     }
 }
 
 impl Drop for AlarmGuard {
     fn drop(&mut self) {
-        self.alarms.clear(self.alarm, &self.subject);
+        let job = self.job;
+        self.alarms
+            .clear_if(self.alarm, &self.subject, |raised| raised.job == job);
     }
 }
 
@@ -204,7 +221,7 @@ pub fn evaluate(
         rule(
             DISK_NEARLY_FULL,
             free < limit,
-            free >= limit / 10 * 11,
+            free >= (limit / 10).saturating_mul(11),
             &|| {
                 format!(
                     "{} MiB free on the journal's file system, under the threshold of {} MiB \
@@ -263,6 +280,29 @@ mod tests {
                 Change::Clear(DISK_NEARLY_FULL)
             ]
         );
+    }
+
+    #[test]
+    fn a_late_guard_leaves_a_newer_jobs_alarm_alone() {
+        let alarms = Alarms::new(Events::new(None));
+        let old = AlarmGuard::set(&alarms, BIG_JOB, "tester-1", "job 7".into(), Some(7));
+        alarms.clear(BIG_JOB, "tester-1");
+        alarms.set(BIG_JOB, "tester-1", "job 8".into(), Some(8));
+        drop(old);
+        assert_eq!(
+            alarms.active().iter().map(|a| a.job).collect::<Vec<_>>(),
+            [Some(8)]
+        );
+    }
+
+    #[test]
+    fn a_huge_disk_threshold_does_not_overflow() {
+        let huge = Thresholds {
+            disk_free_bytes: u64::MAX,
+            ..LIMITS
+        };
+        let changes = evaluate(&readings(0, 0, 1), &huge, |a| a == DISK_NEARLY_FULL);
+        assert!(changes.is_empty(), "still under: stays raised");
     }
 
     #[test]

@@ -192,7 +192,6 @@ fn open_journal(options: &ServeOptions) -> anyhow::Result<Arc<dyn Journal>> {
     Ok(Arc::new(journal))
 }
 
-/// Resolves on the first SIGINT or SIGTERM.
 /// SIGHUP reloads the configuration, as for most daemons.
 fn reload_on_hangup(
     reloader: Arc<Reloader>,
@@ -208,6 +207,7 @@ fn reload_on_hangup(
     })
 }
 
+/// Resolves on the first SIGINT or SIGTERM.
 fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut terminate =

@@ -1,6 +1,6 @@
 //! The persistent event log: supervision events (crashes, restarts, backoff, escalation,
-//! quarantine, replay counts, daemon starts and stops) and alarms set and cleared, stored, bounded, in the journal's data
-//! dir so that they survive the crashes they describe. `primed events` lists them; the
+//! quarantine, replay counts, daemon starts and stops) and alarms set and cleared, stored,
+//! bounded, in the journal's data dir so that they survive the crashes they describe. `primed events` lists them; the
 //! restart counters behind `primed status` live here too.
 //!
 //! Storing is best effort: an event that cannot be stored is logged and dropped, because the

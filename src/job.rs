@@ -51,11 +51,12 @@ impl Task {
         }
     }
 
-    /// What the task does, in a few words (a long number is not spelled out).
-    pub fn summary(&self) -> String {
+    /// What the task does, in a few words, given its [`Task::digits`] (a long number is not
+    /// spelled out).
+    pub fn summary(&self, digits: u64) -> String {
         match self {
-            Task::Test(n) if n.digits() <= 40 => format!("testing {n}"),
-            Task::Test(n) => format!("testing a {}-digit number", n.digits()),
+            Task::Test(n) if digits <= 40 => format!("testing {n}"),
+            Task::Test(_) => format!("testing a {digits}-digit number"),
             Task::MakePrime { digits } => format!("making a {digits}-digit prime"),
         }
     }

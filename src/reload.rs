@@ -77,8 +77,11 @@ impl Reloader {
             current.log_level = wanted.log_level;
         }
         if wanted.testers != current.testers {
-            self.resize(current.testers, wanted.testers).await;
-            changes.push(format!("testers {} -> {}", current.testers, wanted.testers));
+            let mut change = format!("testers {} -> {}", current.testers, wanted.testers);
+            if let Some(problem) = self.resize(current.testers, wanted.testers).await {
+                change.push_str(&format!(" ({problem})"));
+            }
+            changes.push(change);
             current.testers = wanted.testers;
         }
         let summary = if changes.is_empty() {
@@ -90,47 +93,47 @@ impl Reloader {
         Ok(summary)
     }
 
-    async fn resize(&self, from: u32, to: u32) {
+    /// Resizes the pool; says what did not confirm in time. It carries on regardless: a
+    /// removed tester's jobs left in the balancer's table would never be answered, while a job
+    /// that also runs on at a slow-to-stop tester is only answered once (the journal keeps
+    /// the first answer).
+    async fn resize(&self, from: u32, to: u32) -> Option<String> {
         self.ctx.pool_size.store(to, Ordering::SeqCst);
         self.pool.set(tester_specs(&self.ctx, to));
-        if to > from {
-            resize_balancer(to).await;
-            reconcile_pool().await;
+        let problems: Vec<String> = if to > from {
+            let balancer = resize_balancer(to).await;
+            [balancer, reconcile_pool().await]
+                .into_iter()
+                .flatten()
+                .collect()
         } else {
-            reconcile_pool().await;
+            let pool = reconcile_pool().await;
             // A stopped tester leaves its running slot set; nobody is running there now.
             for k in to + 1..=from {
                 self.ctx.activity.take(TesterId(k));
             }
-            resize_balancer(to).await;
-        }
+            [pool, resize_balancer(to).await]
+                .into_iter()
+                .flatten()
+                .collect()
+        };
+        (!problems.is_empty()).then(|| problems.join("; "))
     }
 }
 
 /// A pool that is restarting needs nothing: it starts from the new list.
-async fn reconcile_pool() {
-    let Some(cell) = ractor::registry::where_is(POOL) else {
-        return;
-    };
+async fn reconcile_pool() -> Option<String> {
+    let cell = ractor::registry::where_is(POOL)?;
     let pool = ActorRef::<SupervisorMsg>::from(cell);
-    if !matches!(
-        pool.call(SupervisorMsg::Reconcile, Some(CALL_TIMEOUT))
-            .await,
-        Ok(CallResult::Success(()))
-    ) {
-        warn!(
-            actor = POOL,
-            event = "reload",
-            "the pool did not confirm its new size"
-        );
-    }
+    let reconciled = pool
+        .call(SupervisorMsg::Reconcile, Some(CALL_TIMEOUT))
+        .await;
+    unconfirmed(POOL, matches!(reconciled, Ok(CallResult::Success(()))))
 }
 
 /// A balancer that is restarting needs nothing: it reads the new size when it starts.
-async fn resize_balancer(testers: u32) {
-    let Some(cell) = ractor::registry::where_is(BALANCER) else {
-        return;
-    };
+async fn resize_balancer(testers: u32) -> Option<String> {
+    let cell = ractor::registry::where_is(BALANCER)?;
     let balancer = ActorRef::<BalancerMsg>::from(cell);
     let resized = balancer
         .call(
@@ -138,11 +141,14 @@ async fn resize_balancer(testers: u32) {
             Some(CALL_TIMEOUT),
         )
         .await;
-    if !matches!(resized, Ok(CallResult::Success(()))) {
-        warn!(
-            actor = BALANCER,
-            event = "reload",
-            "the balancer did not confirm its new size"
-        );
+    unconfirmed(BALANCER, matches!(resized, Ok(CallResult::Success(()))))
+}
+
+fn unconfirmed(actor: &str, confirmed: bool) -> Option<String> {
+    if confirmed {
+        return None;
     }
+    let reason = format!("{actor} did not confirm the new size within {CALL_TIMEOUT:?}");
+    warn!(actor, event = "reload", reason = %reason, "pool resize unconfirmed");
+    Some(reason)
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{describe, occupy_a_tester, Daemon};
+use common::{block_a_tester, describe, Daemon};
 use serde_json::Value;
 
 #[test]
@@ -42,7 +42,8 @@ fn nodes(node: &Value, into: &mut Vec<(String, u64, bool)>) {
 #[test]
 fn a_crashing_area_server_is_restarted_alone() {
     let daemon = Daemon::start(2);
-    let long = occupy_a_tester(&daemon);
+    let blocker = block_a_tester(&daemon);
+    let long = blocker.id;
     // More crashes than the root's intensity (10 in 10 s): bad input must not escalate.
     let crashes = 12u64;
     for k in 1..=crashes as usize {

@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{describe, is_prime_by_trial_division, occupy_a_tester, write_config, Daemon};
+use common::{block_a_tester, describe, is_prime_by_trial_division, write_config, Daemon};
 use serde_json::Value;
 
 fn testers_in_tree(daemon: &Daemon) -> Vec<String> {
@@ -37,7 +37,7 @@ fn the_pool_shrinks_and_grows_live_without_losing_a_job() {
     assert_eq!(testers_in_tree(&daemon), ["tester-1", "tester-2"]);
 
     // Both testers busy, so the small jobs queue up at both.
-    let long = [occupy_a_tester(&daemon), occupy_a_tester(&daemon)];
+    let blockers = [block_a_tester(&daemon), block_a_tester(&daemon)];
     let numbers: Vec<u64> = (0..200u64).map(|i| 1_000_003 + 2 * i).collect();
     let mut args = vec!["submit".to_string()];
     args.extend(numbers.iter().map(u64::to_string));
@@ -81,8 +81,11 @@ fn the_pool_shrinks_and_grows_live_without_losing_a_job() {
         testers_in_tree(&daemon),
         ["tester-1", "tester-2", "tester-3"]
     );
-    for id in long {
-        assert!(daemon.cli(&["cancel", &id.to_string()]).status.success());
+    for blocker in &blockers {
+        assert!(daemon
+            .cli(&["cancel", &blocker.id.to_string()])
+            .status
+            .success());
     }
     let mut args = vec!["result".to_string(), "--wait".to_string()];
     args.extend(ids.iter().map(u64::to_string));

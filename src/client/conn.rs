@@ -24,6 +24,8 @@ pub enum ClientError {
     Refused(String),
     #[error("writing output: {0}")]
     Output(#[from] io::Error),
+    #[error("cannot handle Ctrl-C: {0}")]
+    Signal(io::Error),
 }
 
 impl ClientError {

@@ -3,6 +3,7 @@
 
 use tokio::io::BufReader;
 use tokio::net::unix::OwnedReadHalf;
+use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use super::output::Printer;
@@ -12,12 +13,26 @@ use crate::job::{JobId, Verdict};
 use crate::protocol::{self, Accepted, Request, Response};
 
 pub async fn run(args: PrimeArgs) -> Result<Exit, ClientError> {
-    let mut conn = Connection::connect(&socket_path(args.opts.socket)).await?;
+    // Before the request goes out: a Ctrl-C at any point from here on cancels the job.
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(ClientError::Signal)?;
+    let conn = Connection::connect(&socket_path(args.opts.socket)).await?;
+    let Connection { reader, mut writer } = conn;
+    let (tx, mut responses) = mpsc::channel(4);
+    // Reading on its own task keeps frames whole when Ctrl-C interrupts the wait.
+    tokio::spawn(read_all(reader, tx));
     let request = Request::MakePrime {
         digits: args.digits,
     };
+    protocol::write_frame(&mut writer, &request, protocol::MAX_FRAME_BYTES).await?;
     let mut printer = Printer::stdout(args.opts.json);
-    let id = match conn.request(&request).await? {
+    let mut interrupted = false;
+    let accepted = loop {
+        tokio::select! {
+            response = responses.recv() => break response.ok_or(ClientError::Closed)??,
+            _ = interrupt.recv() => interrupted = true,
+        }
+    };
+    let id = match accepted {
         Response::Accepted { items } => match items.into_iter().next() {
             Some(Accepted::Job { id, .. }) => id,
             Some(Accepted::Invalid { input, error }) => {
@@ -37,39 +52,40 @@ pub async fn run(args: PrimeArgs) -> Result<Exit, ClientError> {
         "primed: job {id}: making a {}-digit prime (Ctrl-C cancels it)",
         args.digits
     );
-    let Connection { reader, mut writer } = conn;
-    let (tx, mut responses) = mpsc::channel(4);
-    // Reading on its own task keeps frames whole when Ctrl-C interrupts the wait.
-    tokio::spawn(read_all(reader, tx));
-    let response = tokio::select! {
-        response = responses.recv() => response,
-        interrupted = tokio::signal::ctrl_c() => {
-            interrupted?;
-            let cancel = Request::Cancel { id };
-            protocol::write_frame(&mut writer, &cancel, protocol::MAX_FRAME_BYTES).await?;
-            return cancelled(id, &mut responses, &mut printer).await;
+    if !interrupted {
+        tokio::select! {
+            response = responses.recv() => {
+                return answered(response.ok_or(ClientError::Closed)??, &mut printer);
+            }
+            _ = interrupt.recv() => {}
         }
-    };
-    answered(response.ok_or(ClientError::Closed)??, &mut printer)
+    }
+    let cancel = Request::Cancel { id };
+    protocol::write_frame(&mut writer, &cancel, protocol::MAX_FRAME_BYTES).await?;
+    cancelled(id, &mut responses, &mut printer).await
 }
 
-/// After a Ctrl-C: the daemon confirms the cancel, or the answer got there first.
+/// After a Ctrl-C: the daemon confirms the cancel, or the answer got there first (then the
+/// cancel is refused, and the answer is printed as if nothing happened).
 async fn cancelled(
     id: JobId,
     responses: &mut mpsc::Receiver<Result<Response, ClientError>>,
     printer: &mut Printer<std::io::BufWriter<std::io::Stdout>>,
 ) -> Result<Exit, ClientError> {
     loop {
-        match responses.recv().await.ok_or(ClientError::Closed)?? {
-            Response::Cancelled { id: cancelled } if cancelled == id => {
+        match responses.recv().await.ok_or(ClientError::Closed)? {
+            Ok(Response::Cancelled { id: cancelled }) if cancelled == id => {
                 printer.cancelled(id)?;
                 printer.flush()?;
                 return Ok(Exit::Interrupted);
             }
             // The Done of the cancelled job, delivered to us as its waiter: nothing to print.
-            Response::Done(report) if report.verdict == Verdict::Cancelled => {}
-            done @ Response::Done(_) => return answered(done, printer),
-            other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+            Ok(Response::Done(report)) if report.verdict == Verdict::Cancelled => {}
+            Ok(done @ Response::Done(_)) => return answered(done, printer),
+            // Refused (already finished, or the journal failed): its Done is on its way.
+            Err(ClientError::Refused(_)) => {}
+            Ok(other) => return Err(ClientError::Unexpected(format!("{other:?}"))),
+            Err(e) => return Err(e),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! A prime tester: runs its queued jobs one at a time. On start it asks the balancer for the
-//! jobs it holds (its predecessor's unfinished queue). Small numbers are tested inline (well under a microsecond); big ones
-//! on the blocking pool with a cancel flag, so the actor stays responsive and a kill lands at
-//! once and stops the computation.
+//! jobs it holds (its predecessor's unfinished queue). Small numbers are tested inline (well
+//! under a microsecond); big ones and make-prime jobs on the blocking pool with a cancel flag,
+//! so the actor stays responsive and a kill lands at once and stops the computation.
 //!
 //! Because one job runs at a time, a crash while job J runs is J's fault (a poison job): the
 //! tester's child spec counts it against J, and quarantines J once it has crashed its testers
@@ -120,8 +120,10 @@ impl TesterState {
     }
 
     fn spawn_blocking(&mut self, job: Job, myself: &ActorRef<TesterMsg>) {
-        info!(actor = %self.name, job = job.id, attempt = job.attempts,
-              digits = job.task.digits(), event = "job_start", "running a big job");
+        // Decimal conversion of a big number is not free: once per job start.
+        let digits = job.task.digits();
+        info!(actor = %self.name, job = job.id, attempt = job.attempts, digits,
+              event = "job_start", "running a big job");
         let cancel = Arc::new(AtomicBool::new(false));
         let (flag, task, id, reply) = (
             Arc::clone(&cancel),
@@ -136,7 +138,7 @@ impl TesterState {
             // A dead tester cannot take the answer; its successor recomputes it.
             let _ = reply.send_message(TesterMsg::Finished { id, verdict });
         });
-        let alarm = self.big_job_alarm(&job);
+        let alarm = self.big_job_alarm(&job, digits);
         self.running = Some(Running {
             job,
             _cancel: CancelOnDrop(cancel),
@@ -144,14 +146,14 @@ impl TesterState {
         });
     }
 
-    fn big_job_alarm(&self, job: &Job) -> Option<AlarmGuard> {
-        let (digits, limit) = (job.task.digits(), self.ctx.big_job_digits);
+    fn big_job_alarm(&self, job: &Job, digits: u64) -> Option<AlarmGuard> {
+        let limit = self.ctx.big_job_digits;
         (digits > limit).then(|| {
             let detail = format!(
                 "{} runs job {} ({}), over alarms.big_job_digits = {limit}",
                 self.name,
                 job.id,
-                job.task.summary()
+                job.task.summary(digits)
             );
             AlarmGuard::set(&self.ctx.alarms, BIG_JOB, &self.name, detail, Some(job.id))
         })

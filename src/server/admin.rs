@@ -155,10 +155,9 @@ pub fn events(
     Some(events)
 }
 
-/// Kills an actor abruptly, as Erlang's `exit(Pid, kill)`, and waits until it is gone.
 /// Cancels a job in flight. Its answer, `Cancelled`, is recorded durably first (so no replay
 /// runs it again) and delivered to whoever waits for it; then its tester stops it. A balancer
-/// that is restarting misses the stop, and the job then runs to its end unanswered.
+/// that is restarting misses the stop; its restart restarts the pool too, which stops it.
 pub async fn cancel(ctx: &PoolContext, id: JobId) -> Response {
     let failed = |message: String| Response::Failed { message };
     let attempts = match ctx.journal.pending(id) {
@@ -231,6 +230,7 @@ pub async fn area(shape: Shape) -> Response {
     }
 }
 
+/// Kills an actor abruptly, as Erlang's `exit(Pid, kill)`, and waits until it is gone.
 pub async fn kill(actor: &str, testers: u32) -> Response {
     let known = [BALANCER, AREA_SERVER].contains(&actor)
         || TesterId::from_name(actor).is_some_and(|t| t.0 <= testers);

@@ -304,6 +304,45 @@ pub fn occupy_a_tester(daemon: &Daemon) -> u64 {
     id
 }
 
+/// A make-prime job of 9,000 digits: it never ends within a test, so a tester stays busy for
+/// as long as the test needs (cancel it to free the tester). Its client is killed on drop.
+pub struct Blocker {
+    pub id: u64,
+    client: Child,
+}
+
+impl Drop for Blocker {
+    fn drop(&mut self) {
+        let _ = self.client.kill();
+        let _ = self.client.wait();
+    }
+}
+
+/// Starts a [`Blocker`] and waits until a tester runs it.
+pub fn block_a_tester(daemon: &Daemon) -> Blocker {
+    let mut client = Command::new(BIN)
+        .args(["prime", "--digits", "9000", "--socket"])
+        .arg(&daemon.socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn primed prime");
+    let stderr = client.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let line = lines.next().expect("a line").expect("stderr");
+    thread::spawn(move || lines.for_each(drop));
+    let id = line
+        .strip_prefix("primed: job ")
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("not the accepted line: {line}"));
+    daemon.wait_for("the blocker starts", |l| {
+        l["event"] == "job_start" && l["job"] == id
+    });
+    Blocker { id, client }
+}
+
 /// 2^p - 1 in decimal.
 pub fn mersenne(p: u32) -> String {
     ((BigUint::from(1u8) << p) - 1u8).to_string()
