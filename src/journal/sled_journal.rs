@@ -174,10 +174,7 @@ pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, JournalError> {
     })
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(
-    key: &[u8],
-    bytes: &[u8],
-) -> Result<T, JournalError> {
+fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T, JournalError> {
     bincode::serde::decode_from_slice(bytes, bincode::config::standard())
         .map(|(value, _)| value)
         .map_err(|e| corrupt(key, e))
