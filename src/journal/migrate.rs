@@ -11,9 +11,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::sled_journal::{
-    encode, job_key, storage, JobRecord, Outcome, StoredTask, FORMAT, FORMAT_KEY,
-};
+use super::record::{JobRecord, Outcome, StoredTask};
+use super::sled_journal::{encode, job_key, storage, FORMAT, FORMAT_KEY};
 use super::JournalError;
 use crate::events::{Event, EventKind};
 use crate::job::JobId;

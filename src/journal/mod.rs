@@ -12,6 +12,7 @@
 mod group_commit;
 mod mark;
 mod migrate;
+mod record;
 mod sled_journal;
 mod window;
 

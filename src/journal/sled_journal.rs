@@ -28,14 +28,14 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use super::mark::Mark;
+use super::record::{JobRecord, Outcome, StoredTask};
 use super::migrate;
 use super::window::DoneWindow;
 use super::{
     BoxFuture, Completion, Counts, GroupCommit, InFlightIter, Journal, JournalError, Lookup, Ticket,
 };
 use crate::events::Event;
-use crate::job::{now_ms, InFlight, Job, JobId, JobResult, Task, Verdict};
-use crate::number::Number;
+use crate::job::{now_ms, InFlight, Job, JobId, Task, Verdict};
 
 pub(super) const JOB: u8 = b'J';
 const NEXT_ID_KEY: &[u8] = b"Mnext_id";
@@ -50,68 +50,6 @@ pub(super) const FORMAT: u32 = 4;
 const ACCEPT_CHUNK: usize = 128;
 /// Least time between the starts of two flushes (see the group-commit module).
 const FLUSH_PACE: Duration = Duration::from_millis(1);
-
-#[derive(Serialize, Deserialize)]
-pub(super) struct JobRecord {
-    pub(super) task: StoredTask,
-    pub(super) submitted_ms: u64,
-    /// Attempts known to have been made (recorded when one is cut short, see `record_attempt`).
-    pub(super) attempts: u32,
-    /// Crashes of a tester while it was testing this job (see poison-job quarantine).
-    pub(super) faults: u32,
-    pub(super) outcome: Option<Outcome>,
-}
-
-#[derive(Clone, Serialize, Deserialize)]
-pub(super) struct Outcome {
-    pub(super) verdict: Verdict,
-    pub(super) attempts: u32,
-    pub(super) completed_ms: u64,
-}
-
-/// A task as stored: a number as its minimal big-endian bytes.
-#[derive(Clone, Serialize, Deserialize)]
-pub(super) enum StoredTask {
-    Test(Vec<u8>),
-    MakePrime(u32),
-}
-
-impl From<&Task> for StoredTask {
-    fn from(task: &Task) -> Self {
-        match task {
-            Task::Test(n) => StoredTask::Test(n.to_bytes()),
-            Task::MakePrime { digits } => StoredTask::MakePrime(*digits),
-        }
-    }
-}
-
-impl From<&StoredTask> for Task {
-    fn from(task: &StoredTask) -> Self {
-        match task {
-            StoredTask::Test(bytes) => Task::Test(Number::from_bytes(bytes)),
-            StoredTask::MakePrime(digits) => Task::MakePrime { digits: *digits },
-        }
-    }
-}
-
-impl JobRecord {
-    fn pending(&self, id: JobId) -> Option<Job> {
-        self.outcome.is_none().then(|| Job {
-            id,
-            task: Task::from(&self.task),
-            attempts: self.attempts,
-        })
-    }
-
-    fn result(&self, id: JobId) -> Option<JobResult> {
-        self.outcome.as_ref().map(|o| JobResult {
-            id,
-            task: Task::from(&self.task),
-            verdict: o.verdict.clone(),
-            attempts: o.attempts,
-        })
-    }
-}
 
 /// Sizes chosen by the operator.
 #[derive(Debug, Clone, Copy)]

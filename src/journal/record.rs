@@ -1,0 +1,70 @@
+//! A job as the journal stores it, whatever the backend: its task, when it came, what its
+//! attempts and faults were, and its outcome once it has one. Encoded with bincode.
+
+use serde::{Deserialize, Serialize};
+
+use crate::job::{Job, JobId, JobResult, Task, Verdict};
+use crate::number::Number;
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct JobRecord {
+    pub(crate) task: StoredTask,
+    pub(crate) submitted_ms: u64,
+    /// Attempts known to have been made (recorded when one is cut short, see `record_attempt`).
+    pub(crate) attempts: u32,
+    /// Crashes of a tester while it was testing this job (see poison-job quarantine).
+    pub(crate) faults: u32,
+    pub(crate) outcome: Option<Outcome>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct Outcome {
+    pub(crate) verdict: Verdict,
+    pub(crate) attempts: u32,
+    pub(crate) completed_ms: u64,
+}
+
+/// A task as stored: a number as its minimal big-endian bytes.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) enum StoredTask {
+    Test(Vec<u8>),
+    MakePrime(u32),
+}
+
+impl From<&Task> for StoredTask {
+    fn from(task: &Task) -> Self {
+        match task {
+            Task::Test(n) => StoredTask::Test(n.to_bytes()),
+            Task::MakePrime { digits } => StoredTask::MakePrime(*digits),
+        }
+    }
+}
+
+impl From<&StoredTask> for Task {
+    fn from(task: &StoredTask) -> Self {
+        match task {
+            StoredTask::Test(bytes) => Task::Test(Number::from_bytes(bytes)),
+            StoredTask::MakePrime(digits) => Task::MakePrime { digits: *digits },
+        }
+    }
+}
+
+impl JobRecord {
+    pub(crate) fn pending(&self, id: JobId) -> Option<Job> {
+        self.outcome.is_none().then(|| Job {
+            id,
+            task: Task::from(&self.task),
+            attempts: self.attempts,
+        })
+    }
+
+    pub(crate) fn result(&self, id: JobId) -> Option<JobResult> {
+        self.outcome.as_ref().map(|o| JobResult {
+            id,
+            task: Task::from(&self.task),
+            verdict: o.verdict.clone(),
+            attempts: o.attempts,
+        })
+    }
+}
+
