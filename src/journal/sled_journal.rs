@@ -537,6 +537,7 @@ impl Journal for SledJournal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::number::Number;
 
     const OPTIONS: JournalOptions = JournalOptions {
         cache_bytes: 8 << 20,
