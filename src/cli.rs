@@ -15,7 +15,7 @@ use crate::config::{self, Config, LogFormat};
 use crate::daemon::{self, ServeOptions};
 use crate::faults::Faults;
 use crate::job::JobId;
-use crate::journal::JournalOptions;
+use crate::journal::{Backend, JournalOptions};
 use crate::reload::{Settings, SettingsSource};
 use crate::server::Limits;
 use crate::tree::{TreeOptions, POOL, ROOT, TESTER_SUPERVISOR};
@@ -83,6 +83,9 @@ pub struct ServeArgs {
     /// Unix socket to listen on.
     #[arg(long, env = "PRIMED_SOCKET")]
     pub socket: Option<PathBuf>,
+    /// Journal: sled (in the data dir) or etcd://host:port,…[/prefix].
+    #[arg(long, value_name = "URL")]
+    pub journal: Option<String>,
     /// Directory of the journal.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -363,6 +366,8 @@ fn serve_options(args: ServeArgs) -> anyhow::Result<ServeOptions> {
             },
             interval: Duration::from_millis(config.alarms.check_interval_ms),
         },
+        backend: Backend::parse(args.journal.as_deref().unwrap_or(&config.journal.backend))
+            .map_err(anyhow::Error::msg)?,
         journal: JournalOptions {
             cache_bytes: config.journal.cache_capacity_mb.saturating_mul(1 << 20),
             max_events: config.journal.max_events,

@@ -73,6 +73,7 @@ pub struct LimitsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JournalConfig {
+    pub backend: String,
     pub cache_capacity_mb: u64,
     pub max_events: u64,
 }

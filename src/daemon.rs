@@ -17,7 +17,9 @@ use crate::alarms::{AlarmOptions, Alarms};
 use crate::events::{Event, EventKind, Events};
 use crate::faults::Faults;
 use crate::job::TesterId;
-use crate::journal::{Journal, JournalOptions, SledJournal};
+#[cfg(feature = "etcd")]
+use crate::journal::EtcdJournal;
+use crate::journal::{Backend, Journal, JournalOptions, SledJournal};
 use crate::logging::LogControl;
 use crate::monitor;
 use crate::notify::notify;
@@ -39,6 +41,7 @@ pub struct ServeOptions {
     pub data_dir: PathBuf,
     pub testers: u32,
     pub limits: Limits,
+    pub backend: Backend,
     pub journal: JournalOptions,
     pub tree: TreeOptions,
     pub max_attempts: u32,
@@ -57,7 +60,7 @@ pub struct ServeOptions {
 pub struct GaveUp(pub String);
 
 pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
-    let journal = open_journal(&options)?;
+    let journal = open_journal(&options).await?;
     let peers = PeerPolicy::new(options.socket_group.as_deref())?;
     let listener = server::bind(&options.socket, &peers)?;
     let events = Events::new(Some(Arc::clone(&journal)));
@@ -181,15 +184,24 @@ fn give_up(events: &Events, journal: &dyn Journal) -> GaveUp {
     GaveUp(reason)
 }
 
-fn open_journal(options: &ServeOptions) -> anyhow::Result<Arc<dyn Journal>> {
+async fn open_journal(options: &ServeOptions) -> anyhow::Result<Arc<dyn Journal>> {
     std::fs::create_dir_all(&options.data_dir)
         .with_context(|| format!("cannot create data dir {}", options.data_dir.display()))?;
-    let journal = SledJournal::open(&options.data_dir.join("journal"), options.journal)?;
+    let journal: Arc<dyn Journal> = match &options.backend {
+        Backend::Sled => Arc::new(SledJournal::open(
+            &options.data_dir.join("journal"),
+            options.journal,
+        )?),
+        #[cfg(feature = "etcd")]
+        Backend::Etcd(target) => {
+            Arc::new(EtcdJournal::open(target.clone(), options.journal).await?)
+        }
+    };
     let counts = journal.counts();
     info!(data_dir = %options.data_dir.display(), in_flight = counts.in_flight,
           completed = counts.completed, testers = options.testers, event = "journal_open",
           "journal opened");
-    Ok(Arc::new(journal))
+    Ok(journal)
 }
 
 /// SIGHUP reloads the configuration, as for most daemons.

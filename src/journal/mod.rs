@@ -9,6 +9,8 @@
 //! [`Ticket`], and [`Journal::durable`] resolves once a flush covering that ticket has completed.
 //! A job is acknowledged to its client only after its ticket is durable.
 
+#[cfg(feature = "etcd")]
+mod etcd;
 mod group_commit;
 mod mark;
 mod migrate;
@@ -18,8 +20,39 @@ mod window;
 
 use std::path::PathBuf;
 
+#[cfg(feature = "etcd")]
+pub use etcd::{EtcdJournal, EtcdTarget};
 pub use group_commit::{GroupCommit, Ticket};
 pub use sled_journal::{JournalOptions, SledJournal};
+
+/// Which journal a daemon uses: sled in its data dir, or an etcd cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    Sled,
+    #[cfg(feature = "etcd")]
+    Etcd(EtcdTarget),
+}
+
+impl Backend {
+    /// `sled`, or `etcd://host:port,…[/prefix]`.
+    pub fn parse(text: &str) -> Result<Backend, String> {
+        if text == "sled" {
+            return Ok(Backend::Sled);
+        }
+        if text.starts_with("etcd://") {
+            #[cfg(feature = "etcd")]
+            return EtcdTarget::parse(text).map(Backend::Etcd);
+            #[cfg(not(feature = "etcd"))]
+            return Err(format!(
+                "{text:?}: this primed was built without etcd support \
+                 (cargo build --release --features etcd)"
+            ));
+        }
+        Err(format!(
+            "unknown journal {text:?}: expected sled or etcd://host:port,…"
+        ))
+    }
+}
 
 use crate::events::Event;
 use crate::job::{InFlight, Job, JobId, JobResult, Task, Verdict};

@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use super::mark::Mark;
-use super::record::{JobRecord, Outcome, StoredTask};
 use super::migrate;
+use super::record::{JobRecord, Outcome, StoredTask};
 use super::window::DoneWindow;
 use super::{
     BoxFuture, Completion, Counts, GroupCommit, InFlightIter, Journal, JournalError, Lookup, Ticket,

@@ -1,0 +1,650 @@
+//! The etcd backend of the journal (cargo feature `etcd`): the records of the sled backend,
+//! kept in a replicated etcd cluster so that the data needed to restart everything survives
+//! the loss of a machine.
+//!
+//! Reads come from an in-memory mirror loaded at open. Every mutation updates the mirror and
+//! queues its key with a ticket; one committer task writes the queued keys to etcd in
+//! transactions of up to 128 operations, one transaction at a time (group commit again: one
+//! quorum write carries many jobs). A ticket is durable once the transaction carrying it has
+//! been committed by a quorum. While etcd cannot commit (a lost quorum, no reachable member),
+//! waiting tickets fail at once, new jobs are refused with the reason (retry later), and the
+//! queued writes are retried until etcd is back, so nothing accepted before is lost.
+//!
+//! Keys under the target's prefix: `job/<id:016x>` → the job record; `next_id` → the first id
+//! not yet reserved; `event/<at_ms:016x><origin:016x><seq:016x>` → an event. Ids come from
+//! blocks reserved by compare-and-swap on `next_id`, so that two daemons never allocate the
+//! same id; the next block is reserved in the background before the current one runs out.
+
+mod batch;
+mod target;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{watch, Notify};
+use tracing::{info, warn};
+
+pub use target::EtcdTarget;
+
+use super::record::{JobRecord, Outcome, StoredTask};
+use super::{
+    BoxFuture, Completion, Counts, InFlightIter, Journal, JournalError, JournalOptions, Lookup,
+    Ticket,
+};
+use crate::events::Event;
+use crate::job::{now_ms, InFlight, Job, JobId, Task, Verdict};
+
+/// Ids reserved at a time; the next block is fetched once half of one is used.
+const ID_BLOCK: u64 = 1 << 16;
+/// Keys per read when loading the mirror (records of big numbers are several KiB).
+const PAGE: i64 = 256;
+/// How long one commit may keep retrying (a dead member fails a call at once, and the client
+/// keeps picking it for a while) before etcd counts as unavailable.
+const COMMIT_PATIENCE: Duration = Duration::from_millis(1500);
+/// Bounds one etcd call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Pause between retries while etcd is unavailable.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// Jobs handed out per `in_flight` chunk.
+const SCAN_CHUNK: usize = 4096;
+
+fn etcd_error(operation: &'static str) -> impl Fn(String) -> JournalError {
+    move |reason| JournalError::Storage { operation, reason }
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, JournalError> {
+    bincode::serde::encode_to_vec(value, bincode::config::standard())
+        .map_err(|e| etcd_error("encode")(e.to_string()))
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T, JournalError> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map(|(value, _)| value)
+        .map_err(|e| JournalError::Corrupt {
+            key: String::from_utf8_lossy(key).into_owned(),
+            reason: e.to_string(),
+        })
+}
+
+/// A key the committer must write: a job record, an event, or an event to drop.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Dirty {
+    Job(JobId),
+    Event(String),
+    DropEvent(String),
+}
+
+#[derive(Default)]
+struct Ids {
+    next: u64,
+    end: u64,
+    spare: Option<(u64, u64)>,
+    reserving: bool,
+}
+
+/// The mirror, and what is still to be written to etcd.
+#[derive(Default)]
+struct State {
+    jobs: BTreeMap<JobId, JobRecord>,
+    in_flight: u64,
+    completed: u64,
+    events: BTreeMap<String, Event>,
+    event_seq: u64,
+    ids: Ids,
+    dirty: VecDeque<(Ticket, Dirty, usize)>,
+    last_ticket: Ticket,
+    /// Why etcd cannot commit right now; `None` when it can.
+    unavailable: Option<String>,
+}
+
+impl State {
+    fn mark(&mut self, key: Dirty, size: usize) -> Ticket {
+        self.last_ticket += 1;
+        self.dirty.push_back((self.last_ticket, key, size));
+        self.last_ticket
+    }
+
+    fn mark_job(&mut self, id: JobId) -> Ticket {
+        self.mark(Dirty::Job(id), 64)
+    }
+}
+
+/// How far the committer got: tickets up to `durable` are in etcd; those up to `failed` were
+/// waited for while etcd could not commit, and their waiters were told why.
+#[derive(Debug, Clone, Default)]
+struct Progress {
+    durable: Ticket,
+    failed: Ticket,
+    reason: String,
+}
+
+pub struct EtcdJournal {
+    client: Client,
+    target: EtcdTarget,
+    state: Arc<Mutex<State>>,
+    wake: Arc<Notify>,
+    progress: watch::Receiver<Progress>,
+    max_events: u64,
+    /// Distinguishes this daemon's event keys from another's written in the same millisecond.
+    origin: u64,
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn job_key(prefix: &str, id: JobId) -> String {
+    format!("{prefix}job/{id:016x}")
+}
+
+/// The smallest key after every key starting with `prefix`.
+fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    end
+}
+
+impl EtcdJournal {
+    /// Connects, loads the mirror and reserves a first block of ids.
+    pub async fn open(target: EtcdTarget, options: JournalOptions) -> Result<Self, JournalError> {
+        let connect = ConnectOptions::new()
+            .with_connect_timeout(CALL_TIMEOUT)
+            // etcd drops clients that ping more often than every 5 s (too_many_pings).
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(3))
+            .with_keep_alive_while_idle(false)
+            // Without a leader, fail at once instead of hanging for seconds.
+            .with_require_leader(true);
+        let open_error = |reason: String| JournalError::Open {
+            path: target.to_string().into(),
+            reason,
+        };
+        let client = Client::connect(&target.endpoints, Some(connect))
+            .await
+            .map_err(|e| open_error(e.to_string()))?;
+        let mut state = load(&client, &target.prefix)
+            .await
+            .map_err(|e| open_error(e.to_string()))?;
+        let (start, end) = reserve_ids(&client, &target.prefix)
+            .await
+            .map_err(open_error)?;
+        state.ids = Ids {
+            next: start,
+            end,
+            ..Ids::default()
+        };
+        info!(journal = %target, jobs = state.jobs.len(), in_flight = state.in_flight,
+              event = "journal_open", "etcd journal loaded");
+        let (progress_tx, progress) = watch::channel(Progress::default());
+        let journal = EtcdJournal {
+            client,
+            target,
+            state: Arc::new(Mutex::new(state)),
+            wake: Arc::new(Notify::new()),
+            progress,
+            max_events: options.max_events,
+            origin: std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish(),
+        };
+        tokio::spawn(commit_loop(
+            journal.client.clone(),
+            journal.target.prefix.clone(),
+            Arc::clone(&journal.state),
+            Arc::clone(&journal.wake),
+            progress_tx,
+        ));
+        Ok(journal)
+    }
+
+    /// Takes `count` ids, reserving the next block in the background when this one runs low.
+    fn allocate(&self, state: &mut State, count: u64) -> Result<u64, JournalError> {
+        let ids = &mut state.ids;
+        if ids.next + count > ids.end {
+            match ids.spare.take() {
+                Some((start, end)) if end - start >= count => (ids.next, ids.end) = (start, end),
+                _ => {
+                    return Err(etcd_error("allocate ids")(
+                        "the next block of job ids is not reserved yet (etcd is slow or \
+                         unreachable)"
+                            .into(),
+                    ))
+                }
+            }
+        }
+        let first = ids.next;
+        ids.next += count;
+        if ids.end - ids.next < ID_BLOCK / 2 && ids.spare.is_none() && !ids.reserving {
+            ids.reserving = true;
+            let (client, prefix, state) = (
+                self.client.clone(),
+                self.target.prefix.clone(),
+                Arc::clone(&self.state),
+            );
+            tokio::spawn(async move {
+                let reserved = reserve_ids(&client, &prefix).await;
+                let mut state = lock(&state);
+                state.ids.reserving = false;
+                match reserved {
+                    Ok(block) => state.ids.spare = Some(block),
+                    Err(reason) => warn!(reason = %reason, "cannot reserve job ids"),
+                }
+            });
+        }
+        Ok(first)
+    }
+
+    fn change<R>(
+        &self,
+        id: JobId,
+        what: &'static str,
+        change: impl FnOnce(&mut JobRecord) -> Option<R>,
+    ) -> Result<(Option<R>, Ticket), JournalError> {
+        let mut state = lock(&self.state);
+        let record = state
+            .jobs
+            .get_mut(&id)
+            .ok_or_else(|| JournalError::Corrupt {
+                key: job_key(&self.target.prefix, id),
+                reason: format!("{what}: no such job"),
+            })?;
+        let Some(changed) = change(record) else {
+            return Ok((None, state.last_ticket));
+        };
+        let ticket = state.mark_job(id);
+        drop(state);
+        self.wake.notify_one();
+        Ok((Some(changed), ticket))
+    }
+}
+
+/// Reads every record under `prefix` into a fresh mirror.
+async fn load(client: &Client, prefix: &str) -> Result<State, String> {
+    let mut client = client.clone();
+    let mut state = State::default();
+    let mut from = prefix.as_bytes().to_vec();
+    loop {
+        let options = GetOptions::new()
+            .with_range(prefix_end(prefix))
+            .with_limit(PAGE);
+        let page = tokio::time::timeout(CALL_TIMEOUT, client.get(from.clone(), Some(options)))
+            .await
+            .map_err(|_| format!("no answer from etcd within {CALL_TIMEOUT:?}"))?
+            .map_err(|e| e.to_string())?;
+        for kv in page.kvs() {
+            let key = String::from_utf8_lossy(kv.key()).into_owned();
+            let name = key.strip_prefix(prefix).unwrap_or(&key);
+            if let Some(hex) = name.strip_prefix("job/") {
+                let id = JobId::from_str_radix(hex, 16).map_err(|e| format!("{key}: {e}"))?;
+                let record: JobRecord = decode(kv.key(), kv.value()).map_err(|e| e.to_string())?;
+                if record.outcome.is_some() {
+                    state.completed += 1;
+                } else {
+                    state.in_flight += 1;
+                }
+                state.jobs.insert(id, record);
+            } else if let Some(event_key) = name.strip_prefix("event/") {
+                let event: Event = decode(kv.key(), kv.value()).map_err(|e| e.to_string())?;
+                state.events.insert(event_key.to_string(), event);
+            }
+        }
+        match page.kvs().last() {
+            Some(last) if page.more() => {
+                from = last.key().to_vec();
+                from.push(0);
+            }
+            _ => return Ok(state),
+        }
+    }
+}
+
+/// Reserves the next block of ids by compare-and-swap on `next_id`.
+async fn reserve_ids(client: &Client, prefix: &str) -> Result<(u64, u64), String> {
+    let mut client = client.clone();
+    let key = format!("{prefix}next_id");
+    let started = Instant::now();
+    loop {
+        let attempt = async {
+            let current = client.get(key.clone(), None).await?;
+            let (start, compare) = match current.kvs().first() {
+                Some(kv) => {
+                    let bytes: [u8; 8] = kv.value().try_into().unwrap_or([0; 8]);
+                    let revision = kv.mod_revision();
+                    (
+                        u64::from_be_bytes(bytes).max(1),
+                        Compare::mod_revision(key.clone(), CompareOp::Equal, revision),
+                    )
+                }
+                None => (1, Compare::version(key.clone(), CompareOp::Equal, 0)),
+            };
+            let end = start + ID_BLOCK;
+            let put = TxnOp::put(key.clone(), end.to_be_bytes().to_vec(), None);
+            let swapped = client
+                .txn(Txn::new().when([compare]).and_then([put]))
+                .await?;
+            Ok::<_, etcd_client::Error>(swapped.succeeded().then_some((start, end)))
+        };
+        match tokio::time::timeout(CALL_TIMEOUT, attempt).await {
+            Ok(Ok(Some(block))) => return Ok(block),
+            // Another daemon took a block meanwhile: read again.
+            Ok(Ok(None)) => continue,
+            Ok(Err(e)) if started.elapsed() > COMMIT_PATIENCE => return Err(e.to_string()),
+            Err(_) if started.elapsed() > COMMIT_PATIENCE => {
+                return Err(format!("no answer from etcd within {CALL_TIMEOUT:?}"))
+            }
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// The operations that write `keys` as the mirror holds them now.
+fn operations(state: &State, prefix: &str, keys: &[Dirty]) -> Result<Vec<TxnOp>, JournalError> {
+    keys.iter()
+        .filter_map(|key| match key {
+            Dirty::Job(id) => state
+                .jobs
+                .get(id)
+                .map(|record| encode(record).map(|v| TxnOp::put(job_key(prefix, *id), v, None))),
+            Dirty::Event(name) => state.events.get(name).map(|event| {
+                encode(event).map(|v| TxnOp::put(format!("{prefix}event/{name}"), v, None))
+            }),
+            Dirty::DropEvent(name) => {
+                Some(Ok(TxnOp::delete(format!("{prefix}event/{name}"), None)))
+            }
+        })
+        .collect()
+}
+
+/// One transaction, retried while the failures are quick ones (a dead member is tried first).
+async fn commit(client: &mut Client, ops: Vec<TxnOp>) -> Result<(), String> {
+    let started = Instant::now();
+    loop {
+        let txn = Txn::new().and_then(ops.clone());
+        let error = match tokio::time::timeout(CALL_TIMEOUT, client.txn(txn)).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer from etcd within {CALL_TIMEOUT:?}"),
+        };
+        if started.elapsed() >= COMMIT_PATIENCE {
+            return Err(error);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Writes queued keys to etcd, one transaction at a time, until the journal is dropped.
+async fn commit_loop(
+    mut client: Client,
+    prefix: String,
+    state: Arc<Mutex<State>>,
+    wake: Arc<Notify>,
+    progress: watch::Sender<Progress>,
+) {
+    loop {
+        let (keys, newest, ops) = {
+            let mut state = lock(&state);
+            let (keys, newest) = batch::take(&mut state.dirty);
+            let ops = operations(&state, &prefix, &keys);
+            (keys, newest, ops)
+        };
+        if keys.is_empty() {
+            if Arc::strong_count(&state) == 1 {
+                return;
+            }
+            wake.notified().await;
+            continue;
+        }
+        let result = match ops {
+            Ok(ops) => commit(&mut client, ops).await,
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(()) => {
+                let recovered = lock(&state).unavailable.take();
+                if recovered.is_some() {
+                    info!(event = "journal_available", "etcd commits again");
+                }
+                progress.send_modify(|p| p.durable = p.durable.max(newest));
+            }
+            Err(reason) => {
+                // Put the batch back in front, tell every waiter, and try again shortly.
+                let failed = {
+                    let mut state = lock(&state);
+                    for key in keys.into_iter().rev() {
+                        state.dirty.push_front((newest, key, 64));
+                    }
+                    if state.unavailable.is_none() {
+                        warn!(reason = %reason, event = "journal_unavailable",
+                              "etcd cannot commit: refusing new jobs until it can");
+                    }
+                    state.unavailable = Some(reason.clone());
+                    state.last_ticket
+                };
+                progress.send_modify(|p| {
+                    p.failed = failed;
+                    p.reason = reason;
+                });
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+        }
+        if progress.is_closed() && Arc::strong_count(&state) == 1 {
+            return;
+        }
+    }
+}
+
+impl Journal for EtcdJournal {
+    fn accept(&self, tasks: Vec<Task>) -> Result<(Vec<Job>, Ticket), JournalError> {
+        let submitted_ms = now_ms();
+        let mut state = lock(&self.state);
+        if let Some(reason) = &state.unavailable {
+            return Err(etcd_error("accept")(format!(
+                "etcd cannot commit: {reason}"
+            )));
+        }
+        let first = self.allocate(&mut state, tasks.len() as u64)?;
+        let mut jobs = Vec::with_capacity(tasks.len());
+        let mut ticket = state.last_ticket;
+        for (id, task) in (first..).zip(tasks) {
+            let record = JobRecord {
+                task: StoredTask::from(&task),
+                submitted_ms,
+                attempts: 0,
+                faults: 0,
+                outcome: None,
+            };
+            state.jobs.insert(id, record);
+            state.in_flight += 1;
+            ticket = state.mark_job(id);
+            jobs.push(Job {
+                id,
+                task,
+                attempts: 0,
+            });
+        }
+        drop(state);
+        self.wake.notify_one();
+        Ok((jobs, ticket))
+    }
+
+    fn record_attempt(&self, id: JobId, attempts: u32) -> Result<(), JournalError> {
+        self.change(id, "record attempt", |record| {
+            let newer = record.outcome.is_none() && attempts > record.attempts;
+            newer.then(|| record.attempts = attempts)
+        })?;
+        Ok(())
+    }
+
+    fn complete(
+        &self,
+        id: JobId,
+        verdict: Verdict,
+        attempts: u32,
+    ) -> Result<(Completion, Ticket), JournalError> {
+        let mut existing = None;
+        let (recorded, ticket) = self.change(id, "complete", |record| {
+            if let Some(result) = record.result(id) {
+                existing = Some(result);
+                return None;
+            }
+            record.outcome = Some(Outcome {
+                verdict,
+                attempts,
+                completed_ms: now_ms(),
+            });
+            record.result(id)
+        })?;
+        let completion = match (recorded, existing) {
+            (Some(result), _) => {
+                let mut state = lock(&self.state);
+                state.in_flight = state.in_flight.saturating_sub(1);
+                state.completed += 1;
+                Completion::Recorded(result)
+            }
+            (None, Some(result)) => Completion::AlreadyRecorded(result),
+            (None, None) => {
+                return Err(JournalError::Corrupt {
+                    key: job_key(&self.target.prefix, id),
+                    reason: "completed without an outcome".into(),
+                })
+            }
+        };
+        Ok((completion, ticket))
+    }
+
+    fn record_fault(&self, id: JobId) -> Result<u32, JournalError> {
+        let (faults, _) = self.change(id, "record fault", |record| {
+            record.faults = record.faults.saturating_add(1);
+            Some(record.faults)
+        })?;
+        faults.ok_or_else(|| JournalError::Corrupt {
+            key: job_key(&self.target.prefix, id),
+            reason: "fault not recorded".into(),
+        })
+    }
+
+    fn pending(&self, id: JobId) -> Result<Option<Job>, JournalError> {
+        Ok(lock(&self.state)
+            .jobs
+            .get(&id)
+            .and_then(|record| record.pending(id)))
+    }
+
+    fn in_flight(&self) -> InFlightIter {
+        let state = Arc::clone(&self.state);
+        let mut from = 0;
+        let mut chunk: VecDeque<InFlight> = VecDeque::new();
+        Box::new(std::iter::from_fn(move || {
+            if chunk.is_empty() {
+                let state = lock(&state);
+                for (&id, record) in state.jobs.range(from..) {
+                    from = id + 1;
+                    if let Some(job) = record.pending(id) {
+                        chunk.push_back(InFlight {
+                            job,
+                            submitted_ms: record.submitted_ms,
+                        });
+                        if chunk.len() == SCAN_CHUNK {
+                            break;
+                        }
+                    }
+                }
+            }
+            chunk.pop_front().map(Ok)
+        }))
+    }
+
+    fn lookup(&self, id: JobId) -> Result<Lookup, JournalError> {
+        Ok(match lock(&self.state).jobs.get(&id) {
+            Some(record) => record.result(id).map_or(Lookup::Pending, Lookup::Done),
+            None => Lookup::Unknown,
+        })
+    }
+
+    fn counts(&self) -> Counts {
+        let state = lock(&self.state);
+        Counts {
+            in_flight: state.in_flight,
+            completed: state.completed,
+        }
+    }
+
+    fn durable(&self, ticket: Ticket) -> BoxFuture<Result<(), JournalError>> {
+        let mut progress = self.progress.clone();
+        Box::pin(async move {
+            loop {
+                {
+                    let now = progress.borrow_and_update();
+                    if now.durable >= ticket {
+                        return Ok(());
+                    }
+                    if now.failed >= ticket {
+                        return Err(JournalError::Flush(format!(
+                            "etcd cannot commit: {}",
+                            now.reason
+                        )));
+                    }
+                }
+                if progress.changed().await.is_err() {
+                    return Err(JournalError::Closed);
+                }
+            }
+        })
+    }
+
+    fn record_event(&self, event: &Event) -> Result<(), JournalError> {
+        let mut state = lock(&self.state);
+        state.event_seq += 1;
+        let name = format!(
+            "{:016x}{:016x}{:016x}",
+            event.at_ms, self.origin, state.event_seq
+        );
+        state.events.insert(name.clone(), event.clone());
+        state.mark(Dirty::Event(name), 256);
+        while state.events.len() as u64 > self.max_events {
+            let Some((oldest, _)) = state.events.pop_first() else {
+                break;
+            };
+            state.mark(Dirty::DropEvent(oldest), 64);
+        }
+        drop(state);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    fn events(&self, since_ms: u64) -> Result<Vec<Event>, JournalError> {
+        Ok(lock(&self.state)
+            .events
+            .values()
+            .filter(|e| e.at_ms >= since_ms)
+            .cloned()
+            .collect())
+    }
+
+    fn flush(&self) -> Result<(), JournalError> {
+        let ticket = lock(&self.state).last_ticket;
+        let durable = self.durable(ticket);
+        // Called at shutdown from the runtime: wait without stalling its other workers.
+        tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(durable))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_bounds_the_prefix() {
+        assert_eq!(prefix_end("/primed/"), b"/primed0".to_vec());
+        assert!(job_key("/primed/", 7).as_bytes() < prefix_end("/primed/").as_slice());
+        assert!(
+            job_key("/primed/", 9) < job_key("/primed/", 10),
+            "ids sort as numbers"
+        );
+    }
+}
