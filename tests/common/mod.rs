@@ -62,9 +62,26 @@ impl Daemon {
         extra: &[&str],
         env: &[(&str, &Path)],
     ) -> Daemon {
+        Daemon::spawn_binary(Path::new(BIN), dir, testers, extra, env)
+    }
+
+    /// Spawns `binary` (another build of primed) and waits until it listens.
+    pub fn start_binary(binary: &Path, dir: &Path, testers: u32, extra: &[&str]) -> Daemon {
+        let daemon = Daemon::spawn_binary(binary, dir, testers, extra, &[]);
+        daemon.wait_for("listening", |l| l["event"] == "listening");
+        daemon
+    }
+
+    fn spawn_binary(
+        binary: &Path,
+        dir: &Path,
+        testers: u32,
+        extra: &[&str],
+        env: &[(&str, &Path)],
+    ) -> Daemon {
         let socket = dir.join("primed.sock");
         let data_dir = dir.join("data");
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(binary)
             .arg("serve")
             .arg("--socket")
             .arg(&socket)

@@ -1,0 +1,280 @@
+//! The etcd journal against a real three-member etcd cluster on loopback: acknowledged jobs
+//! survive a kill -9 of the daemon and are answered by a daemon started elsewhere (another data
+//! dir); one member down changes nothing; two down refuse new jobs with a clear error, and
+//! service resumes, losing nothing, when the quorum returns.
+//!
+//! The etcd backend is a cargo feature that needs protoc, and these tests need the etcd server:
+//! both are installed here if missing (Debian's protobuf-compiler and etcd-server), and primed
+//! is built once with `--features etcd` into its own target dir.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::{block_a_tester, describe, is_prime_by_trial_division, parse_lines, Daemon};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Installs etcd and protoc unless present.
+fn ensure_tools() {
+    if have("etcd") && have("protoc") {
+        return;
+    }
+    let installed = Command::new("apt-get")
+        .args(["install", "-y", "-q", "etcd-server", "protobuf-compiler"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status();
+    assert!(
+        installed.is_ok_and(|s| s.success()) && have("etcd") && have("protoc"),
+        "the etcd tests need etcd and protoc: apt-get install etcd-server protobuf-compiler"
+    );
+}
+
+/// primed built with the etcd feature (once per test run).
+fn etcd_primed() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        ensure_tools();
+        let default = Path::new(common::BIN);
+        let target = default
+            .parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .join("etcd");
+        let built = Command::new(env!("CARGO"))
+            .args(["build", "--features", "etcd", "--bin", "primed"])
+            .env("CARGO_TARGET_DIR", &target)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build");
+        assert!(built.success(), "cargo build --features etcd failed");
+        target.join("debug").join("primed")
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+struct Member {
+    name: String,
+    client: u16,
+    peer: u16,
+    child: Option<Child>,
+}
+
+/// Three etcd members on loopback, in a temp dir; killed on drop.
+struct Cluster {
+    dir: PathBuf,
+    members: Vec<Member>,
+}
+
+impl Cluster {
+    fn start(dir: &Path) -> Cluster {
+        let members = (0..3)
+            .map(|i| Member {
+                name: format!("m{i}"),
+                client: free_port(),
+                peer: free_port(),
+                child: None,
+            })
+            .collect();
+        let mut cluster = Cluster {
+            dir: dir.to_path_buf(),
+            members,
+        };
+        let ready: Vec<_> = (0..3).map(|i| cluster.spawn(i)).collect();
+        for (i, ready) in ready.into_iter().enumerate() {
+            cluster.wait_ready(i, ready);
+        }
+        cluster
+    }
+
+    /// Starts member `i` (again): etcd ignores the --initial-* flags once its data dir exists.
+    fn spawn(&mut self, i: usize) -> mpsc::Receiver<()> {
+        let initial: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer))
+            .collect();
+        let member = &self.members[i];
+        let client = format!("http://127.0.0.1:{}", member.client);
+        let peer = format!("http://127.0.0.1:{}", member.peer);
+        let mut child = Command::new("etcd")
+            .args(["--name", &member.name])
+            .arg("--data-dir")
+            .arg(self.dir.join(&member.name))
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .args(["--initial-cluster", &initial.join(",")])
+            .args([
+                "--initial-cluster-state",
+                "new",
+                "--initial-cluster-token",
+                "primed-test",
+            ])
+            .args(["--logger", "zap", "--log-outputs", "stderr"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn etcd");
+        let stderr = child.stderr.take().expect("etcd stderr");
+        let (tx, ready) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // Logged after the member has published itself through raft (so the cluster
+                // has a leader) and opened its client port.
+                if line.contains("serving client traffic") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        self.members[i].child = Some(child);
+        ready
+    }
+
+    fn wait_ready(&self, i: usize, ready: mpsc::Receiver<()>) {
+        ready
+            .recv_timeout(READY_TIMEOUT)
+            .unwrap_or_else(|_| panic!("etcd member {i} not ready in {READY_TIMEOUT:?}"));
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("127.0.0.1:{}", m.client))
+            .collect();
+        format!("etcd://{}/primed-test", hosts.join(","))
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
+
+fn submit(daemon: &Daemon, numbers: &[u64]) -> Vec<u64> {
+    let input: String = numbers.iter().map(|n| format!("{n}\n")).collect();
+    let out = daemon.cli_stdin(&["submit", "--json"], Some(input.as_bytes()));
+    assert!(out.status.success(), "{}", describe(&out));
+    parse_lines(&out.stdout)
+        .iter()
+        .map(|l| l["id"].as_u64().expect("id"))
+        .collect()
+}
+
+fn assert_answers(daemon: &Daemon, ids: &[u64], numbers: &[u64]) {
+    let mut args = vec!["result".to_string(), "--wait".to_string()];
+    args.extend(ids.iter().map(u64::to_string));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let results = daemon.json(&args);
+    assert_eq!(results.len(), numbers.len());
+    for (line, n) in results.iter().zip(numbers) {
+        assert_eq!(line["n"], n.to_string());
+        assert_eq!(line["prime"], is_prime_by_trial_division(*n), "{line}");
+    }
+}
+
+#[test]
+fn acknowledged_jobs_survive_a_kill_9_and_move_to_another_data_dir() {
+    let binary = etcd_primed();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let cluster = Cluster::start(&tmp.path().join("etcd"));
+    let url = cluster.url();
+    let first_dir = tmp.path().join("a");
+    std::fs::create_dir_all(&first_dir).expect("dir a");
+    let mut first = Daemon::start_binary(binary, &first_dir, 1, &["--journal", &url]);
+    let _blocker = block_a_tester(&first);
+    let numbers: Vec<u64> = (0..2000u64).map(|i| 1_000_003 + 2 * i).collect();
+    let ids = submit(&first, &numbers);
+    assert_eq!(first.status()["in_flight"], 2001);
+    first.kill9();
+
+    // Another data dir, as on another machine: everything it needs is in etcd.
+    let second_dir = tmp.path().join("b");
+    std::fs::create_dir_all(&second_dir).expect("dir b");
+    let second = Daemon::start_binary(binary, &second_dir, 2, &["--journal", &url]);
+    let opened = second.wait_for("journal open", |l| l["event"] == "journal_open");
+    assert_eq!(opened["in_flight"], 2001, "{opened}");
+    assert_answers(&second, &ids, &numbers);
+    let fresh = submit(&second, &[97]);
+    assert!(ids.iter().all(|&id| id != fresh[0]), "ids are never reused");
+}
+
+#[test]
+fn quorum_loss_refuses_new_jobs_and_service_resumes_with_it() {
+    let binary = etcd_primed();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut cluster = Cluster::start(&tmp.path().join("etcd"));
+    let url = cluster.url();
+    let daemon = Daemon::start_binary(binary, tmp.path(), 2, &["--journal", &url]);
+    let before: Vec<u64> = (0..100u64).map(|i| 2_000_003 + 2 * i).collect();
+    let before_ids = submit(&daemon, &before);
+
+    cluster.kill(0);
+    let one_down: Vec<u64> = (0..100u64).map(|i| 3_000_003 + 2 * i).collect();
+    let one_down_ids = submit(&daemon, &one_down);
+    assert_answers(&daemon, &one_down_ids, &one_down);
+
+    cluster.kill(1);
+    // The first submission finds out: journaled, not acknowledged, and says why.
+    let lost = daemon.cli(&["check", "89"]);
+    assert_eq!(lost.status.code(), Some(1), "{}", describe(&lost));
+    let stderr = String::from_utf8_lossy(&lost.stderr);
+    assert!(
+        stderr.contains("not acknowledged") && stderr.contains("etcd"),
+        "{stderr}"
+    );
+    daemon.wait_for("unavailable", |l| l["event"] == "journal_unavailable");
+    // From then on new jobs are refused at once: retry later.
+    let refused = daemon.cli(&["check", "83"]);
+    assert_eq!(refused.status.code(), Some(75), "{}", describe(&refused));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("etcd cannot commit"), "{stderr}");
+
+    let ready: Vec<_> = [0, 1].iter().map(|&i| (i, cluster.spawn(i))).collect();
+    for (i, ready) in ready {
+        cluster.wait_ready(i, ready);
+    }
+    daemon.wait_for("available again", |l| l["event"] == "journal_available");
+    assert_eq!(daemon.json(&["check", "79"])[0]["prime"], true);
+    assert_answers(&daemon, &before_ids, &before);
+}
