@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::job::{Job, JobId, JobResult, Task, Verdict};
 use crate::number::Number;
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct JobRecord {
     pub(crate) task: StoredTask,
     pub(crate) submitted_ms: u64,

@@ -40,11 +40,15 @@ use crate::job::{now_ms, InFlight, Job, JobId, Task, Verdict};
 
 /// Ids reserved at a time; the next block is fetched once half of one is used.
 const ID_BLOCK: u64 = 1 << 16;
-/// Keys per read when loading the mirror (records of big numbers are several KiB).
-const PAGE: i64 = 256;
-/// How long one commit may keep retrying (a dead member fails a call at once, and the client
-/// keeps picking it for a while) before etcd counts as unavailable.
-const COMMIT_PATIENCE: Duration = Duration::from_millis(1500);
+/// Keys per read when loading the mirror.
+const PAGE: i64 = 1024;
+/// Largest reply accepted: a page of records of 10,000-digit numbers is several MiB (the
+/// client's default limit is 4 MiB).
+const MAX_REPLY: usize = 256 << 20;
+/// How long one commit may keep retrying before etcd counts as unavailable: long enough to
+/// ride out the loss of one member (the client keeps picking a dead one for a while, and a
+/// dead raft leader is replaced after an election timeout, 1 s by default, plus a round or two).
+const COMMIT_PATIENCE: Duration = Duration::from_secs(5);
 /// Bounds one etcd call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause between retries while etcd is unavailable.
@@ -108,8 +112,10 @@ impl State {
         self.last_ticket
     }
 
+    /// Queues job `id` with its record's size, so that batches stay under etcd's limit.
     fn mark_job(&mut self, id: JobId) -> Ticket {
-        self.mark(Dirty::Job(id), 64)
+        let size = self.jobs.get(&id).map_or(64, record_size);
+        self.mark(Dirty::Job(id), size)
     }
 }
 
@@ -131,6 +137,20 @@ pub struct EtcdJournal {
     max_events: u64,
     /// Distinguishes this daemon's event keys from another's written in the same millisecond.
     origin: u64,
+}
+
+/// An upper estimate of a record's encoded size, without encoding it.
+fn record_size(record: &JobRecord) -> usize {
+    let task = match &record.task {
+        StoredTask::Test(bytes) => bytes.len(),
+        StoredTask::MakePrime(_) => 5,
+    };
+    let outcome = match record.outcome.as_ref().map(|o| &o.verdict) {
+        Some(Verdict::Made { prime }) => prime.len(),
+        Some(Verdict::Quarantined { reason }) => reason.len(),
+        _ => 0,
+    };
+    64 + task + outcome
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -170,7 +190,13 @@ impl EtcdJournal {
         let mut state = load(&client, &target.prefix)
             .await
             .map_err(|e| open_error(e.to_string()))?;
-        let (start, end) = reserve_ids(&client, &target.prefix)
+        // Never below an id already used, whatever next_id says.
+        let floor = state
+            .jobs
+            .keys()
+            .next_back()
+            .map_or(1, |id| id.saturating_add(1));
+        let (start, end) = reserve_ids(&client, &target.prefix, floor)
             .await
             .map_err(open_error)?;
         state.ids = Ids {
@@ -202,24 +228,41 @@ impl EtcdJournal {
         Ok(journal)
     }
 
-    /// Takes `count` ids, reserving the next block in the background when this one runs low.
+    /// Takes `count` ids, reserving the next block in the background when this one runs low
+    /// (or has run out: a failed reservation is tried again on the next call).
     fn allocate(&self, state: &mut State, count: u64) -> Result<u64, JournalError> {
+        let floor = state
+            .jobs
+            .keys()
+            .next_back()
+            .map_or(1, |id| id.saturating_add(1));
         let ids = &mut state.ids;
-        if ids.next + count > ids.end {
-            match ids.spare.take() {
-                Some((start, end)) if end - start >= count => (ids.next, ids.end) = (start, end),
+        if ids.next.saturating_add(count) > ids.end {
+            match ids.spare {
+                Some((start, end)) if end - start >= count => {
+                    (ids.next, ids.end) = (start, end);
+                    ids.spare = None;
+                }
                 _ => {
+                    self.reserve_in_background(ids, floor);
                     return Err(etcd_error("allocate ids")(
                         "the next block of job ids is not reserved yet (etcd is slow or \
                          unreachable)"
                             .into(),
-                    ))
+                    ));
                 }
             }
         }
         let first = ids.next;
         ids.next += count;
-        if ids.end - ids.next < ID_BLOCK / 2 && ids.spare.is_none() && !ids.reserving {
+        if ids.end - ids.next < ID_BLOCK / 2 {
+            self.reserve_in_background(ids, floor);
+        }
+        Ok(first)
+    }
+
+    fn reserve_in_background(&self, ids: &mut Ids, floor: u64) {
+        if ids.spare.is_none() && !ids.reserving {
             ids.reserving = true;
             let (client, prefix, state) = (
                 self.client.clone(),
@@ -227,7 +270,7 @@ impl EtcdJournal {
                 Arc::clone(&self.state),
             );
             tokio::spawn(async move {
-                let reserved = reserve_ids(&client, &prefix).await;
+                let reserved = reserve_ids(&client, &prefix, floor).await;
                 let mut state = lock(&state);
                 state.ids.reserving = false;
                 match reserved {
@@ -236,7 +279,6 @@ impl EtcdJournal {
                 }
             });
         }
-        Ok(first)
     }
 
     fn change<R>(
@@ -263,19 +305,25 @@ impl EtcdJournal {
     }
 }
 
-/// Reads every record under `prefix` into a fresh mirror.
+/// Reads every record under `prefix` into a fresh mirror: one snapshot (every page at the
+/// first page's revision), in pages whose replies may be large (records of big numbers).
 async fn load(client: &Client, prefix: &str) -> Result<State, String> {
-    let mut client = client.clone();
+    let mut kv = client.kv_client().max_decoding_message_size(MAX_REPLY);
     let mut state = State::default();
     let mut from = prefix.as_bytes().to_vec();
+    let mut revision = 0;
     loop {
         let options = GetOptions::new()
             .with_range(prefix_end(prefix))
-            .with_limit(PAGE);
-        let page = tokio::time::timeout(CALL_TIMEOUT, client.get(from.clone(), Some(options)))
+            .with_limit(PAGE)
+            .with_revision(revision);
+        let page = tokio::time::timeout(CALL_TIMEOUT, kv.get(from.clone(), Some(options)))
             .await
             .map_err(|_| format!("no answer from etcd within {CALL_TIMEOUT:?}"))?
             .map_err(|e| e.to_string())?;
+        if revision == 0 {
+            revision = page.header().map_or(0, |h| h.revision());
+        }
         for kv in page.kvs() {
             let key = String::from_utf8_lossy(kv.key()).into_owned();
             let name = key.strip_prefix(prefix).unwrap_or(&key);
@@ -303,36 +351,42 @@ async fn load(client: &Client, prefix: &str) -> Result<State, String> {
     }
 }
 
-/// Reserves the next block of ids by compare-and-swap on `next_id`.
-async fn reserve_ids(client: &Client, prefix: &str) -> Result<(u64, u64), String> {
+/// Reserves the next block of ids by compare-and-swap on `next_id`, never below `floor`.
+async fn reserve_ids(client: &Client, prefix: &str, floor: u64) -> Result<(u64, u64), String> {
     let mut client = client.clone();
     let key = format!("{prefix}next_id");
     let started = Instant::now();
     loop {
         let attempt = async {
             let current = client.get(key.clone(), None).await?;
-            let (start, compare) = match current.kvs().first() {
+            let (stored, compare) = match current.kvs().first() {
                 Some(kv) => {
-                    let bytes: [u8; 8] = kv.value().try_into().unwrap_or([0; 8]);
+                    let Ok(bytes) = <[u8; 8]>::try_from(kv.value()) else {
+                        return Ok(Err(format!("{key} is not an 8-byte id: refusing to guess")));
+                    };
                     let revision = kv.mod_revision();
                     (
-                        u64::from_be_bytes(bytes).max(1),
+                        u64::from_be_bytes(bytes),
                         Compare::mod_revision(key.clone(), CompareOp::Equal, revision),
                     )
                 }
                 None => (1, Compare::version(key.clone(), CompareOp::Equal, 0)),
             };
-            let end = start + ID_BLOCK;
+            let start = stored.max(floor);
+            let Some(end) = start.checked_add(ID_BLOCK) else {
+                return Ok(Err(format!("{key} is exhausted ({start})")));
+            };
             let put = TxnOp::put(key.clone(), end.to_be_bytes().to_vec(), None);
             let swapped = client
                 .txn(Txn::new().when([compare]).and_then([put]))
                 .await?;
-            Ok::<_, etcd_client::Error>(swapped.succeeded().then_some((start, end)))
+            Ok::<_, etcd_client::Error>(Ok(swapped.succeeded().then_some((start, end))))
         };
         match tokio::time::timeout(CALL_TIMEOUT, attempt).await {
-            Ok(Ok(Some(block))) => return Ok(block),
+            Ok(Ok(Ok(Some(block)))) => return Ok(block),
+            Ok(Ok(Err(damaged))) => return Err(damaged),
             // Another daemon took a block meanwhile: read again.
-            Ok(Ok(None)) => continue,
+            Ok(Ok(Ok(None))) => continue,
             Ok(Err(e)) if started.elapsed() > COMMIT_PATIENCE => return Err(e.to_string()),
             Err(_) if started.elapsed() > COMMIT_PATIENCE => {
                 return Err(format!("no answer from etcd within {CALL_TIMEOUT:?}"))
@@ -451,6 +505,12 @@ impl Journal for EtcdJournal {
         let mut jobs = Vec::with_capacity(tasks.len());
         let mut ticket = state.last_ticket;
         for (id, task) in (first..).zip(tasks) {
+            if state.jobs.contains_key(&id) {
+                return Err(JournalError::Corrupt {
+                    key: job_key(&self.target.prefix, id),
+                    reason: "allocated an id that is already a job's: next_id is behind".into(),
+                });
+            }
             let record = JobRecord {
                 task: StoredTask::from(&task),
                 submitted_ms,
@@ -537,13 +597,14 @@ impl Journal for EtcdJournal {
 
     fn in_flight(&self) -> InFlightIter {
         let state = Arc::clone(&self.state);
-        let mut from = 0;
+        // The next id to look at; None once the id space is exhausted.
+        let mut from = Some(0);
         let mut chunk: VecDeque<InFlight> = VecDeque::new();
         Box::new(std::iter::from_fn(move || {
             if chunk.is_empty() {
                 let state = lock(&state);
-                for (&id, record) in state.jobs.range(from..) {
-                    from = id + 1;
+                while let Some((&id, record)) = from.and_then(|f| state.jobs.range(f..).next()) {
+                    from = id.checked_add(1);
                     if let Some(job) = record.pending(id) {
                         chunk.push_back(InFlight {
                             job,
@@ -605,7 +666,8 @@ impl Journal for EtcdJournal {
             event.at_ms, self.origin, state.event_seq
         );
         state.events.insert(name.clone(), event.clone());
-        state.mark(Dirty::Event(name), 256);
+        let size = 128 + event.reason.as_ref().map_or(0, String::len) + event.actor.len();
+        state.mark(Dirty::Event(name), size);
         while state.events.len() as u64 > self.max_events {
             let Some((oldest, _)) = state.events.pop_first() else {
                 break;
@@ -629,14 +691,44 @@ impl Journal for EtcdJournal {
     fn flush(&self) -> Result<(), JournalError> {
         let ticket = lock(&self.state).last_ticket;
         let durable = self.durable(ticket);
-        // Called at shutdown from the runtime: wait without stalling its other workers.
-        tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(durable))
+        // Called at shutdown from the daemon's multi-threaded runtime: wait without stalling
+        // its other workers (block_in_place would panic on any other kind).
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| JournalError::Closed)?;
+        if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            return Err(JournalError::Flush(
+                "an etcd journal flushes from a multi-threaded runtime only".into(),
+            ));
+        }
+        tokio::task::block_in_place(|| handle.block_on(durable))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn big_records_are_queued_with_their_size() {
+        let mut state = State::default();
+        let big = JobRecord {
+            task: StoredTask::Test(vec![7; 12_500]),
+            submitted_ms: 0,
+            attempts: 0,
+            faults: 0,
+            outcome: None,
+        };
+        for id in 1..=128 {
+            state.jobs.insert(id, big.clone());
+            state.mark_job(id);
+        }
+        let (keys, newest) = batch::take(&mut state.dirty);
+        assert!(
+            keys.len() < 128,
+            "128 records of 12.5 KB exceed one etcd request"
+        );
+        assert_eq!(newest, keys.len() as u64);
+        assert!(state.dirty.len() == 128 - keys.len());
+    }
 
     #[test]
     fn prefix_end_bounds_the_prefix() {
