@@ -3,8 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use common::{describe, is_prime_by_trial_division, occupy_a_tester, Daemon, BIN};
 use num_bigint::BigUint;
@@ -20,22 +19,6 @@ fn probably_prime(n: &str) -> bool {
     [2u8, 3, 5, 7]
         .iter()
         .all(|&a| BigUint::from(a).modpow(&(&n - &one), &n) == one)
-}
-
-/// Reads the client's stderr up to its "job N: making …" line (sent once the job is
-/// journaled): the job's id.
-fn accepted_id(client: &mut Child) -> u64 {
-    let stderr = client.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let line = lines.next().expect("a line").expect("stderr");
-    let id = line
-        .strip_prefix("primed: job ")
-        .and_then(|rest| rest.split(':').next())
-        .and_then(|id| id.parse().ok())
-        .unwrap_or_else(|| panic!("not the accepted line: {line}"));
-    // Keep draining, so the client never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    id
 }
 
 fn assert_made(line: &Value, digits: u64) {
@@ -85,7 +68,7 @@ fn a_make_prime_job_survives_kill_9() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn client");
-    let id = accepted_id(&mut client);
+    let id = common::accepted_id(&mut client);
     let jobs = daemon.json(&["jobs"]);
     assert!(
         jobs.iter()
@@ -118,7 +101,7 @@ fn ctrl_c_cancels_the_job() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn client");
-    let id = accepted_id(&mut client);
+    let id = common::accepted_id(&mut client);
     daemon.wait_for("the make-prime job starts", |l| {
         l["event"] == "job_start" && l["job"] == id && l["digits"] == 5000
     });

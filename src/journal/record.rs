@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::job::{Job, JobId, JobResult, Task, Verdict};
+use crate::job::{now_ms, Job, JobId, JobResult, Task, Verdict};
 use crate::number::Number;
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -65,5 +65,43 @@ impl JobRecord {
             verdict: o.verdict.clone(),
             attempts: o.attempts,
         })
+    }
+
+    /// Counts attempt number `attempts` if it is newer and the job is not done; `None` when
+    /// nothing changed (so nothing needs writing).
+    pub(crate) fn note_attempt(&mut self, attempts: u32) -> Option<()> {
+        let newer = self.outcome.is_none() && attempts > self.attempts;
+        newer.then(|| self.attempts = attempts)
+    }
+
+    /// Stores the outcome unless the job has one: `Ok` with the result recorded now, or `Err`
+    /// with the one recorded before (a job is answered once, however often it ran).
+    pub(crate) fn complete(
+        &mut self,
+        id: JobId,
+        verdict: Verdict,
+        attempts: u32,
+    ) -> Result<JobResult, JobResult> {
+        if let Some(existing) = self.result(id) {
+            return Err(existing);
+        }
+        let result = JobResult {
+            id,
+            task: Task::from(&self.task),
+            verdict: verdict.clone(),
+            attempts,
+        };
+        self.outcome = Some(Outcome {
+            verdict,
+            attempts,
+            completed_ms: now_ms(),
+        });
+        Ok(result)
+    }
+
+    /// Counts a crash of a tester during this job; returns the count so far.
+    pub(crate) fn add_fault(&mut self) -> u32 {
+        self.faults = self.faults.saturating_add(1);
+        self.faults
     }
 }

@@ -29,7 +29,7 @@ use tracing::info;
 
 use super::mark::Mark;
 use super::migrate;
-use super::record::{JobRecord, Outcome, StoredTask};
+use super::record::{JobRecord, StoredTask};
 use super::window::DoneWindow;
 use super::{
     BoxFuture, Completion, Counts, GroupCommit, InFlightIter, Journal, JournalError, Lookup, Ticket,
@@ -401,10 +401,7 @@ impl Journal for SledJournal {
     }
 
     fn record_attempt(&self, id: JobId, attempts: u32) -> Result<(), JournalError> {
-        self.rewrite(id, "record attempt", |record| {
-            let newer = record.outcome.is_none() && attempts > record.attempts;
-            newer.then(|| record.attempts = attempts)
-        })?;
+        self.rewrite(id, "record attempt", |record| record.note_attempt(attempts))?;
         Ok(())
     }
 
@@ -416,16 +413,10 @@ impl Journal for SledJournal {
     ) -> Result<(Completion, Ticket), JournalError> {
         let mut existing = None;
         let recorded = self.rewrite(id, "complete", |record| {
-            if let Some(result) = record.result(id) {
-                existing = Some(result);
-                return None;
-            }
-            record.outcome = Some(Outcome {
-                verdict,
-                attempts,
-                completed_ms: now_ms(),
-            });
-            record.result(id)
+            record
+                .complete(id, verdict, attempts)
+                .map_err(|answered| existing = Some(answered))
+                .ok()
         })?;
         let completion = match (recorded, existing) {
             (Some(result), _) => {
@@ -439,10 +430,7 @@ impl Journal for SledJournal {
     }
 
     fn record_fault(&self, id: JobId) -> Result<u32, JournalError> {
-        let faults = self.rewrite(id, "record fault", |record| {
-            record.faults = record.faults.saturating_add(1);
-            Some(record.faults)
-        })?;
+        let faults = self.rewrite(id, "record fault", |record| Some(record.add_fault()))?;
         // Not awaited: a crash that forgets a fault only grants the job one more attempt.
         self.commits.record();
         faults.ok_or_else(|| corrupt(&job_key(id), "fault not recorded"))

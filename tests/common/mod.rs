@@ -335,6 +335,19 @@ impl Drop for Blocker {
     }
 }
 
+/// Reads a `primed prime` client's stderr up to its "job N: making …" line (printed once the
+/// job is journaled): the job's id. The rest of stderr is drained, so the client never blocks.
+pub fn accepted_id(client: &mut Child) -> u64 {
+    let stderr = client.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let line = lines.next().expect("a line").expect("stderr");
+    thread::spawn(move || lines.for_each(drop));
+    line.strip_prefix("primed: job ")
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("not the accepted line: {line}"))
+}
+
 /// Starts a [`Blocker`] and waits until a tester runs it.
 pub fn block_a_tester(daemon: &Daemon) -> Blocker {
     let mut client = Command::new(BIN)
@@ -345,15 +358,7 @@ pub fn block_a_tester(daemon: &Daemon) -> Blocker {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn primed prime");
-    let stderr = client.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let line = lines.next().expect("a line").expect("stderr");
-    thread::spawn(move || lines.for_each(drop));
-    let id = line
-        .strip_prefix("primed: job ")
-        .and_then(|rest| rest.split(':').next())
-        .and_then(|id| id.parse().ok())
-        .unwrap_or_else(|| panic!("not the accepted line: {line}"));
+    let id = accepted_id(&mut client);
     daemon.wait_for("the blocker starts", |l| {
         l["event"] == "job_start" && l["job"] == id
     });

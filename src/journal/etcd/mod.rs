@@ -30,7 +30,7 @@ use tracing::{info, warn};
 
 pub use target::EtcdTarget;
 
-use super::record::{JobRecord, Outcome, StoredTask};
+use super::record::{JobRecord, StoredTask};
 use super::{
     BoxFuture, Completion, Counts, InFlightIter, Journal, JournalError, JournalOptions, Lookup,
     Ticket,
@@ -533,10 +533,7 @@ impl Journal for EtcdJournal {
     }
 
     fn record_attempt(&self, id: JobId, attempts: u32) -> Result<(), JournalError> {
-        self.change(id, "record attempt", |record| {
-            let newer = record.outcome.is_none() && attempts > record.attempts;
-            newer.then(|| record.attempts = attempts)
-        })?;
+        self.change(id, "record attempt", |record| record.note_attempt(attempts))?;
         Ok(())
     }
 
@@ -548,16 +545,10 @@ impl Journal for EtcdJournal {
     ) -> Result<(Completion, Ticket), JournalError> {
         let mut existing = None;
         let (recorded, ticket) = self.change(id, "complete", |record| {
-            if let Some(result) = record.result(id) {
-                existing = Some(result);
-                return None;
-            }
-            record.outcome = Some(Outcome {
-                verdict,
-                attempts,
-                completed_ms: now_ms(),
-            });
-            record.result(id)
+            record
+                .complete(id, verdict, attempts)
+                .map_err(|answered| existing = Some(answered))
+                .ok()
         })?;
         let completion = match (recorded, existing) {
             (Some(result), _) => {
@@ -578,10 +569,7 @@ impl Journal for EtcdJournal {
     }
 
     fn record_fault(&self, id: JobId) -> Result<u32, JournalError> {
-        let (faults, _) = self.change(id, "record fault", |record| {
-            record.faults = record.faults.saturating_add(1);
-            Some(record.faults)
-        })?;
+        let (faults, _) = self.change(id, "record fault", |record| Some(record.add_fault()))?;
         faults.ok_or_else(|| JournalError::Corrupt {
             key: job_key(&self.target.prefix, id),
             reason: "fault not recorded".into(),
