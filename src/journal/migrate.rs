@@ -176,9 +176,19 @@ mod tests {
         .unwrap()
     }
 
+    /// sled without its flusher thread, which would hold the directory's lock for a moment
+    /// after the drop and make the reopen under test fail as "locked".
+    fn unthreaded(dir: &std::path::Path) -> sled::Db {
+        sled::Config::new()
+            .path(dir)
+            .flush_every_ms(None)
+            .open()
+            .unwrap()
+    }
+
     /// A format-3 journal of `jobs` numbers (7, 8, …; the first one done), as 0.3 wrote it.
     fn write_v3(dir: &std::path::Path, jobs: u8) {
-        let db = sled::open(dir).unwrap();
+        let db = unthreaded(dir);
         let tree = db.open_tree("journal").unwrap();
         for i in 0..jobs {
             let done = (i == 0).then_some(Verdict::Prime);
@@ -224,7 +234,7 @@ mod tests {
         write_v3(dir.path(), 200);
         {
             // As if a run had rewritten the events and the first chunk, then died.
-            let db = sled::open(dir.path()).unwrap();
+            let db = unthreaded(dir.path());
             let (tree, events) = (
                 db.open_tree("journal").unwrap(),
                 db.open_tree("events").unwrap(),
