@@ -74,6 +74,7 @@ pub struct LimitsConfig {
 #[serde(deny_unknown_fields)]
 pub struct JournalConfig {
     pub backend: String,
+    pub lease_ttl_secs: u64,
     pub cache_capacity_mb: u64,
     pub max_events: u64,
 }

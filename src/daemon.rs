@@ -42,6 +42,8 @@ pub struct ServeOptions {
     pub testers: u32,
     pub limits: Limits,
     pub backend: Backend,
+    /// TTL of an etcd journal's leadership lease: how soon a standby takes over.
+    pub lease_ttl: Duration,
     pub journal: JournalOptions,
     pub tree: TreeOptions,
     pub max_attempts: u32,
@@ -118,9 +120,13 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
     if let Err(e) = notify("READY=1") {
         warn!(reason = %e, "cannot tell the service manager we are ready");
     }
+    let deposed = journal.deposed();
     let root_gave_up = tokio::select! {
         () = listener.serve(shared, shutdown) => false,
         _ = &mut root_exit => true,
+        // Another daemon leads the journal: stop at once, tree and all (nothing more of ours
+        // is written); a service manager restarts us, and we wait as its standby.
+        reason = deposed => anyhow::bail!("deposed: {reason}"),
     };
     // Stop accepting at once: the socket goes, new clients are told nobody is there.
     drop(listener);
@@ -194,7 +200,11 @@ async fn open_journal(options: &ServeOptions) -> anyhow::Result<Arc<dyn Journal>
         )?),
         #[cfg(feature = "etcd")]
         Backend::Etcd(target) => {
-            Arc::new(EtcdJournal::open(target.clone(), options.journal).await?)
+            let name = format!("pid {} on {}", std::process::id(), options.socket.display());
+            Arc::new(
+                EtcdJournal::open(target.clone(), options.journal, name, options.lease_ttl)
+                    .await?,
+            )
         }
     };
     let counts = journal.counts();

@@ -161,4 +161,10 @@ pub trait Journal: Send + Sync + 'static {
 
     /// Makes everything written so far durable, blocking: for shutdown.
     fn flush(&self) -> Result<(), JournalError>;
+
+    /// Resolves (with the reason) if this daemon may no longer write the journal because
+    /// another one took it over; a local journal is never taken over.
+    fn deposed(&self) -> BoxFuture<String> {
+        Box::pin(std::future::pending())
+    }
 }

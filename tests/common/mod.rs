@@ -72,7 +72,7 @@ impl Daemon {
         daemon
     }
 
-    fn spawn_binary(
+    pub fn spawn_binary(
         binary: &Path,
         dir: &Path,
         testers: u32,

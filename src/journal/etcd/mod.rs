@@ -10,12 +10,17 @@
 //! waiting tickets fail at once, new jobs are refused with the reason (retry later), and the
 //! queued writes are retried until etcd is back, so nothing accepted before is lost.
 //!
+//! Only one daemon writes: each campaigns for leadership on a lease (see [`leader`]) and
+//! opens the journal only once it leads; every transaction it commits is fenced on its
+//! leadership key, and a refused one (another daemon took over) deposes it.
+//!
 //! Keys under the target's prefix: `job/<id:016x>` → the job record; `next_id` → the first id
 //! not yet reserved; `event/<at_ms:016x><origin:016x><seq:016x>` → an event. Ids come from
 //! blocks reserved by compare-and-swap on `next_id`, so that two daemons never allocate the
 //! same id; the next block is reserved in the background before the current one runs out.
 
 mod batch;
+mod leader;
 mod target;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -103,6 +108,8 @@ struct State {
     last_ticket: Ticket,
     /// Why etcd cannot commit right now; `None` when it can.
     unavailable: Option<String>,
+    /// Why this daemon no longer leads; from then on nothing is written.
+    deposed: Option<String>,
 }
 
 impl State {
@@ -117,6 +124,14 @@ impl State {
         let size = self.jobs.get(&id).map_or(64, record_size);
         self.mark(Dirty::Job(id), size)
     }
+}
+
+/// Why a commit failed.
+enum CommitError {
+    /// etcd cannot commit now (no quorum, no reachable member): retried.
+    Unavailable(String),
+    /// The fence refused it: another daemon leads.
+    Deposed,
 }
 
 /// How far the committer got: tickets up to `durable` are in etcd; those up to `failed` were
@@ -134,6 +149,7 @@ pub struct EtcdJournal {
     state: Arc<Mutex<State>>,
     wake: Arc<Notify>,
     progress: watch::Receiver<Progress>,
+    deposed: watch::Receiver<Option<String>>,
     max_events: u64,
     /// Distinguishes this daemon's event keys from another's written in the same millisecond.
     origin: u64,
@@ -171,8 +187,14 @@ fn prefix_end(prefix: &str) -> Vec<u8> {
 }
 
 impl EtcdJournal {
-    /// Connects, loads the mirror and reserves a first block of ids.
-    pub async fn open(target: EtcdTarget, options: JournalOptions) -> Result<Self, JournalError> {
+    /// Connects, waits until this daemon (`name`) leads, then loads the mirror and reserves a
+    /// first block of ids.
+    pub async fn open(
+        target: EtcdTarget,
+        options: JournalOptions,
+        name: String,
+        lease_ttl: Duration,
+    ) -> Result<Self, JournalError> {
         let connect = ConnectOptions::new()
             .with_connect_timeout(CALL_TIMEOUT)
             // etcd drops clients that ping more often than every 5 s (too_many_pings).
@@ -187,6 +209,12 @@ impl EtcdJournal {
         let client = Client::connect(&target.endpoints, Some(connect))
             .await
             .map_err(|e| open_error(e.to_string()))?;
+        let election = format!("{}leader", target.prefix);
+        let leadership = leader::campaign(&client, election, name, lease_ttl)
+            .await
+            .map_err(open_error)?;
+        info!(journal = %target, event = "elected", "this daemon leads: opening the journal");
+        // Read only now: whatever the previous leader wrote is in.
         let mut state = load(&client, &target.prefix)
             .await
             .map_err(|e| open_error(e.to_string()))?;
@@ -207,23 +235,35 @@ impl EtcdJournal {
         info!(journal = %target, jobs = state.jobs.len(), in_flight = state.in_flight,
               event = "journal_open", "etcd journal loaded");
         let (progress_tx, progress) = watch::channel(Progress::default());
+        let (deposed_tx, deposed) = watch::channel(None);
         let journal = EtcdJournal {
             client,
             target,
             state: Arc::new(Mutex::new(state)),
             wake: Arc::new(Notify::new()),
             progress,
+            deposed,
             max_events: options.max_events,
             origin: std::collections::hash_map::RandomState::new()
                 .build_hasher()
                 .finish(),
         };
-        tokio::spawn(commit_loop(
-            journal.client.clone(),
-            journal.target.prefix.clone(),
+        let deposed = Arc::new(deposed_tx);
+        tokio::spawn(watch_lease(
+            leadership.lost.clone(),
             Arc::clone(&journal.state),
-            Arc::clone(&journal.wake),
+            Arc::clone(&deposed),
+        ));
+        tokio::spawn(commit_loop(
+            Committer {
+                client: journal.client.clone(),
+                prefix: journal.target.prefix.clone(),
+                fence: leadership.fence(),
+                state: Arc::clone(&journal.state),
+                wake: Arc::clone(&journal.wake),
+            },
             progress_tx,
+            deposed,
         ));
         Ok(journal)
     }
@@ -414,80 +454,129 @@ fn operations(state: &State, prefix: &str, keys: &[Dirty]) -> Result<Vec<TxnOp>,
         .collect()
 }
 
-/// One transaction, retried while the failures are quick ones (a dead member is tried first).
-async fn commit(client: &mut Client, ops: Vec<TxnOp>) -> Result<(), String> {
-    let started = Instant::now();
-    loop {
-        let txn = Txn::new().and_then(ops.clone());
-        let error = match tokio::time::timeout(CALL_TIMEOUT, client.txn(txn)).await {
-            Ok(Ok(_)) => return Ok(()),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer from etcd within {CALL_TIMEOUT:?}"),
-        };
-        if started.elapsed() >= COMMIT_PATIENCE {
-            return Err(error);
+/// What the committer needs: where to write, and the fence every write must pass.
+struct Committer {
+    client: Client,
+    prefix: String,
+    fence: Compare,
+    state: Arc<Mutex<State>>,
+    wake: Arc<Notify>,
+}
+
+impl Committer {
+    /// One fenced transaction, retried while etcd is merely unavailable, for a while.
+    async fn commit(&mut self, ops: Vec<TxnOp>) -> Result<(), CommitError> {
+        let started = Instant::now();
+        loop {
+            let txn = Txn::new()
+                .when([self.fence.clone()])
+                .and_then(ops.clone());
+            let error = match tokio::time::timeout(CALL_TIMEOUT, self.client.txn(txn)).await {
+                Ok(Ok(reply)) if reply.succeeded() => return Ok(()),
+                Ok(Ok(_)) => return Err(CommitError::Deposed),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer from etcd within {CALL_TIMEOUT:?}"),
+            };
+            if started.elapsed() >= COMMIT_PATIENCE {
+                return Err(CommitError::Unavailable(error));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    /// Puts a failed batch back in front (it is retried) and says up to which ticket the
+    /// waiters are to be told it failed.
+    fn put_back(&self, keys: Vec<Dirty>, newest: Ticket, reason: &str) -> Ticket {
+        let mut state = lock(&self.state);
+        for key in keys.into_iter().rev() {
+            state.dirty.push_front((newest, key, 64));
+        }
+        if state.unavailable.is_none() {
+            warn!(reason = %reason, event = "journal_unavailable",
+                  "etcd cannot commit: refusing new jobs until it can");
+        }
+        state.unavailable = Some(reason.to_string());
+        state.last_ticket
     }
 }
 
-/// Writes queued keys to etcd, one transaction at a time, until the journal is dropped.
-async fn commit_loop(
-    mut client: Client,
-    prefix: String,
+/// Stops writing (and says why) as soon as the leadership lease is lost.
+async fn watch_lease(
+    mut lost: watch::Receiver<Option<String>>,
     state: Arc<Mutex<State>>,
-    wake: Arc<Notify>,
+    deposed: Arc<watch::Sender<Option<String>>>,
+) {
+    let reason = match lost.wait_for(Option::is_some).await {
+        Ok(reason) => reason.clone().unwrap_or_default(),
+        Err(_) => return,
+    };
+    depose(&state, &deposed, format!("leadership lost: {reason}"));
+}
+
+fn depose(state: &Mutex<State>, deposed: &watch::Sender<Option<String>>, reason: String) {
+    let mut state = lock(state);
+    if state.deposed.is_none() {
+        warn!(reason = %reason, event = "deposed", "this daemon no longer leads");
+        state.deposed = Some(reason.clone());
+        drop(state);
+        let _ = deposed.send(Some(reason));
+    }
+}
+
+/// Writes queued keys to etcd, one transaction at a time, until the journal is dropped or
+/// this daemon is deposed (then every waiter is told, and nothing more is written).
+async fn commit_loop(
+    mut committer: Committer,
     progress: watch::Sender<Progress>,
+    deposed: Arc<watch::Sender<Option<String>>>,
 ) {
     loop {
         let (keys, newest, ops) = {
-            let mut state = lock(&state);
+            let mut state = lock(&committer.state);
+            if let Some(reason) = state.deposed.clone() {
+                let failed = state.last_ticket;
+                drop(state);
+                progress.send_modify(|p| {
+                    p.failed = failed;
+                    p.reason = reason;
+                });
+                return;
+            }
             let (keys, newest) = batch::take(&mut state.dirty);
-            let ops = operations(&state, &prefix, &keys);
+            let ops = operations(&state, &committer.prefix, &keys);
             (keys, newest, ops)
         };
         if keys.is_empty() {
-            if Arc::strong_count(&state) == 1 {
+            // The journal and the lease watcher hold the others: the journal is gone.
+            if Arc::strong_count(&committer.state) <= 2 {
                 return;
             }
-            wake.notified().await;
+            committer.wake.notified().await;
             continue;
         }
         let result = match ops {
-            Ok(ops) => commit(&mut client, ops).await,
-            Err(e) => Err(e.to_string()),
+            Ok(ops) => committer.commit(ops).await,
+            Err(e) => Err(CommitError::Unavailable(e.to_string())),
         };
         match result {
             Ok(()) => {
-                let recovered = lock(&state).unavailable.take();
-                if recovered.is_some() {
+                if lock(&committer.state).unavailable.take().is_some() {
                     info!(event = "journal_available", "etcd commits again");
                 }
                 progress.send_modify(|p| p.durable = p.durable.max(newest));
             }
-            Err(reason) => {
-                // Put the batch back in front, tell every waiter, and try again shortly.
-                let failed = {
-                    let mut state = lock(&state);
-                    for key in keys.into_iter().rev() {
-                        state.dirty.push_front((newest, key, 64));
-                    }
-                    if state.unavailable.is_none() {
-                        warn!(reason = %reason, event = "journal_unavailable",
-                              "etcd cannot commit: refusing new jobs until it can");
-                    }
-                    state.unavailable = Some(reason.clone());
-                    state.last_ticket
-                };
+            Err(CommitError::Deposed) => {
+                let reason = "another daemon leads: a fenced write was refused".to_string();
+                depose(&committer.state, &deposed, reason);
+            }
+            Err(CommitError::Unavailable(reason)) => {
+                let failed = committer.put_back(keys, newest, &reason);
                 progress.send_modify(|p| {
                     p.failed = failed;
                     p.reason = reason;
                 });
                 tokio::time::sleep(RETRY_PAUSE).await;
             }
-        }
-        if progress.is_closed() && Arc::strong_count(&state) == 1 {
-            return;
         }
     }
 }
@@ -496,6 +585,11 @@ impl Journal for EtcdJournal {
     fn accept(&self, tasks: Vec<Task>) -> Result<(Vec<Job>, Ticket), JournalError> {
         let submitted_ms = now_ms();
         let mut state = lock(&self.state);
+        if let Some(reason) = &state.deposed {
+            return Err(etcd_error("accept")(format!(
+                "this daemon no longer leads: {reason}"
+            )));
+        }
         if let Some(reason) = &state.unavailable {
             return Err(etcd_error("accept")(format!(
                 "etcd cannot commit: {reason}"
@@ -674,6 +768,20 @@ impl Journal for EtcdJournal {
             .filter(|e| e.at_ms >= since_ms)
             .cloned()
             .collect())
+    }
+
+    fn deposed(&self) -> BoxFuture<String> {
+        let mut deposed = self.deposed.clone();
+        Box::pin(async move {
+            let reason = deposed
+                .wait_for(Option::is_some)
+                .await
+                .map(|reason| reason.clone().unwrap_or_default());
+            match reason {
+                Ok(reason) => reason,
+                Err(_) => std::future::pending().await,
+            }
+        })
     }
 
     fn flush(&self) -> Result<(), JournalError> {
