@@ -202,8 +202,7 @@ async fn open_journal(options: &ServeOptions) -> anyhow::Result<Arc<dyn Journal>
         Backend::Etcd(target) => {
             let name = format!("pid {} on {}", std::process::id(), options.socket.display());
             Arc::new(
-                EtcdJournal::open(target.clone(), options.journal, name, options.lease_ttl)
-                    .await?,
+                EtcdJournal::open(target.clone(), options.journal, name, options.lease_ttl).await?,
             )
         }
     };

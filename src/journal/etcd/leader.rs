@@ -57,7 +57,9 @@ pub async fn campaign(
         .campaign(election, name, lease)
         .await
         .map_err(|e| format!("campaign failed: {e}"))?;
-    let key = won.take_leader().ok_or("the campaign answered without a key")?;
+    let key = won
+        .take_leader()
+        .ok_or("the campaign answered without a key")?;
     Ok(Leadership {
         key: key.key().to_vec(),
         revision: key.rev(),

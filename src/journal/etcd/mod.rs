@@ -468,9 +468,7 @@ impl Committer {
     async fn commit(&mut self, ops: Vec<TxnOp>) -> Result<(), CommitError> {
         let started = Instant::now();
         loop {
-            let txn = Txn::new()
-                .when([self.fence.clone()])
-                .and_then(ops.clone());
+            let txn = Txn::new().when([self.fence.clone()]).and_then(ops.clone());
             let error = match tokio::time::timeout(CALL_TIMEOUT, self.client.txn(txn)).await {
                 Ok(Ok(reply)) if reply.succeeded() => return Ok(()),
                 Ok(Ok(_)) => return Err(CommitError::Deposed),
