@@ -342,8 +342,20 @@ fn a_standby_takes_over_when_the_leader_is_killed() {
     let numbers: Vec<u64> = (0..500u64).map(|i| 5_000_003 + 2 * i).collect();
     let ids = submit(&leader, &numbers);
 
+    // Under load: a client streams more jobs through the kill; what it saw acknowledged
+    // before the leader died must be answered by the standby.
+    let streamed: Vec<u64> = (0..50_000u64).map(|i| 9_000_003 + 2 * i).collect();
+    let (mut client, mut acked) = stream_submit(&leader, &streamed);
+    let mut streamed_acks: Vec<(u64, u64)> = Vec::new();
+    while streamed_acks.len() < 2000 {
+        let line = acked.next().expect("acks before the kill");
+        streamed_acks.extend(parse_ack(&line));
+    }
+
     let killed = std::time::Instant::now();
     leader.kill9();
+    streamed_acks.extend(acked.filter_map(|line| parse_ack(&line)));
+    let _ = client.wait();
     standby.wait_for("elected", |l| l["event"] == "elected");
     // Measured, not asserted (README): the lease's TTL is 2 s.
     eprintln!(
@@ -352,6 +364,36 @@ fn a_standby_takes_over_when_the_leader_is_killed() {
     );
     standby.wait_for("listening", |l| l["event"] == "listening");
     assert_answers(&standby, &ids, &numbers);
+    let (acked_ids, acked_numbers): (Vec<u64>, Vec<u64>) = streamed_acks.into_iter().unzip();
+    assert!(acked_ids.len() < streamed.len(), "the kill came mid-stream");
+    assert_answers(&standby, &acked_ids, &acked_numbers);
+}
+
+/// `primed submit --json` streaming `numbers` from stdin; its stdout lines as they come.
+fn stream_submit(daemon: &Daemon, numbers: &[u64]) -> (Child, impl Iterator<Item = String>) {
+    let mut child = Command::new(common::BIN)
+        .args(["submit", "--json", "--socket"])
+        .arg(&daemon.socket)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn submit");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input: String = numbers.iter().map(|n| format!("{n}\n")).collect();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let stdout = child.stdout.take().expect("stdout");
+    (child, BufReader::new(stdout).lines().map_while(Result::ok))
+}
+
+/// An acknowledged submission's line: (id, number); `None` for a line that is not an ack.
+fn parse_ack(line: &str) -> Option<(u64, u64)> {
+    let value: serde_json::Value = serde_json::from_str(line).expect("json");
+    let n = value["n"].as_str().and_then(|n| n.parse().ok());
+    Some((value["id"].as_u64()?, n?))
 }
 
 #[test]
