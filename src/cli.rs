@@ -268,7 +268,18 @@ pub fn main() -> ExitCode {
 }
 
 fn serve(runtime: &tokio::runtime::Runtime, args: ServeArgs) -> u8 {
-    let result = serve_options(args).and_then(|options| runtime.block_on(daemon::run(options)));
+    let result = serve_options(args).and_then(|options| {
+        loop {
+            match runtime.block_on(daemon::run(options.clone())) {
+                // Stepped down: campaign again and wait as the new leader's standby.
+                Err(e) if e.is::<daemon::Deposed>() => {
+                    tracing::warn!(reason = %e, event = "step_down",
+                                   "stepped down; campaigning again as a standby");
+                }
+                ended => return ended,
+            }
+        }
+    });
     match result {
         Ok(()) => 0,
         // Already logged as the one error line an operator needs.

@@ -35,6 +35,7 @@ const TREE_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long connections get to write their last answers at shutdown.
 const CONNECTIONS_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
+#[derive(Clone)]
 pub struct ServeOptions {
     pub socket: PathBuf,
     pub socket_group: Option<String>,
@@ -55,6 +56,19 @@ pub struct ServeOptions {
     pub log_level: String,
     pub log: LogControl,
 }
+
+/// Why the serving loop ended.
+enum Ended {
+    Signal,
+    RootGaveUp,
+    Deposed(String),
+}
+
+/// Another daemon took over this daemon's etcd journal. Its tree is stopped; it may campaign
+/// again and wait as a standby.
+#[derive(Debug, thiserror::Error)]
+#[error("deposed: {0}")]
+pub struct Deposed(pub String);
 
 /// The root supervisor exceeded its restart intensity; already logged, so printed no more.
 #[derive(Debug, thiserror::Error)]
@@ -121,15 +135,24 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
         warn!(reason = %e, "cannot tell the service manager we are ready");
     }
     let deposed = journal.deposed();
-    let root_gave_up = tokio::select! {
-        () = listener.serve(shared, shutdown) => false,
-        _ = &mut root_exit => true,
-        // Another daemon leads the journal: stop at once, tree and all (nothing more of ours
-        // is written); a service manager restarts us, and we wait as its standby.
-        reason = deposed => anyhow::bail!("deposed: {reason}"),
+    let ended = tokio::select! {
+        () = listener.serve(shared, shutdown) => Ended::Signal,
+        _ = &mut root_exit => Ended::RootGaveUp,
+        reason = deposed => Ended::Deposed(reason),
     };
     // Stop accepting at once: the socket goes, new clients are told nobody is there.
     drop(listener);
+    let root_gave_up = match ended {
+        Ended::Signal => false,
+        Ended::RootGaveUp => true,
+        // Another daemon leads the journal: stop at once, tree and connections (nothing more
+        // of ours can be written); the caller campaigns again, as a standby.
+        Ended::Deposed(reason) => {
+            let _ = root.kill_and_wait(Some(TREE_STOP_TIMEOUT)).await;
+            let _ = close.send(true);
+            return Err(Deposed(reason).into());
+        }
+    };
     if root_gave_up {
         return Err(give_up(&events, journal.as_ref()).into());
     }

@@ -419,17 +419,15 @@ fn a_paused_leader_is_fenced_and_steps_down() {
     standby.wait_for("elected", |l| l["event"] == "elected");
     standby.wait_for("listening", |l| l["event"] == "listening");
     signal("-CONT");
-    // The old leader wakes with work to write: it must find out, write nothing, and stop.
+    // The old leader wakes with work to write: it must find out, write nothing, stop its
+    // tree, and wait as the new leader's standby.
     let late = leader.cli(&["check", "97"]);
     assert!(!late.status.success(), "{}", describe(&late));
-    let status = leader.wait_exit();
-    assert_eq!(status.code(), Some(1), "the deposed leader exits non-zero");
-    assert_eq!(
-        leader.count(|l| l["event"] == "deposed"),
-        1,
-        "{}",
-        leader.log_tail(20)
-    );
+    leader.wait_for("deposed", |l| l["event"] == "deposed");
+    leader.wait_for("stepped down", |l| l["event"] == "step_down");
+    leader.wait_for("standby again", |l| l["event"] == "standby");
+    assert!(leader.is_running(), "a deposed leader stays, as a standby");
+    assert_eq!(leader.count(|l| l["event"] == "deposed"), 1);
 
     assert_answers(&standby, &ids, &numbers);
     let now = standby.status();
@@ -438,4 +436,11 @@ fn a_paused_leader_is_fenced_and_steps_down() {
         known, 201,
         "the 200 jobs and the blocker, nothing the old leader wrote late"
     );
+
+    // And it leads again when the new leader dies.
+    let mut standby = standby;
+    standby.kill9();
+    leader.wait_for_nth("elected again", 2, |l| l["event"] == "elected");
+    leader.wait_for_nth("listening again", 2, |l| l["event"] == "listening");
+    assert_answers(&leader, &ids, &numbers);
 }
