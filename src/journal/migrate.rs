@@ -186,6 +186,21 @@ mod tests {
             .unwrap()
     }
 
+    /// Opens the journal the test wrote with sled directly. sled can release its directory's
+    /// lock from a background thread a moment after the drop, and says nothing when it has:
+    /// so try again while it is "locked", for up to a second.
+    fn reopen(dir: &std::path::Path) -> SledJournal {
+        for _ in 0..100 {
+            match SledJournal::open(dir, OPTIONS) {
+                Err(JournalError::Locked { .. }) => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                opened => return opened.unwrap(),
+            }
+        }
+        panic!("sled kept its lock on {} for a second", dir.display());
+    }
+
     /// A format-3 journal of `jobs` numbers (7, 8, …; the first one done), as 0.3 wrote it.
     fn write_v3(dir: &std::path::Path, jobs: u8) {
         let db = unthreaded(dir);
@@ -213,7 +228,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // More than one chunk, and numbers small enough to be mistaken for make-prime tasks.
         write_v3(dir.path(), 200);
-        let journal = SledJournal::open(dir.path(), OPTIONS).unwrap();
+        let journal = reopen(dir.path());
         let pending: Vec<Task> = journal.in_flight().map(|j| j.unwrap().job.task).collect();
         assert_eq!(pending.len(), 199);
         assert_eq!(pending[0], Task::Test(Number::Small(8)));
@@ -251,7 +266,7 @@ mod tests {
                 .unwrap();
             db.flush().unwrap();
         }
-        let journal = SledJournal::open(dir.path(), OPTIONS).unwrap();
+        let journal = reopen(dir.path());
         let pending: Vec<Task> = journal.in_flight().map(|j| j.unwrap().job.task).collect();
         assert_eq!(pending.len(), 199);
         assert!(
