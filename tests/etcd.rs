@@ -318,29 +318,57 @@ fn records_of_big_numbers_stay_under_etcds_limits() {
     assert_eq!(opened["in_flight"], 401, "{opened}");
 }
 
-/// A leader and a standby on one cluster, each in its own dir (as on two machines).
-fn leader_and_standby(binary: &Path, root: &Path, url: &str) -> (Daemon, Daemon) {
-    let (a, b) = (root.join("a"), root.join("b"));
-    for dir in [&a, &b] {
-        std::fs::create_dir_all(dir).expect("dir");
-    }
-    let leader = Daemon::start_binary(binary, &a, 1, &["--journal", url]);
-    leader.wait_for("elected", |l| l["event"] == "elected");
-    let standby = Daemon::spawn_binary(binary, &b, 2, &["--journal", url], &[]);
-    standby.wait_for("standby", |l| l["event"] == "standby");
-    (leader, standby)
+/// A cluster, a leader and a standby (each in its own dir, as on two machines), and `jobs`
+/// jobs acknowledged by the leader and kept in flight behind a blocked tester.
+struct Failover {
+    _tmp: tempfile::TempDir,
+    _cluster: Cluster,
+    leader: Daemon,
+    standby: Daemon,
+    _blocker: common::Blocker,
+    ids: Vec<u64>,
+    numbers: Vec<u64>,
 }
 
-#[test]
-fn a_standby_takes_over_when_the_leader_is_killed() {
+fn failover(jobs: u64, first: u64) -> Failover {
     let binary = etcd_primed();
     let tmp = tempfile::tempdir().expect("temp dir");
     let cluster = Cluster::start(&tmp.path().join("etcd"));
     let url = cluster.url();
-    let (mut leader, standby) = leader_and_standby(binary, tmp.path(), &url);
-    let _blocker = block_a_tester(&leader);
-    let numbers: Vec<u64> = (0..500u64).map(|i| 5_000_003 + 2 * i).collect();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    for dir in [&a, &b] {
+        std::fs::create_dir_all(dir).expect("dir");
+    }
+    let leader = Daemon::start_binary(binary, &a, 1, &["--journal", &url]);
+    leader.wait_for("elected", |l| l["event"] == "elected");
+    let standby = Daemon::spawn_binary(binary, &b, 2, &["--journal", &url], &[]);
+    standby.wait_for("standby", |l| l["event"] == "standby");
+    let blocker = block_a_tester(&leader);
+    let numbers: Vec<u64> = (0..jobs).map(|i| first + 2 * i).collect();
     let ids = submit(&leader, &numbers);
+    Failover {
+        _tmp: tmp,
+        _cluster: cluster,
+        leader,
+        standby,
+        _blocker: blocker,
+        ids,
+        numbers,
+    }
+}
+
+#[test]
+fn a_standby_takes_over_when_the_leader_is_killed() {
+    // Every field bound by name: the cluster and the dirs must live to the end.
+    let Failover {
+        _tmp,
+        _cluster,
+        mut leader,
+        standby,
+        _blocker,
+        ids,
+        numbers,
+    } = failover(500, 5_000_003);
 
     // Under load: a client streams more jobs through the kill; what it saw acknowledged
     // before the leader died must be answered by the standby.
@@ -398,14 +426,15 @@ fn parse_ack(line: &str) -> Option<(u64, u64)> {
 
 #[test]
 fn a_paused_leader_is_fenced_and_steps_down() {
-    let binary = etcd_primed();
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let cluster = Cluster::start(&tmp.path().join("etcd"));
-    let url = cluster.url();
-    let (mut leader, standby) = leader_and_standby(binary, tmp.path(), &url);
-    let _blocker = block_a_tester(&leader);
-    let numbers: Vec<u64> = (0..200u64).map(|i| 7_000_003 + 2 * i).collect();
-    let ids = submit(&leader, &numbers);
+    let Failover {
+        _tmp,
+        _cluster,
+        mut leader,
+        mut standby,
+        _blocker,
+        ids,
+        numbers,
+    } = failover(200, 7_000_003);
 
     let pid = leader.pid().to_string();
     let signal = |name: &str| {
@@ -438,7 +467,6 @@ fn a_paused_leader_is_fenced_and_steps_down() {
     );
 
     // And it leads again when the new leader dies.
-    let mut standby = standby;
     standby.kill9();
     leader.wait_for_nth("elected again", 2, |l| l["event"] == "elected");
     leader.wait_for_nth("listening again", 2, |l| l["event"] == "listening");
