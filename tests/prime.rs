@@ -3,9 +3,9 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::{describe, is_prime_by_trial_division, occupy_a_tester, Daemon, BIN};
+use common::{describe, is_prime_by_trial_division, occupy_a_tester, Daemon};
 use num_bigint::BigUint;
 use serde_json::Value;
 
@@ -61,13 +61,7 @@ fn a_make_prime_job_survives_kill_9() {
     let mut daemon = Daemon::start_in(tmp.path(), 1, &[]);
     // The only tester is busy, so the make-prime job is still queued at the kill.
     occupy_a_tester(&daemon);
-    let mut client = Command::new(BIN)
-        .args(["prime", "--digits", "40", "--json", "--socket"])
-        .arg(&daemon.socket)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn client");
+    let mut client = daemon.spawn_cli(&["prime", "--digits", "40", "--json"]);
     let id = common::accepted_id(&mut client);
     let jobs = daemon.json(&["jobs"]);
     assert!(
@@ -94,13 +88,7 @@ fn a_make_prime_job_survives_kill_9() {
 fn ctrl_c_cancels_the_job() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let mut daemon = Daemon::start_in(tmp.path(), 1, &[]);
-    let mut client = Command::new(BIN)
-        .args(["prime", "--digits", "5000", "--socket"])
-        .arg(&daemon.socket)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn client");
+    let mut client = daemon.spawn_cli(&["prime", "--digits", "5000"]);
     let id = common::accepted_id(&mut client);
     daemon.wait_for("the make-prime job starts", |l| {
         l["event"] == "job_start" && l["job"] == id && l["digits"] == 5000
@@ -150,13 +138,7 @@ fn ctrl_c_cancels_the_job() {
 #[test]
 fn a_cancelled_job_answers_its_waiting_check_with_an_error() {
     let daemon = Daemon::start(1);
-    let client = Command::new(BIN)
-        .args(["check", &common::mersenne(19937), "--socket"])
-        .arg(&daemon.socket)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn check");
+    let client = daemon.spawn_cli(&["check", &common::mersenne(19937)]);
     let started = daemon.wait_for("the long job starts", |l| l["event"] == "job_start");
     let id = started["job"].as_u64().expect("job id");
     let out = daemon.cli(&["cancel", &id.to_string()]);

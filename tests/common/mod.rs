@@ -190,6 +190,20 @@ impl Daemon {
         child.wait_with_output().expect("client output")
     }
 
+    /// Starts `primed ARGS --socket S` in the background (stdout and stderr piped), for a
+    /// client the test interrupts, or reads while it runs.
+    pub fn spawn_cli(&self, args: &[&str]) -> Child {
+        Command::new(BIN)
+            .args(args)
+            .arg("--socket")
+            .arg(&self.socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn primed client")
+    }
+
     /// Runs a `--json` command that must succeed; returns its lines parsed.
     pub fn json(&self, args: &[&str]) -> Vec<Value> {
         let mut full = args.to_vec();
@@ -350,14 +364,7 @@ pub fn accepted_id(client: &mut Child) -> u64 {
 
 /// Starts a [`Blocker`] and waits until a tester runs it.
 pub fn block_a_tester(daemon: &Daemon) -> Blocker {
-    let mut client = Command::new(BIN)
-        .args(["prime", "--digits", "9000", "--socket"])
-        .arg(&daemon.socket)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn primed prime");
+    let mut client = daemon.spawn_cli(&["prime", "--digits", "9000"]);
     let id = accepted_id(&mut client);
     daemon.wait_for("the blocker starts", |l| {
         l["event"] == "job_start" && l["job"] == id
