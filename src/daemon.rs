@@ -1,6 +1,8 @@
 //! `primed serve`: opens the journal, binds the socket, starts the supervision tree (which
-//! replays everything in flight), serves until SIGINT/SIGTERM, then drains and shuts down in
-//! order. If the root supervisor gives up, the daemon exits non-zero with one error line.
+//! replays everything in flight) once it leads the journal, serves until SIGINT/SIGTERM, then
+//! drains and shuts down in order. If the root supervisor gives up, the daemon exits non-zero
+//! with one error line. On a shared journal a daemon serves its socket as a standby until it
+//! leads: it accepts jobs into the journal and answers from it, and the leader runs them.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU32;
@@ -19,12 +21,12 @@ use crate::faults::Faults;
 use crate::job::TesterId;
 #[cfg(feature = "etcd")]
 use crate::journal::EtcdJournal;
-use crate::journal::{Backend, Journal, JournalOptions, SledJournal};
+use crate::journal::{Backend, Journal, JournalOptions, RemoteChange, RemoteChanges, SledJournal};
 use crate::logging::LogControl;
 use crate::monitor;
 use crate::notify::notify;
 use crate::outcomes::Outcomes;
-use crate::pool::{Activity, PoolContext, MAX_TESTERS};
+use crate::pool::{dispatch, Activity, PoolContext, MAX_TESTERS};
 use crate::reload::{Reloader, Settings, SettingsSource};
 use crate::server::{self, Limits, PeerPolicy, Shared};
 use crate::stats::Stats;
@@ -108,9 +110,9 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
         },
     ));
     tokio::spawn(reload_on_hangup(Arc::clone(&reloader))?);
-    let (root, mut root_exit) = Actor::spawn(Some(ROOT.to_string()), Supervisor, tree.root)
-        .await
-        .context("starting the supervision tree")?;
+    if let Some(changes) = journal.remote_changes() {
+        tokio::spawn(follow_remote(changes, Arc::clone(&ctx.outcomes)));
+    }
     let (activity, outcomes) = (Arc::clone(&ctx.activity), Arc::clone(&ctx.outcomes));
     let (close, closing) = watch::channel(false);
     let (alive, mut connections_done) = mpsc::channel(1);
@@ -129,32 +131,45 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
         closing,
         alive,
     });
-    let shutdown = shutdown_signal()?;
-    // The journal is open, the tree is up (its backlog streams in) and the socket is bound.
+    // The journal is open and the socket serves (a standby's too: it answers, and takes over
+    // by itself), so the service is up as far as its manager is concerned.
     if let Err(e) = notify("READY=1") {
         warn!(reason = %e, "cannot tell the service manager we are ready");
     }
-    let deposed = journal.deposed();
-    let ended = tokio::select! {
-        () = listener.serve(shared, shutdown) => Ended::Signal,
-        _ = &mut root_exit => Ended::RootGaveUp,
-        reason = deposed => Ended::Deposed(reason),
+    let mut serving = Box::pin(listener.serve(shared, shutdown_signal()?));
+    let leads = tokio::select! {
+        () = &mut serving => false,
+        led = journal.lead() => { led?; true }
+    };
+    let mut root = None;
+    let ended = if leads {
+        let (actor, mut root_exit) = Actor::spawn(Some(ROOT.to_string()), Supervisor, tree.root)
+            .await
+            .context("starting the supervision tree")?;
+        root = Some(actor);
+        tokio::select! {
+            () = &mut serving => Ended::Signal,
+            _ = &mut root_exit => Ended::RootGaveUp,
+            reason = journal.deposed() => Ended::Deposed(reason),
+        }
+    } else {
+        Ended::Signal
     };
     // Stop accepting at once: the socket goes, new clients are told nobody is there.
+    drop(serving);
     drop(listener);
-    let root_gave_up = match ended {
-        Ended::Signal => false,
-        Ended::RootGaveUp => true,
+    match ended {
+        Ended::Signal => {}
+        Ended::RootGaveUp => return Err(give_up(&events, journal.as_ref()).into()),
         // Another daemon leads the journal: stop at once, tree and connections (nothing more
         // of ours can be written); the caller campaigns again, as a standby.
         Ended::Deposed(reason) => {
-            let _ = root.kill_and_wait(Some(TREE_STOP_TIMEOUT)).await;
+            if let Some(root) = &root {
+                let _ = root.kill_and_wait(Some(TREE_STOP_TIMEOUT)).await;
+            }
             let _ = close.send(true);
             return Err(Deposed(reason).into());
         }
-    };
-    if root_gave_up {
-        return Err(give_up(&events, journal.as_ref()).into());
     }
     let _ = notify("STOPPING=1");
     drain(&activity, options.grace).await;
@@ -164,8 +179,10 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
             warn!(actor = %tester, job, reason = %e, "cannot record an interrupted attempt");
         }
     }
-    info!(event = "shutdown", "stopping the supervision tree");
-    let _ = root.stop_and_wait(None, Some(TREE_STOP_TIMEOUT)).await;
+    if let Some(root) = root {
+        info!(event = "shutdown", "stopping the supervision tree");
+        let _ = root.stop_and_wait(None, Some(TREE_STOP_TIMEOUT)).await;
+    }
     // Answers of jobs finished during the drain go out before the connections close.
     outcomes.close().await;
     let _ = close.send(true);
@@ -182,6 +199,23 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
     journal.flush()?;
     info!(event = "stopped", "journal flushed, socket removed");
     Ok(())
+}
+
+/// Passes on what other daemons did to a shared journal: jobs a standby accepted go to the
+/// balancer (if this daemon runs one), answers the leader stored to the clients waiting here.
+async fn follow_remote(mut changes: RemoteChanges, outcomes: Arc<Outcomes>) {
+    let mut batch = Vec::new();
+    while changes.recv_many(&mut batch, 1024).await > 0 {
+        let mut jobs = Vec::new();
+        for change in batch.drain(..) {
+            match change {
+                RemoteChange::Accepted(job) => jobs.push(job),
+                // Read back from the journal: durable already.
+                RemoteChange::Completed(result) => outcomes.publish(0, result),
+            }
+        }
+        dispatch(jobs);
+    }
 }
 
 /// Lets running jobs finish (none may start) for up to `grace`.
@@ -223,7 +257,13 @@ async fn open_journal(options: &ServeOptions) -> anyhow::Result<Arc<dyn Journal>
         )?),
         #[cfg(feature = "etcd")]
         Backend::Etcd(target) => {
-            let name = format!("pid {} on {}", std::process::id(), options.socket.display());
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            let name = format!(
+                "{} pid {} ({})",
+                host.trim(),
+                std::process::id(),
+                options.socket.display()
+            );
             Arc::new(
                 EtcdJournal::open(target.clone(), options.journal, name, options.lease_ttl).await?,
             )

@@ -10,7 +10,7 @@ use crate::alarms::Alarm;
 use crate::area::Shape;
 use crate::events::{format_timestamp, Event};
 use crate::job::{JobId, Verdict};
-use crate::protocol::{JobInfo, NodeKind, Report, StatusReport, TreeNode};
+use crate::protocol::{DaemonRole, JobInfo, NodeKind, Report, StatusReport, TreeNode};
 
 /// The JSON shape of an answer: `prime` for a tested job, `error` for a quarantined one.
 #[derive(Serialize)]
@@ -295,6 +295,13 @@ impl<W: Write> Printer<W> {
         } else {
             "restarting"
         };
+        if status.role == DaemonRole::Standby {
+            let leader = status.leader.as_deref().unwrap_or("unknown");
+            writeln!(
+                self.out,
+                "standby: the leading daemon runs the jobs ({leader})"
+            )?;
+        }
         writeln!(
             self.out,
             "in flight: {}  completed: {}  balancer: {balancer}, {} restarts",

@@ -167,4 +167,43 @@ pub trait Journal: Send + Sync + 'static {
     fn deposed(&self) -> BoxFuture<String> {
         Box::pin(std::future::pending())
     }
+
+    /// Resolves once this daemon leads the journal and may run the supervision tree: at once
+    /// for a local journal; after winning the election, and reading everything the previous
+    /// leader wrote, for a shared one. Until then the daemon is a standby.
+    fn lead(&self) -> BoxFuture<Result<(), JournalError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Whether this daemon leads the journal, or which daemon does.
+    fn role(&self) -> BoxFuture<Role> {
+        Box::pin(std::future::ready(Role::Leader))
+    }
+
+    /// Changes other daemons make to a shared journal, as they are seen: jobs a standby
+    /// accepted (for the leader to run) and answers the leader recorded (for a standby's
+    /// waiting clients). Taken once; `None` for a local journal.
+    fn remote_changes(&self) -> Option<RemoteChanges> {
+        None
+    }
 }
+
+/// A daemon's part in a shared journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    Leader,
+    /// Another daemon leads (named if it could be asked); this one accepts jobs into the
+    /// journal and answers from it, and takes over if the leader goes.
+    Standby {
+        leader: Option<String>,
+    },
+}
+
+/// A change to a shared journal made by another daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteChange {
+    Accepted(Job),
+    Completed(JobResult),
+}
+
+pub type RemoteChanges = tokio::sync::mpsc::UnboundedReceiver<RemoteChange>;

@@ -157,8 +157,19 @@ impl From<&JobResult> for Report {
     }
 }
 
+/// Whether a daemon runs the jobs of its journal, or waits to take over a shared one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DaemonRole {
+    Leader,
+    Standby,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusReport {
+    pub role: DaemonRole,
+    /// The daemon leading the shared journal, when this one is its standby (if etcd said).
+    pub leader: Option<String>,
     pub testers: Vec<TesterStatus>,
     pub balancer: BalancerStatus,
     pub in_flight: u64,

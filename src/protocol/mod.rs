@@ -9,6 +9,6 @@ pub use frame::{
     HELLO_LEN, MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
 pub use message::{
-    Accepted, BalancerStatus, JobInfo, NodeKind, Report, Request, Response, StatusReport,
-    TesterStatus, TreeNode, MAX_BATCH,
+    Accepted, BalancerStatus, DaemonRole, JobInfo, NodeKind, Report, Request, Response,
+    StatusReport, TesterStatus, TreeNode, MAX_BATCH,
 };

@@ -10,9 +10,9 @@ use tracing::{info, warn};
 use crate::area::{self, AreaMsg, Shape, AREA_SERVER};
 use crate::events::Event;
 use crate::job::{JobId, TesterId, Verdict};
-use crate::journal::{Completion, Lookup};
+use crate::journal::{Completion, Lookup, Role};
 use crate::pool::{BalancerMsg, LoadSnapshot, PoolContext, BALANCER};
-use crate::protocol::{BalancerStatus, JobInfo, Response, StatusReport, TesterStatus};
+use crate::protocol::{BalancerStatus, DaemonRole, JobInfo, Response, StatusReport, TesterStatus};
 
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A kill must land well under a second: testers never block their task.
@@ -54,7 +54,13 @@ pub async fn status(ctx: &PoolContext) -> Response {
         .collect();
     let counts = ctx.journal.counts();
     let (restarts, restarts_last_minute) = ctx.events.restarts();
+    let (role, leader) = match ctx.journal.role().await {
+        Role::Leader => (DaemonRole::Leader, None),
+        Role::Standby { leader } => (DaemonRole::Standby, leader),
+    };
     Response::Status(StatusReport {
+        role,
+        leader,
         restarts,
         restarts_last_minute,
         testers,

@@ -144,6 +144,8 @@ pub(super) mod tests {
 
     pub fn report(completed: u64, restarts: u64, testers: Vec<TesterStatus>) -> StatusReport {
         StatusReport {
+            role: crate::protocol::DaemonRole::Leader,
+            leader: None,
             testers,
             balancer: BalancerStatus {
                 restarts: 0,

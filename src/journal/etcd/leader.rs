@@ -11,17 +11,45 @@ use std::time::{Duration, Instant};
 
 use etcd_client::{Client, Compare, CompareOp};
 use tokio::sync::watch;
+use tokio::task::AbortHandle;
 use tracing::{info, warn};
 
-/// A won election: the fence every write must pass, and news of losing it.
+/// A won election: the fence every write must pass, and news of losing it. The lease is kept
+/// alive until it is lost or [`Leadership::resign`] is called.
 pub struct Leadership {
     pub key: Vec<u8>,
     pub revision: i64,
     /// Becomes `Some(reason)` once this daemon can no longer count on its lease.
     pub lost: watch::Receiver<Option<String>>,
+    lease: Lease,
+}
+
+/// A lease and the task keeping it alive.
+struct Lease {
+    client: Client,
+    id: i64,
+    keeper: AbortHandle,
+}
+
+impl Lease {
+    /// Stops refreshing the lease and revokes it (if etcd can be told), so that whatever it
+    /// holds goes at once rather than after its TTL.
+    fn revoke(self) {
+        self.keeper.abort();
+        let mut client = self.client;
+        tokio::spawn(async move {
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), client.lease_revoke(self.id)).await;
+        });
+    }
 }
 
 impl Leadership {
+    /// Gives the leadership up.
+    pub fn resign(self) {
+        self.lease.revoke();
+    }
+
     /// Passes only while the leadership key is the one this daemon created.
     pub fn fence(&self) -> Compare {
         Compare::create_revision(self.key.clone(), CompareOp::Equal, self.revision)
@@ -42,7 +70,12 @@ pub async fn campaign(
         .await
         .map_err(|e| format!("cannot get a lease: {e}"))?
         .id();
-    let lost = keep_alive(client.clone(), lease, ttl);
+    let (lost, keeper) = keep_alive(client.clone(), lease, ttl);
+    let lease = Lease {
+        client: client.clone(),
+        id: lease,
+        keeper,
+    };
     match client.leader(election.clone()).await {
         Ok(current) => {
             let leader = current
@@ -53,17 +86,23 @@ pub async fn campaign(
         }
         Err(_) => info!(event = "campaign", "no leader yet: campaigning"),
     }
-    let mut won = client
-        .campaign(election, name, lease)
-        .await
-        .map_err(|e| format!("campaign failed: {e}"))?;
-    let key = won
-        .take_leader()
-        .ok_or("the campaign answered without a key")?;
+    // A failed campaign must not leave a live key of ours queued ahead of the next one.
+    let mut won = match client.campaign(election, name, lease.id).await {
+        Ok(won) => won,
+        Err(e) => {
+            lease.revoke();
+            return Err(format!("campaign failed: {e}"));
+        }
+    };
+    let Some(key) = won.take_leader() else {
+        lease.revoke();
+        return Err("the campaign answered without a key".into());
+    };
     Ok(Leadership {
         key: key.key().to_vec(),
         revision: key.rev(),
         lost,
+        lease,
     })
 }
 
@@ -72,14 +111,18 @@ pub async fn campaign(
 /// refresh is acknowledged, yet the lease may well survive (a new raft leader renews leases),
 /// and every write is fenced anyway, so the tree keeps running and writes resume with the
 /// quorum, or are refused if another daemon took over meanwhile.
-fn keep_alive(client: Client, lease: i64, ttl: Duration) -> watch::Receiver<Option<String>> {
+fn keep_alive(
+    client: Client,
+    lease: i64,
+    ttl: Duration,
+) -> (watch::Receiver<Option<String>>, AbortHandle) {
     let (tx, rx) = watch::channel(None);
-    tokio::spawn(async move {
+    let keeper = tokio::spawn(async move {
         let reason = refresh(client, lease, ttl).await;
         warn!(reason = %reason, event = "lease_lost", "leadership lease lost");
         let _ = tx.send(Some(reason));
     });
-    rx
+    (rx, keeper.abort_handle())
 }
 
 async fn refresh(mut client: Client, lease: i64, ttl: Duration) -> String {

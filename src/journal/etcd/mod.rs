@@ -10,9 +10,12 @@
 //! waiting tickets fail at once, new jobs are refused with the reason (retry later), and the
 //! queued writes are retried until etcd is back, so nothing accepted before is lost.
 //!
-//! Only one daemon writes: each campaigns for leadership on a lease (see [`leader`]) and
-//! opens the journal only once it leads; every transaction it commits is fenced on its
-//! leadership key, and a refused one (another daemon took over) deposes it.
+//! Every daemon on the journal opens it at once, as a standby: it serves its clients from the
+//! mirror, which a watch keeps in step (see [`follow`]), and writes only the records of the
+//! jobs it accepts (new keys, so it cannot overwrite anyone's). It campaigns for leadership on
+//! a lease (see [`leader`]); the winner runs the jobs and is the only writer of existing
+//! records. Each of its transactions is fenced on its leadership key, and a refused one
+//! (another daemon took over) deposes it.
 //!
 //! Keys under the target's prefix: `job/<id:016x>` → the job record; `next_id` → the first id
 //! not yet reserved; `event/<at_ms:016x><origin:016x><seq:016x>` → an event. Ids come from
@@ -20,6 +23,7 @@
 //! same id; the next block is reserved in the background before the current one runs out.
 
 mod batch;
+mod follow;
 mod leader;
 mod target;
 
@@ -30,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 
@@ -38,7 +43,7 @@ pub use target::EtcdTarget;
 use super::record::{JobRecord, StoredTask};
 use super::{
     BoxFuture, Completion, Counts, InFlightIter, Journal, JournalError, JournalOptions, Lookup,
-    Ticket,
+    RemoteChanges, Ticket,
 };
 use crate::events::Event;
 use crate::job::{now_ms, InFlight, Job, JobId, Task, Verdict};
@@ -60,6 +65,18 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// Jobs handed out per `in_flight` chunk.
 const SCAN_CHUNK: usize = 4096;
+/// Pause before campaigning again after a failed campaign.
+const CAMPAIGN_PAUSE: Duration = Duration::from_secs(1);
+
+/// What this daemon may write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Role {
+    /// Only the records of jobs it accepts.
+    #[default]
+    Standby,
+    /// Everything, fenced on its leadership.
+    Leader,
+}
 
 fn etcd_error(operation: &'static str) -> impl Fn(String) -> JournalError {
     move |reason| JournalError::Storage { operation, reason }
@@ -110,6 +127,9 @@ struct State {
     unavailable: Option<String>,
     /// Why this daemon no longer leads; from then on nothing is written.
     deposed: Option<String>,
+    role: Role,
+    /// The condition of every transaction while this daemon leads.
+    fence: Option<Compare>,
 }
 
 impl State {
@@ -150,9 +170,13 @@ pub struct EtcdJournal {
     wake: Arc<Notify>,
     progress: watch::Receiver<Progress>,
     deposed: watch::Receiver<Option<String>>,
+    candidate: Candidate,
+    remote: Mutex<Option<RemoteChanges>>,
     max_events: u64,
     /// Distinguishes this daemon's event keys from another's written in the same millisecond.
     origin: u64,
+    /// Dropped with the journal: stops its background tasks.
+    _stop: watch::Sender<()>,
 }
 
 /// An upper estimate of a record's encoded size, without encoding it.
@@ -187,8 +211,8 @@ fn prefix_end(prefix: &str) -> Vec<u8> {
 }
 
 impl EtcdJournal {
-    /// Connects, waits until this daemon (`name`) leads, then loads the mirror and reserves a
-    /// first block of ids.
+    /// Connects, loads the mirror, reserves a first block of ids and starts following the
+    /// journal, as a standby: [`Journal::lead`] campaigns.
     pub async fn open(
         target: EtcdTarget,
         options: JournalOptions,
@@ -209,15 +233,7 @@ impl EtcdJournal {
         let client = Client::connect(&target.endpoints, Some(connect))
             .await
             .map_err(|e| open_error(e.to_string()))?;
-        let election = format!("{}leader", target.prefix);
-        let leadership = leader::campaign(&client, election, name, lease_ttl)
-            .await
-            .map_err(open_error)?;
-        info!(journal = %target, event = "elected", "this daemon leads: opening the journal");
-        // Read only now: whatever the previous leader wrote is in.
-        let mut state = load(&client, &target.prefix)
-            .await
-            .map_err(|e| open_error(e.to_string()))?;
+        let (mut state, revision) = load(&client, &target.prefix).await.map_err(open_error)?;
         // Never below an id already used, whatever next_id says.
         let floor = state
             .jobs
@@ -235,35 +251,53 @@ impl EtcdJournal {
         info!(journal = %target, jobs = state.jobs.len(), in_flight = state.in_flight,
               event = "journal_open", "etcd journal loaded");
         let (progress_tx, progress) = watch::channel(Progress::default());
-        let (deposed_tx, deposed) = watch::channel(None);
+        let (deposer, deposed) = watch::channel(None);
+        let (seen_tx, seen) = watch::channel(revision);
+        let (changes, remote) = mpsc::unbounded_channel();
+        let (stop, stopped) = watch::channel(());
+        let state = Arc::new(Mutex::new(state));
+        let deposer = Arc::new(deposer);
         let journal = EtcdJournal {
+            candidate: Candidate {
+                client: client.clone(),
+                target: target.clone(),
+                name,
+                lease_ttl,
+                state: Arc::clone(&state),
+                seen,
+                deposer: Arc::clone(&deposer),
+            },
             client,
             target,
-            state: Arc::new(Mutex::new(state)),
+            state,
             wake: Arc::new(Notify::new()),
             progress,
             deposed,
+            remote: Mutex::new(Some(remote)),
             max_events: options.max_events,
             origin: std::collections::hash_map::RandomState::new()
                 .build_hasher()
                 .finish(),
+            _stop: stop,
         };
-        let deposed = Arc::new(deposed_tx);
-        tokio::spawn(watch_lease(
-            leadership.lost.clone(),
-            Arc::clone(&journal.state),
-            Arc::clone(&deposed),
-        ));
+        let follower = follow::Follower {
+            client: journal.client.clone(),
+            prefix: journal.target.prefix.clone(),
+            state: Arc::clone(&journal.state),
+            seen: seen_tx,
+            changes,
+        };
+        tokio::spawn(follower.run(revision, stopped.clone()));
         tokio::spawn(commit_loop(
             Committer {
                 client: journal.client.clone(),
                 prefix: journal.target.prefix.clone(),
-                fence: leadership.fence(),
                 state: Arc::clone(&journal.state),
                 wake: Arc::clone(&journal.wake),
             },
             progress_tx,
-            deposed,
+            deposer,
+            stopped,
         ));
         Ok(journal)
     }
@@ -328,6 +362,13 @@ impl EtcdJournal {
         change: impl FnOnce(&mut JobRecord) -> Option<R>,
     ) -> Result<(Option<R>, Ticket), JournalError> {
         let mut state = lock(&self.state);
+        if state.role == Role::Standby {
+            return Err(etcd_error(what)(
+                "this daemon is a standby: only the leading daemon changes jobs (primed status \
+                 names it)"
+                    .into(),
+            ));
+        }
         let record = state
             .jobs
             .get_mut(&id)
@@ -345,9 +386,108 @@ impl EtcdJournal {
     }
 }
 
+/// What campaigning needs, apart from the journal (so that it can outlive a borrow of it).
+#[derive(Clone)]
+struct Candidate {
+    client: Client,
+    target: EtcdTarget,
+    name: String,
+    lease_ttl: Duration,
+    state: Arc<Mutex<State>>,
+    seen: watch::Receiver<i64>,
+    deposer: Arc<watch::Sender<Option<String>>>,
+}
+
+impl Candidate {
+    /// Campaigns until elected, then makes sure the mirror holds everything written before
+    /// (a fenced write, awaited on the watch: everything before it was seen) and only then
+    /// writes as the leader. A failed campaign is tried again.
+    async fn take_lead(self) -> Result<(), JournalError> {
+        let election = format!("{}leader", self.target.prefix);
+        loop {
+            let leadership = match leader::campaign(
+                &self.client,
+                election.clone(),
+                self.name.clone(),
+                self.lease_ttl,
+            )
+            .await
+            {
+                Ok(leadership) => leadership,
+                Err(reason) => {
+                    warn!(reason = %reason, event = "campaign_failed", "campaigning again");
+                    tokio::time::sleep(CAMPAIGN_PAUSE).await;
+                    continue;
+                }
+            };
+            info!(journal = %self.target, event = "elected",
+                  "this daemon leads: catching up with the journal");
+            let fence = leadership.fence();
+            let revision = match self.mark_epoch(&fence, leadership.revision).await {
+                Ok(revision) => revision,
+                Err(reason) => {
+                    warn!(reason = %reason, event = "campaign_failed", "campaigning again");
+                    leadership.resign();
+                    tokio::time::sleep(CAMPAIGN_PAUSE).await;
+                    continue;
+                }
+            };
+            let mut seen = self.seen.clone();
+            seen.wait_for(|&seen| seen >= revision)
+                .await
+                .map_err(|_| JournalError::Closed)?;
+            {
+                let mut state = lock(&self.state);
+                state.role = Role::Leader;
+                state.fence = Some(fence);
+            }
+            tokio::spawn(watch_lease(
+                leadership.lost.clone(),
+                Arc::clone(&self.state),
+                Arc::clone(&self.deposer),
+            ));
+            info!(journal = %self.target, revision, event = "leading", "caught up: leading");
+            return Ok(());
+        }
+    }
+
+    /// The new leader's first write, `epoch` = its election revision: fenced, so it proves
+    /// the election still holds, and its revision is where the mirror must have caught up to.
+    async fn mark_epoch(&self, fence: &Compare, epoch: i64) -> Result<i64, String> {
+        let put = TxnOp::put(
+            format!("{}epoch", self.target.prefix),
+            epoch.to_be_bytes().to_vec(),
+            None,
+        );
+        let txn = Txn::new().when([fence.clone()]).and_then([put]);
+        let mut client = self.client.clone();
+        match tokio::time::timeout(CALL_TIMEOUT, client.txn(txn)).await {
+            Ok(Ok(reply)) if reply.succeeded() => {
+                Ok(reply.header().map_or(0, |header| header.revision()))
+            }
+            Ok(Ok(_)) => Err("lost the election before the first write".into()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer from etcd within {CALL_TIMEOUT:?}")),
+        }
+    }
+
+    /// Asks etcd who leads (for `status` on a standby).
+    async fn leader_name(&self) -> Option<String> {
+        let mut client = self.client.clone();
+        let election = format!("{}leader", self.target.prefix);
+        let reply = tokio::time::timeout(CALL_TIMEOUT, client.leader(election))
+            .await
+            .ok()?
+            .ok()?;
+        reply
+            .kv()
+            .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
+    }
+}
+
 /// Reads every record under `prefix` into a fresh mirror: one snapshot (every page at the
 /// first page's revision), in pages whose replies may be large (records of big numbers).
-async fn load(client: &Client, prefix: &str) -> Result<State, String> {
+async fn load(client: &Client, prefix: &str) -> Result<(State, i64), String> {
     let mut kv = client.kv_client().max_decoding_message_size(MAX_REPLY);
     let mut state = State::default();
     let mut from = prefix.as_bytes().to_vec();
@@ -386,7 +526,7 @@ async fn load(client: &Client, prefix: &str) -> Result<State, String> {
                 from = last.key().to_vec();
                 from.push(0);
             }
-            _ => return Ok(state),
+            _ => return Ok((state, revision)),
         }
     }
 }
@@ -454,24 +594,53 @@ fn operations(state: &State, prefix: &str, keys: &[Dirty]) -> Result<Vec<TxnOp>,
         .collect()
 }
 
-/// What the committer needs: where to write, and the fence every write must pass.
+/// What the committer needs: where to write, and the mirror (with the fence every write must
+/// pass once this daemon leads).
 struct Committer {
     client: Client,
     prefix: String,
-    fence: Compare,
     state: Arc<Mutex<State>>,
     wake: Arc<Notify>,
 }
 
+/// What a transaction of `keys` must find: the leader's fence; for a standby, that none of
+/// its jobs exists yet, so that a retried write (the first may have landed, unanswered) can
+/// never overwrite the answer the leader stored since.
+fn conditions(state: &State, prefix: &str, keys: &[Dirty]) -> Vec<Compare> {
+    match &state.fence {
+        Some(fence) => vec![fence.clone()],
+        None => keys
+            .iter()
+            .filter_map(|key| match key {
+                Dirty::Job(id) => Some(Compare::create_revision(
+                    job_key(prefix, *id),
+                    CompareOp::Equal,
+                    0,
+                )),
+                _ => None,
+            })
+            .collect(),
+    }
+}
+
+/// How a transaction that found its conditions false is taken: the leader was deposed; a
+/// standby's jobs were written by an earlier try.
+fn refused(state: &State) -> Result<(), CommitError> {
+    match state.role {
+        Role::Leader => Err(CommitError::Deposed),
+        Role::Standby => Ok(()),
+    }
+}
+
 impl Committer {
     /// One fenced transaction, retried while etcd is merely unavailable, for a while.
-    async fn commit(&mut self, ops: Vec<TxnOp>) -> Result<(), CommitError> {
+    async fn commit(&mut self, when: Vec<Compare>, ops: Vec<TxnOp>) -> Result<(), CommitError> {
         let started = Instant::now();
         loop {
-            let txn = Txn::new().when([self.fence.clone()]).and_then(ops.clone());
+            let txn = Txn::new().when(when.clone()).and_then(ops.clone());
             let error = match tokio::time::timeout(CALL_TIMEOUT, self.client.txn(txn)).await {
                 Ok(Ok(reply)) if reply.succeeded() => return Ok(()),
-                Ok(Ok(_)) => return Err(CommitError::Deposed),
+                Ok(Ok(_)) => return refused(&lock(&self.state)),
                 Ok(Err(e)) => e.to_string(),
                 Err(_) => format!("no answer from etcd within {CALL_TIMEOUT:?}"),
             };
@@ -527,6 +696,7 @@ async fn commit_loop(
     mut committer: Committer,
     progress: watch::Sender<Progress>,
     deposed: Arc<watch::Sender<Option<String>>>,
+    stop: watch::Receiver<()>,
 ) {
     loop {
         let (keys, newest, ops) = {
@@ -541,19 +711,23 @@ async fn commit_loop(
                 return;
             }
             let (keys, newest) = batch::take(&mut state.dirty);
+            let when = conditions(&state, &committer.prefix, &keys);
             let ops = operations(&state, &committer.prefix, &keys);
-            (keys, newest, ops)
+            (keys, newest, ops.map(|ops| (when, ops)))
         };
         if keys.is_empty() {
-            // The journal and the lease watcher hold the others: the journal is gone.
-            if Arc::strong_count(&committer.state) <= 2 {
+            // Everything is written and the journal is gone: nothing more can come.
+            if stop.has_changed().is_err() {
                 return;
             }
-            committer.wake.notified().await;
+            tokio::select! {
+                () = committer.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
             continue;
         }
         let result = match ops {
-            Ok(ops) => committer.commit(ops).await,
+            Ok((when, ops)) => committer.commit(when, ops).await,
             Err(e) => Err(CommitError::Unavailable(e.to_string())),
         };
         match result {
@@ -766,6 +940,29 @@ impl Journal for EtcdJournal {
             .filter(|e| e.at_ms >= since_ms)
             .cloned()
             .collect())
+    }
+
+    fn lead(&self) -> BoxFuture<Result<(), JournalError>> {
+        Box::pin(self.candidate.clone().take_lead())
+    }
+
+    fn role(&self) -> BoxFuture<super::Role> {
+        let candidate = self.candidate.clone();
+        Box::pin(async move {
+            if lock(&candidate.state).role == Role::Leader {
+                return super::Role::Leader;
+            }
+            super::Role::Standby {
+                leader: candidate.leader_name().await,
+            }
+        })
+    }
+
+    fn remote_changes(&self) -> Option<RemoteChanges> {
+        self.remote
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     fn deposed(&self) -> BoxFuture<String> {
