@@ -18,11 +18,17 @@
 //! Prints `jobs=N acked=N results=N lost=0 wrong=0 duplicates=0 kills=N`, then the kill
 //! breakdown and some statistics, and fails on any loss, wrong answer or duplicate.
 //!
+//! Across failovers (`chaos_soak_failover_*`): two daemons on an etcd journal (a three-member
+//! cluster on loopback), each in its own dir as on two machines. The soak talks to the
+//! leader; a process kill is a kill -9 of the leader, after which the soak goes on with the
+//! standby (which takes over) and the killed daemon comes back in its dir as the new standby.
+//!
 //! Environment: `CHAOS_SEED` (random seed, printed), `CHAOS_JOBS`, `CHAOS_KILLS`,
-//! `CHAOS_TESTERS` (default 2). The long soak:
+//! `CHAOS_TESTERS` (default 2). The long soaks:
 //!
 //! ```sh
 //! cargo test --release --test chaos -- --ignored --nocapture chaos_soak_long
+//! cargo test --release --test chaos -- --ignored --nocapture chaos_soak_failover_long
 //! ```
 
 mod common;
@@ -35,6 +41,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::etcd::{etcd_primed, Cluster};
 use common::{is_prime_by_trial_division, Daemon};
 use num_bigint::BigUint;
 use primed::job::{JobId, Verdict};
@@ -82,6 +89,23 @@ fn chaos_soak_long() {
     run(Params::from_env(1_000_000, 1_000));
 }
 
+#[test]
+fn chaos_soak_failover_short() {
+    let mut params = Params::from_env(5_000, 12);
+    params.failover = true;
+    params.min_process_kills = 3;
+    run(params);
+}
+
+#[test]
+#[ignore = "long soak: cargo test --release --test chaos -- --ignored --nocapture chaos_soak_failover_long"]
+fn chaos_soak_failover_long() {
+    let mut params = Params::from_env(200_000, 200);
+    params.failover = true;
+    params.min_process_kills = 20;
+    run(params);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Parameters and randomness
 
@@ -93,6 +117,8 @@ struct Params {
     seed: u64,
     /// Process kills forced if chance did not bring this many.
     min_process_kills: u64,
+    /// Two daemons on an etcd journal: a process kill is a failover.
+    failover: bool,
 }
 
 impl Params {
@@ -116,6 +142,7 @@ impl Params {
                 .expect("CHAOS_TESTERS must be between 1 and 2^32-1"),
             seed,
             min_process_kills: 2,
+            failover: false,
         }
     }
 }
@@ -474,6 +501,8 @@ struct JobRecord {
 
 #[derive(Default, Debug)]
 struct Counters {
+    /// Process kills after which the standby took over.
+    failovers: u64,
     submitted: u64,
     acked: u64,
     results: u64,
@@ -510,11 +539,24 @@ enum Cause {
     Lost(String),
 }
 
+/// Where the daemons run: one on its own journal, restarted in place; or a leader and a
+/// standby on an etcd cluster, the standby taking over.
+enum Deployment {
+    Single,
+    Pair {
+        cluster: Cluster,
+        standby: Daemon,
+        standby_dir: PathBuf,
+    },
+}
+
 struct Soak {
     params: Params,
     config: PathBuf,
+    /// The dir of the daemon the soak talks to.
     dir: PathBuf,
     daemon: Daemon,
+    deployment: Deployment,
     session: Session,
     admin: Conn,
     oracle: Oracle,
@@ -538,8 +580,14 @@ fn run(params: Params) {
     let dir = tmp.path().to_path_buf();
     let config = dir.join("chaos.toml");
     std::fs::write(&config, CONFIG).expect("write the config file");
-    let daemon = start_daemon(&dir, &config, params.testers);
+    let (daemon, deployment, dir) = if params.failover {
+        deploy_pair(&dir, &config, params.testers)
+    } else {
+        let daemon = start_daemon(&dir, &config, params.testers, None);
+        (daemon, Deployment::Single, dir)
+    };
     let mut soak = Soak {
+        deployment,
         session: Session::new(&daemon.socket, Vec::new()),
         admin: Conn::connect(&daemon.socket),
         numbers: Rng(SplitMix64::new(params.seed)),
@@ -566,10 +614,36 @@ fn run(params: Params) {
     drop(tmp);
 }
 
-fn start_daemon(dir: &Path, config: &Path, testers: u32) -> Daemon {
+/// A daemon in `dir`; on the etcd journal at `journal` if given.
+fn start_daemon(dir: &Path, config: &Path, testers: u32, journal: Option<&str>) -> Daemon {
     let config = config.to_str().expect("temp dir path is UTF-8");
     let poison = POISON.to_string();
-    Daemon::start_in(dir, testers, &["--config", config, "--panic-on", &poison])
+    let mut args = vec!["--config", config, "--panic-on", &poison];
+    match journal {
+        Some(url) => {
+            args.extend(["--journal", url]);
+            std::fs::create_dir_all(dir).expect("daemon dir");
+            Daemon::start_binary(etcd_primed(), dir, testers, &args)
+        }
+        None => Daemon::start_in(dir, testers, &args),
+    }
+}
+
+/// A cluster, a leader in `<dir>/a` and its standby in `<dir>/b`.
+fn deploy_pair(dir: &Path, config: &Path, testers: u32) -> (Daemon, Deployment, PathBuf) {
+    let cluster = Cluster::start(&dir.join("etcd"));
+    let url = cluster.url();
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    let leader = start_daemon(&a, config, testers, Some(&url));
+    leader.wait_for("leading", |l| l["event"] == "leading");
+    let standby = start_daemon(&b, config, testers, Some(&url));
+    standby.wait_for("standby", |l| l["event"] == "standby");
+    let deployment = Deployment::Pair {
+        cluster,
+        standby,
+        standby_dir: b,
+    };
+    (leader, deployment, a)
 }
 
 impl Soak {
@@ -1034,9 +1108,31 @@ impl Soak {
             orphans.len(),
             self.session.unacked_numbers
         );
-        self.daemon = start_daemon(&self.dir, &self.config, self.params.testers);
+        self.replace_daemon();
         self.session = Session::new(&self.daemon.socket, orphans);
         self.admin = Conn::connect(&self.daemon.socket);
+    }
+
+    /// After a kill: the same dir again, or the standby (which takes over) while the killed
+    /// daemon comes back in its dir as the new standby.
+    fn replace_daemon(&mut self) {
+        let testers = self.params.testers;
+        match &mut self.deployment {
+            Deployment::Single => {
+                self.daemon = start_daemon(&self.dir, &self.config, testers, None);
+            }
+            Deployment::Pair {
+                cluster,
+                standby,
+                standby_dir,
+            } => {
+                let url = cluster.url();
+                let back = start_daemon(&self.dir, &self.config, testers, Some(&url));
+                self.daemon = std::mem::replace(standby, back);
+                std::mem::swap(&mut self.dir, standby_dir);
+                self.c.failovers += 1;
+            }
+        }
     }
 
     fn report(&mut self, oracle_time: Duration, stream_time: Duration, elapsed: Duration) {
@@ -1054,10 +1150,12 @@ impl Soak {
             c.tester_kills + c.balancer_kills + c.process_kills
         );
         println!(
-            "kills: testers={} balancer={} process={} escalations={} refused={} quarantined={}",
+            "kills: testers={} balancer={} process={} failovers={} escalations={} refused={} \
+             quarantined={}",
             c.tester_kills,
             c.balancer_kills,
             c.process_kills,
+            c.failovers,
             c.escalations,
             c.kills_refused,
             c.quarantined

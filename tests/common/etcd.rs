@@ -1,0 +1,185 @@
+//! An etcd cluster for tests: three members on loopback in a temp dir, and primed built with
+//! the etcd feature. The etcd backend needs protoc, and the tests need the etcd server: both
+//! are installed here if missing (Debian's protobuf-compiler and etcd-server), and primed is
+//! built once per test run with `--features etcd` into its own target dir (so that it never
+//! replaces the binary other tests run).
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Installs etcd and protoc unless present.
+fn ensure_tools() {
+    if have("etcd") && have("protoc") {
+        return;
+    }
+    let installed = Command::new("apt-get")
+        .args(["install", "-y", "-q", "etcd-server", "protobuf-compiler"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status();
+    assert!(
+        installed.is_ok_and(|s| s.success()) && have("etcd") && have("protoc"),
+        "the etcd tests need etcd and protoc: apt-get install etcd-server protobuf-compiler"
+    );
+}
+
+/// primed built with the etcd feature (once per test run).
+pub fn etcd_primed() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        ensure_tools();
+        let default = Path::new(super::BIN);
+        let target = default
+            .parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .join("etcd");
+        let built = Command::new(env!("CARGO"))
+            .args(["build", "--features", "etcd", "--bin", "primed"])
+            .env("CARGO_TARGET_DIR", &target)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build");
+        assert!(built.success(), "cargo build --features etcd failed");
+        target.join("debug").join("primed")
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+struct Member {
+    name: String,
+    client: u16,
+    peer: u16,
+    child: Option<Child>,
+}
+
+/// Three etcd members on loopback, in a temp dir; killed on drop.
+pub struct Cluster {
+    dir: PathBuf,
+    members: Vec<Member>,
+}
+
+impl Cluster {
+    pub fn start(dir: &Path) -> Cluster {
+        let members = (0..3)
+            .map(|i| Member {
+                name: format!("m{i}"),
+                client: free_port(),
+                peer: free_port(),
+                child: None,
+            })
+            .collect();
+        let mut cluster = Cluster {
+            dir: dir.to_path_buf(),
+            members,
+        };
+        let ready: Vec<_> = (0..3).map(|i| cluster.spawn(i)).collect();
+        for (i, ready) in ready.into_iter().enumerate() {
+            cluster.wait_ready(i, ready);
+        }
+        cluster
+    }
+
+    /// Starts member `i` (again): etcd ignores the --initial-* flags once its data dir exists.
+    pub fn spawn(&mut self, i: usize) -> mpsc::Receiver<()> {
+        let initial: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer))
+            .collect();
+        let member = &self.members[i];
+        let client = format!("http://127.0.0.1:{}", member.client);
+        let peer = format!("http://127.0.0.1:{}", member.peer);
+        let mut child = Command::new("etcd")
+            .args(["--name", &member.name])
+            .arg("--data-dir")
+            .arg(self.dir.join(&member.name))
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .args(["--initial-cluster", &initial.join(",")])
+            .args([
+                "--initial-cluster-state",
+                "new",
+                "--initial-cluster-token",
+                "primed-test",
+            ])
+            .args(["--logger", "zap", "--log-outputs", "stderr"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn etcd");
+        let stderr = child.stderr.take().expect("etcd stderr");
+        let (tx, ready) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // Logged after the member has published itself through raft (so the cluster
+                // has a leader) and opened its client port.
+                if line.contains("serving client traffic") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        self.members[i].child = Some(child);
+        ready
+    }
+
+    pub fn wait_ready(&self, i: usize, ready: mpsc::Receiver<()>) {
+        ready
+            .recv_timeout(READY_TIMEOUT)
+            .unwrap_or_else(|_| panic!("etcd member {i} not ready in {READY_TIMEOUT:?}"));
+    }
+
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("127.0.0.1:{}", m.client))
+            .collect();
+        format!("etcd://{}/primed-test", hosts.join(","))
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
