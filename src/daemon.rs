@@ -197,6 +197,7 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
     }
     events.record(Event::new(EventKind::DaemonStop, ROOT));
     journal.flush()?;
+    journal.resign().await;
     info!(event = "stopped", "journal flushed, socket removed");
     Ok(())
 }

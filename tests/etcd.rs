@@ -346,3 +346,95 @@ fn a_standby_serves_its_clients_and_the_leader_runs_their_jobs() {
     let stderr = String::from_utf8_lossy(&cancel.stderr);
     assert!(stderr.contains("standby"), "{stderr}");
 }
+
+/// Benchmark, not in CI: `FAILOVERS` (default 5) kill -9s of the leader, each followed by the
+/// killed daemon's return as the standby. Prints, per kill, how long until the standby leads
+/// (elected and caught up) and until it answers a `check` sent right after the kill.
+#[test]
+#[ignore = "benchmark: cargo test --release --test etcd -- --ignored --nocapture failover_time"]
+fn failover_time() {
+    let rounds: usize = std::env::var("FAILOVERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(5);
+    let binary = etcd_primed();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let cluster = Cluster::start(&tmp.path().join("etcd"));
+    let url = cluster.url();
+    let mut dirs = [tmp.path().join("a"), tmp.path().join("b")];
+    for dir in &dirs {
+        std::fs::create_dir_all(dir).expect("dir");
+    }
+    let start = |dir: &std::path::Path| Daemon::start_binary(binary, dir, 2, &["--journal", &url]);
+    let mut leader = start(&dirs[0]);
+    leader.wait_for("leading", |l| l["event"] == "leading");
+    let mut standby = start(&dirs[1]);
+    standby.wait_for("standby", |l| l["event"] == "standby");
+    let (mut leading, mut answering) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let killed = std::time::Instant::now();
+        leader.kill9();
+        let check = standby.spawn_cli(&["check", "97"]);
+        standby.wait_for("leading", |l| l["event"] == "leading");
+        leading.push(killed.elapsed());
+        let out = check.wait_with_output().expect("check");
+        answering.push(killed.elapsed());
+        assert!(out.status.success(), "{}", describe(&out));
+        eprintln!(
+            "failover {round}: leading after {:?}, answered after {:?}",
+            leading[round - 1],
+            answering[round - 1]
+        );
+        // The killed daemon comes back in its dir, as the standby.
+        leader = start(&dirs[0]);
+        leader.wait_for("standby", |l| l["event"] == "standby");
+        std::mem::swap(&mut leader, &mut standby);
+        dirs.swap(0, 1);
+    }
+    let summary = |name: &str, times: &mut Vec<std::time::Duration>| {
+        times.sort();
+        format!(
+            "{name} min={:.2}s median={:.2}s max={:.2}s",
+            times[0].as_secs_f64(),
+            times[times.len() / 2].as_secs_f64(),
+            times[times.len() - 1].as_secs_f64()
+        )
+    };
+    println!(
+        "failover: kills={rounds} lease_ttl=2s {} | {}",
+        summary("leading", &mut leading),
+        summary("answered", &mut answering)
+    );
+}
+
+#[test]
+fn a_leader_stopped_cleanly_hands_over_at_once() {
+    let binary = etcd_primed();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let cluster = Cluster::start(&tmp.path().join("etcd"));
+    let url = cluster.url();
+    // A lease far longer than any wait here: only a resignation lets the standby in.
+    let config = write_config(
+        tmp.path(),
+        "[journal]\nlease_ttl_secs = 3600\n[daemon]\nshutdown_grace_secs = 0.5\n",
+    );
+    let config = config.to_str().expect("utf-8 path");
+    let extra = ["--journal", &url, "--config", config];
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    for dir in [&a, &b] {
+        std::fs::create_dir_all(dir).expect("dir");
+    }
+    let mut leader = Daemon::start_binary(binary, &a, 1, &extra);
+    leader.wait_for("leading", |l| l["event"] == "leading");
+    let standby = Daemon::start_binary(binary, &b, 1, &extra);
+    standby.wait_for("standby", |l| l["event"] == "standby");
+    let blocker = block_a_tester(&leader);
+
+    assert!(leader.terminate().success());
+    assert_eq!(leader.count(|l| l["event"] == "resigned"), 1);
+    standby.wait_for("leading", |l| l["event"] == "leading");
+    // The job the old leader was running is run again by the new one.
+    standby.wait_for("the blocker again", |l| {
+        l["event"] == "job_start" && l["job"] == blocker.id
+    });
+}

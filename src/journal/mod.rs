@@ -175,6 +175,12 @@ pub trait Journal: Send + Sync + 'static {
         Box::pin(std::future::ready(Ok(())))
     }
 
+    /// Gives up leading a shared journal (at shutdown, after the last write), so that a
+    /// standby takes over at once rather than when the lease runs out.
+    fn resign(&self) -> BoxFuture<()> {
+        Box::pin(std::future::ready(()))
+    }
+
     /// Whether this daemon leads the journal, or which daemon does.
     fn role(&self) -> BoxFuture<Role> {
         Box::pin(std::future::ready(Role::Leader))

@@ -34,20 +34,17 @@ struct Lease {
 impl Lease {
     /// Stops refreshing the lease and revokes it (if etcd can be told), so that whatever it
     /// holds goes at once rather than after its TTL.
-    fn revoke(self) {
+    async fn revoke(self) {
         self.keeper.abort();
         let mut client = self.client;
-        tokio::spawn(async move {
-            let _ =
-                tokio::time::timeout(Duration::from_secs(2), client.lease_revoke(self.id)).await;
-        });
+        let _ = tokio::time::timeout(Duration::from_secs(2), client.lease_revoke(self.id)).await;
     }
 }
 
 impl Leadership {
     /// Gives the leadership up.
-    pub fn resign(self) {
-        self.lease.revoke();
+    pub async fn resign(self) {
+        self.lease.revoke().await;
     }
 
     /// Passes only while the leadership key is the one this daemon created.
@@ -90,12 +87,12 @@ pub async fn campaign(
     let mut won = match client.campaign(election, name, lease.id).await {
         Ok(won) => won,
         Err(e) => {
-            lease.revoke();
+            lease.revoke().await;
             return Err(format!("campaign failed: {e}"));
         }
     };
     let Some(key) = won.take_leader() else {
-        lease.revoke();
+        lease.revoke().await;
         return Err("the campaign answered without a key".into());
     };
     Ok(Leadership {

@@ -266,6 +266,7 @@ impl EtcdJournal {
                 state: Arc::clone(&state),
                 seen,
                 deposer: Arc::clone(&deposer),
+                leadership: Arc::default(),
             },
             client,
             target,
@@ -396,6 +397,8 @@ struct Candidate {
     state: Arc<Mutex<State>>,
     seen: watch::Receiver<i64>,
     deposer: Arc<watch::Sender<Option<String>>>,
+    /// Held while leading: given up at shutdown.
+    leadership: Arc<Mutex<Option<leader::Leadership>>>,
 }
 
 impl Candidate {
@@ -427,7 +430,7 @@ impl Candidate {
                 Ok(revision) => revision,
                 Err(reason) => {
                     warn!(reason = %reason, event = "campaign_failed", "campaigning again");
-                    leadership.resign();
+                    leadership.resign().await;
                     tokio::time::sleep(CAMPAIGN_PAUSE).await;
                     continue;
                 }
@@ -446,6 +449,10 @@ impl Candidate {
                 Arc::clone(&self.state),
                 Arc::clone(&self.deposer),
             ));
+            *self
+                .leadership
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(leadership);
             info!(journal = %self.target, revision, event = "leading", "caught up: leading");
             return Ok(());
         }
@@ -954,6 +961,24 @@ impl Journal for EtcdJournal {
             }
             super::Role::Standby {
                 leader: candidate.leader_name().await,
+            }
+        })
+    }
+
+    fn resign(&self) -> BoxFuture<()> {
+        let held = self
+            .candidate
+            .leadership
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        Box::pin(async move {
+            if let Some(leadership) = held {
+                leadership.resign().await;
+                info!(
+                    event = "resigned",
+                    "gave up the lead: a standby takes over at once"
+                );
             }
         })
     }
