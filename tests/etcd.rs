@@ -204,17 +204,11 @@ fn a_standby_takes_over_when_the_leader_is_killed() {
         streamed_acks.extend(parse_ack(&line));
     }
 
-    let killed = std::time::Instant::now();
     leader.kill9();
     streamed_acks.extend(acked.filter_map(|line| parse_ack(&line)));
     let _ = client.wait();
-    standby.wait_for("elected", |l| l["event"] == "elected");
-    // Measured, not asserted (README): the lease's TTL is 2 s.
-    eprintln!(
-        "failover: standby elected {:?} after the kill",
-        killed.elapsed()
-    );
-    standby.wait_for("listening", |l| l["event"] == "listening");
+    // How soon is a benchmark (failover_time), not asserted here.
+    standby.wait_for("leading", |l| l["event"] == "leading");
     assert_answers(&standby, &ids, &numbers);
     let (acked_ids, acked_numbers): (Vec<u64>, Vec<u64>) = streamed_acks.into_iter().unzip();
     assert!(acked_ids.len() < streamed.len(), "the kill came mid-stream");
@@ -269,12 +263,10 @@ fn a_paused_leader_is_fenced_and_steps_down() {
         assert!(sent.success());
     };
     signal("-STOP");
-    standby.wait_for("elected", |l| l["event"] == "elected");
-    standby.wait_for("listening", |l| l["event"] == "listening");
+    standby.wait_for("leading", |l| l["event"] == "leading");
     signal("-CONT");
     // The old leader wakes with work to write: it must find out, write nothing, stop its
-    // tree, and wait as the new leader's standby.
-    // Sent at once, it reaches the old leader before or after it steps down: refused or not
+    // tree, and wait as the new leader's standby. Sent at once, it reaches the old leader before or after it steps down: refused or not
     // acknowledged before (its write is fenced off), accepted as a standby's after.
     let late = leader.cli(&["check", "97"]);
     leader.wait_for("deposed", |l| l["event"] == "deposed");
@@ -296,8 +288,7 @@ fn a_paused_leader_is_fenced_and_steps_down() {
 
     // And it leads again when the new leader dies.
     standby.kill9();
-    leader.wait_for_nth("elected again", 2, |l| l["event"] == "elected");
-    leader.wait_for_nth("listening again", 2, |l| l["event"] == "listening");
+    leader.wait_for_nth("leading again", 2, |l| l["event"] == "leading");
     assert_answers(&leader, &ids, &numbers);
 }
 
