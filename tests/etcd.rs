@@ -336,6 +336,13 @@ fn a_standby_serves_its_clients_and_the_leader_runs_their_jobs() {
     assert!(!cancel.status.success(), "{}", describe(&cancel));
     let stderr = String::from_utf8_lossy(&cancel.stderr);
     assert!(stderr.contains("standby"), "{stderr}");
+    let tree = standby.cli(&["tree"]);
+    assert!(!tree.status.success(), "{}", describe(&tree));
+    let stderr = String::from_utf8_lossy(&tree.stderr);
+    assert!(
+        stderr.contains("standby") && stderr.contains(named),
+        "{stderr}"
+    );
 }
 
 /// Benchmark, not in CI: `FAILOVERS` (default 5) kill -9s of the leader, each followed by the

@@ -202,6 +202,19 @@ fn not_in_flight(ctx: &PoolContext, id: JobId) -> String {
 }
 
 /// The live supervision tree, with the balancer's view of each tester's load.
+/// A standby runs no tree: requests about its actors are answered with where they run.
+pub async fn standby_refusal(ctx: &PoolContext) -> Option<Response> {
+    match ctx.journal.role().await {
+        Role::Leader => None,
+        Role::Standby { leader } => Some(Response::Failed {
+            message: format!(
+                "this daemon is a standby: the leading daemon ({}) runs the supervision tree",
+                leader.as_deref().unwrap_or("unknown right now")
+            ),
+        }),
+    }
+}
+
 pub async fn tree(ctx: &PoolContext) -> Response {
     let loads = balancer_snapshot().await;
     Response::Tree(crate::tree::describe(ctx, loads.as_ref()).await)

@@ -132,6 +132,14 @@ impl Connection {
     }
 
     async fn serve(&self, request: Request) {
+        if matches!(
+            request,
+            Request::Tree | Request::Kill { .. } | Request::Area { .. }
+        ) {
+            if let Some(refusal) = admin::standby_refusal(&self.shared.ctx).await {
+                return self.send(refusal, 0);
+            }
+        }
         match request {
             Request::Submit { numbers, wait } => self.submit(numbers, wait).await,
             Request::Results { ids, wait } => self.results(ids, wait).await,
