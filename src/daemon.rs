@@ -109,14 +109,15 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
             log_level: options.log_level.clone(),
         },
     ));
-    tokio::spawn(reload_on_hangup(Arc::clone(&reloader))?);
+    let mut tasks = Tasks::default();
+    tasks.spawn(reload_on_hangup(Arc::clone(&reloader))?);
     if let Some(changes) = journal.remote_changes() {
-        tokio::spawn(follow_remote(changes, Arc::clone(&ctx.outcomes)));
+        tasks.spawn(follow_remote(changes, Arc::clone(&ctx.outcomes)));
     }
     let (activity, outcomes) = (Arc::clone(&ctx.activity), Arc::clone(&ctx.outcomes));
     let (close, closing) = watch::channel(false);
     let (alive, mut connections_done) = mpsc::channel(1);
-    tokio::spawn(monitor::run(
+    tasks.spawn(monitor::run(
         ctx.clone(),
         options.data_dir.clone(),
         options.alarms,
@@ -160,7 +161,11 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
     drop(listener);
     match ended {
         Ended::Signal => {}
-        Ended::RootGaveUp => return Err(give_up(&events, journal.as_ref()).into()),
+        Ended::RootGaveUp => {
+            let gave_up = give_up(&events, journal.as_ref());
+            journal.resign().await;
+            return Err(gave_up.into());
+        }
         // Another daemon leads the journal: stop at once, tree and connections (nothing more
         // of ours can be written); the caller campaigns again, as a standby.
         Ended::Deposed(reason) => {
@@ -168,6 +173,7 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
                 let _ = root.kill_and_wait(Some(TREE_STOP_TIMEOUT)).await;
             }
             let _ = close.send(true);
+            journal.resign().await;
             return Err(Deposed(reason).into());
         }
     }
@@ -196,10 +202,29 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
         );
     }
     events.record(Event::new(EventKind::DaemonStop, ROOT));
-    journal.flush()?;
+    let flushed = journal.flush();
+    // Whatever the flush did: what was acknowledged is durable, and the standby need not wait.
     journal.resign().await;
+    flushed?;
     info!(event = "stopped", "journal flushed, socket removed");
     Ok(())
+}
+
+/// This run's background tasks, aborted when it ends however it ends: a deposed daemon runs
+/// again in-process, and the old tasks must not keep the old journal (and its lease) alive.
+#[derive(Default)]
+struct Tasks(Vec<tokio::task::AbortHandle>);
+
+impl Tasks {
+    fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.0.push(tokio::spawn(task).abort_handle());
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        self.0.iter().for_each(tokio::task::AbortHandle::abort);
+    }
 }
 
 /// Passes on what other daemons did to a shared journal: jobs a standby accepted go to the

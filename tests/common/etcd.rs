@@ -81,23 +81,34 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(dir: &Path) -> Cluster {
-        let members = (0..3)
-            .map(|i| Member {
-                name: format!("m{i}"),
-                client: free_port(),
-                peer: free_port(),
-                child: None,
-            })
-            .collect();
-        let mut cluster = Cluster {
-            dir: dir.to_path_buf(),
-            members,
-        };
-        let ready: Vec<_> = (0..3).map(|i| cluster.spawn(i)).collect();
-        for (i, ready) in ready.into_iter().enumerate() {
-            cluster.wait_ready(i, ready);
+        let mut attempt = 0;
+        loop {
+            let members = (0..3)
+                .map(|i| Member {
+                    name: format!("m{i}"),
+                    client: free_port(),
+                    peer: free_port(),
+                    child: None,
+                })
+                .collect();
+            let mut cluster = Cluster {
+                dir: dir.to_path_buf(),
+                members,
+            };
+            let ready: Vec<_> = (0..3).map(|i| cluster.spawn(i)).collect();
+            let up = ready
+                .into_iter()
+                .all(|ready| ready.recv_timeout(READY_TIMEOUT).is_ok());
+            if up {
+                return cluster;
+            }
+            // A member that exits at once lost one of its ports to another test between
+            // free_port() and its bind: start over on fresh ports, a few times.
+            drop(cluster);
+            attempt += 1;
+            assert!(attempt < 5, "etcd cluster not ready in {READY_TIMEOUT:?}");
+            let _ = std::fs::remove_dir_all(dir);
         }
-        cluster
     }
 
     /// Starts member `i` (again): etcd ignores the --initial-* flags once its data dir exists.

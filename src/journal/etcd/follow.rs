@@ -134,7 +134,8 @@ impl Follower {
                         let _ = self.changes.send(change);
                     }
                 }
-                Err(e) => warn!(reason = %e, job = id, "ignoring an unreadable job record"),
+                Err(e) => warn!(reason = %e, job = id, event = "unreadable_record",
+                                "ignoring an unreadable job record"),
             }
         } else if let Some(event_key) = name.strip_prefix("event/") {
             match kind {
@@ -172,7 +173,8 @@ impl Follower {
                 let _ = self.changes.send(change);
             }
         }
-        state.events = snapshot.events;
+        // Merged: events of ours not written yet stay.
+        state.events.extend(snapshot.events);
         drop(state);
         self.seen.send_replace(at);
         at

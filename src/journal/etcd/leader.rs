@@ -36,8 +36,15 @@ impl Lease {
     /// holds goes at once rather than after its TTL.
     async fn revoke(self) {
         self.keeper.abort();
-        let mut client = self.client;
+        let mut client = self.client.clone();
         let _ = tokio::time::timeout(Duration::from_secs(2), client.lease_revoke(self.id)).await;
+    }
+}
+
+/// A lease nobody holds any more is not kept alive: it expires after its TTL.
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.keeper.abort();
     }
 }
 

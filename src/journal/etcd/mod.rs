@@ -469,9 +469,10 @@ impl Candidate {
         let txn = Txn::new().when([fence.clone()]).and_then([put]);
         let mut client = self.client.clone();
         match tokio::time::timeout(CALL_TIMEOUT, client.txn(txn)).await {
-            Ok(Ok(reply)) if reply.succeeded() => {
-                Ok(reply.header().map_or(0, |header| header.revision()))
-            }
+            Ok(Ok(reply)) if reply.succeeded() => reply
+                .header()
+                .map(|header| header.revision())
+                .ok_or_else(|| "etcd answered the epoch write without a revision".to_string()),
             Ok(Ok(_)) => Err("lost the election before the first write".into()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("no answer from etcd within {CALL_TIMEOUT:?}")),
@@ -584,13 +585,23 @@ async fn reserve_ids(client: &Client, prefix: &str, floor: u64) -> Result<(u64, 
 }
 
 /// The operations that write `keys` as the mirror holds them now.
+/// A standby's job records are written only where no record exists yet, each on its own (a
+/// nested transaction), so that a retried write (the first may have landed unanswered) never
+/// overwrites the answer the leader stored since, nor holds back the other records.
 fn operations(state: &State, prefix: &str, keys: &[Dirty]) -> Result<Vec<TxnOp>, JournalError> {
+    let create_only = state.fence.is_none();
     keys.iter()
         .filter_map(|key| match key {
-            Dirty::Job(id) => state
-                .jobs
-                .get(id)
-                .map(|record| encode(record).map(|v| TxnOp::put(job_key(prefix, *id), v, None))),
+            Dirty::Job(id) => state.jobs.get(id).map(|record| {
+                let key = job_key(prefix, *id);
+                let put = TxnOp::put(key.clone(), encode(record)?, None);
+                Ok(if create_only {
+                    let absent = Compare::create_revision(key, CompareOp::Equal, 0);
+                    TxnOp::txn(Txn::new().when([absent]).and_then([put]))
+                } else {
+                    put
+                })
+            }),
             Dirty::Event(name) => state.events.get(name).map(|event| {
                 encode(event).map(|v| TxnOp::put(format!("{prefix}event/{name}"), v, None))
             }),
@@ -610,44 +621,17 @@ struct Committer {
     wake: Arc<Notify>,
 }
 
-/// What a transaction of `keys` must find: the leader's fence; for a standby, that none of
-/// its jobs exists yet, so that a retried write (the first may have landed, unanswered) can
-/// never overwrite the answer the leader stored since.
-fn conditions(state: &State, prefix: &str, keys: &[Dirty]) -> Vec<Compare> {
-    match &state.fence {
-        Some(fence) => vec![fence.clone()],
-        None => keys
-            .iter()
-            .filter_map(|key| match key {
-                Dirty::Job(id) => Some(Compare::create_revision(
-                    job_key(prefix, *id),
-                    CompareOp::Equal,
-                    0,
-                )),
-                _ => None,
-            })
-            .collect(),
-    }
-}
-
-/// How a transaction that found its conditions false is taken: the leader was deposed; a
-/// standby's jobs were written by an earlier try.
-fn refused(state: &State) -> Result<(), CommitError> {
-    match state.role {
-        Role::Leader => Err(CommitError::Deposed),
-        Role::Standby => Ok(()),
-    }
-}
-
 impl Committer {
-    /// One fenced transaction, retried while etcd is merely unavailable, for a while.
-    async fn commit(&mut self, when: Vec<Compare>, ops: Vec<TxnOp>) -> Result<(), CommitError> {
+    /// One transaction, fenced if this daemon led when it was built (only a fenced one can be
+    /// refused), retried while etcd is merely unavailable, for a while.
+    async fn commit(&mut self, fence: Option<Compare>, ops: Vec<TxnOp>) -> Result<(), CommitError> {
         let started = Instant::now();
         loop {
-            let txn = Txn::new().when(when.clone()).and_then(ops.clone());
+            let txn = Txn::new().when(fence.clone().into_iter().collect::<Vec<_>>());
+            let txn = txn.and_then(ops.clone());
             let error = match tokio::time::timeout(CALL_TIMEOUT, self.client.txn(txn)).await {
                 Ok(Ok(reply)) if reply.succeeded() => return Ok(()),
-                Ok(Ok(_)) => return refused(&lock(&self.state)),
+                Ok(Ok(_)) => return Err(CommitError::Deposed),
                 Ok(Err(e)) => e.to_string(),
                 Err(_) => format!("no answer from etcd within {CALL_TIMEOUT:?}"),
             };
@@ -718,9 +702,9 @@ async fn commit_loop(
                 return;
             }
             let (keys, newest) = batch::take(&mut state.dirty);
-            let when = conditions(&state, &committer.prefix, &keys);
+            let fence = state.fence.clone();
             let ops = operations(&state, &committer.prefix, &keys);
-            (keys, newest, ops.map(|ops| (when, ops)))
+            (keys, newest, ops.map(|ops| (fence, ops)))
         };
         if keys.is_empty() {
             // Everything is written and the journal is gone: nothing more can come.
@@ -734,7 +718,7 @@ async fn commit_loop(
             continue;
         }
         let result = match ops {
-            Ok((when, ops)) => committer.commit(when, ops).await,
+            Ok((fence, ops)) => committer.commit(fence, ops).await,
             Err(e) => Err(CommitError::Unavailable(e.to_string())),
         };
         match result {
