@@ -7,6 +7,9 @@ use std::collections::{HashSet, VecDeque};
 
 /// etcd's default limit of operations per txn.
 pub const MAX_OPS: usize = 128;
+/// Per txn of nested txns (a standby's records): etcd allows a nested txn only the
+/// operations its parent leaves under the limit, so half of it leaves plenty.
+pub const MAX_NESTED_OPS: usize = MAX_OPS / 2;
 /// Leaves room under etcd's 1.5 MiB request limit for keys and framing.
 pub const MAX_BYTES: usize = 1 << 20;
 
@@ -16,10 +19,11 @@ pub const MAX_BYTES: usize = 1 << 20;
 /// both changes.
 pub fn take<K: Clone + Eq + std::hash::Hash>(
     dirty: &mut VecDeque<(u64, K, usize)>,
+    max_ops: usize,
 ) -> (Vec<K>, u64) {
     let (mut keys, mut seen, mut bytes, mut newest) = (Vec::new(), HashSet::new(), 0, 0);
     while let Some((ticket, key, size)) = dirty.front() {
-        let full = keys.len() == MAX_OPS || (!keys.is_empty() && bytes + size > MAX_BYTES);
+        let full = keys.len() == max_ops || (!keys.is_empty() && bytes + size > MAX_BYTES);
         if full {
             break;
         }
@@ -44,7 +48,7 @@ mod tests {
     #[test]
     fn a_key_changed_twice_is_written_once() {
         let mut dirty = queue(&[(1, "a", 10), (2, "b", 10), (3, "a", 10), (4, "c", 10)]);
-        assert_eq!(take(&mut dirty), (vec!["a", "b", "c"], 4));
+        assert_eq!(take(&mut dirty, MAX_OPS), (vec!["a", "b", "c"], 4));
         assert!(dirty.is_empty());
     }
 
@@ -56,11 +60,11 @@ mod tests {
             .enumerate()
             .map(|(i, k)| (i as u64, k.clone(), 1))
             .collect();
-        assert_eq!(take(&mut dirty).0.len(), MAX_OPS);
+        assert_eq!(take(&mut dirty, MAX_OPS).0.len(), MAX_OPS);
         let mut big = VecDeque::from([(1, "x", MAX_BYTES - 5), (2, "y", 10), (3, "z", 1)]);
-        assert_eq!(take(&mut big), (vec!["x"], 1));
+        assert_eq!(take(&mut big, MAX_OPS), (vec!["x"], 1));
         // A single value over the limit still goes, alone.
         let mut huge = VecDeque::from([(7, "h", 2 * MAX_BYTES)]);
-        assert_eq!(take(&mut huge), (vec!["h"], 7));
+        assert_eq!(take(&mut huge, MAX_OPS), (vec!["h"], 7));
     }
 }

@@ -701,7 +701,11 @@ async fn commit_loop(
                 });
                 return;
             }
-            let (keys, newest) = batch::take(&mut state.dirty);
+            let max_ops = match state.fence {
+                Some(_) => batch::MAX_OPS,
+                None => batch::MAX_NESTED_OPS,
+            };
+            let (keys, newest) = batch::take(&mut state.dirty, max_ops);
             let fence = state.fence.clone();
             let ops = operations(&state, &committer.prefix, &keys);
             (keys, newest, ops.map(|ops| (fence, ops)))
@@ -1021,7 +1025,7 @@ mod tests {
             state.jobs.insert(id, big.clone());
             state.mark_job(id);
         }
-        let (keys, newest) = batch::take(&mut state.dirty);
+        let (keys, newest) = batch::take(&mut state.dirty, batch::MAX_OPS);
         assert!(
             keys.len() < 128,
             "128 records of 12.5 KB exceed one etcd request"
