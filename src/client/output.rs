@@ -290,10 +290,10 @@ impl<W: Write> Printer<W> {
         if self.json {
             return self.line(status);
         }
-        let balancer = if status.balancer.available {
-            "up"
-        } else {
-            "restarting"
+        let balancer = match (status.role, status.balancer.available) {
+            (DaemonRole::Standby, _) => "none here",
+            (DaemonRole::Leader, true) => "up",
+            (DaemonRole::Leader, false) => "restarting",
         };
         if status.role == DaemonRole::Standby {
             let leader = status.leader.as_deref().unwrap_or("unknown");

@@ -360,7 +360,7 @@ impl EtcdJournal {
         &self,
         id: JobId,
         what: &'static str,
-        change: impl FnOnce(&mut JobRecord) -> Option<R>,
+        change: impl FnOnce(&mut JobRecord, &mut Counts) -> Option<R>,
     ) -> Result<(Option<R>, Ticket), JournalError> {
         let mut state = lock(&self.state);
         if state.role == Role::Standby {
@@ -370,14 +370,23 @@ impl EtcdJournal {
                     .into(),
             ));
         }
-        let record = state
-            .jobs
-            .get_mut(&id)
-            .ok_or_else(|| JournalError::Corrupt {
-                key: job_key(&self.target.prefix, id),
-                reason: format!("{what}: no such job"),
-            })?;
-        let Some(changed) = change(record) else {
+        let State {
+            jobs,
+            in_flight,
+            completed,
+            ..
+        } = &mut *state;
+        let record = jobs.get_mut(&id).ok_or_else(|| JournalError::Corrupt {
+            key: job_key(&self.target.prefix, id),
+            reason: format!("{what}: no such job"),
+        })?;
+        let mut counts = Counts {
+            in_flight: *in_flight,
+            completed: *completed,
+        };
+        let changed = change(record, &mut counts);
+        (*in_flight, *completed) = (counts.in_flight, counts.completed);
+        let Some(changed) = changed else {
             return Ok((None, state.last_ticket));
         };
         let ticket = state.mark_job(id);
@@ -794,7 +803,9 @@ impl Journal for EtcdJournal {
     }
 
     fn record_attempt(&self, id: JobId, attempts: u32) -> Result<(), JournalError> {
-        self.change(id, "record attempt", |record| record.note_attempt(attempts))?;
+        self.change(id, "record attempt", |record, _| {
+            record.note_attempt(attempts)
+        })?;
         Ok(())
     }
 
@@ -805,19 +816,20 @@ impl Journal for EtcdJournal {
         attempts: u32,
     ) -> Result<(Completion, Ticket), JournalError> {
         let mut existing = None;
-        let (recorded, ticket) = self.change(id, "complete", |record| {
-            record
+        let (recorded, ticket) = self.change(id, "complete", |record, counts| {
+            let recorded = record
                 .complete(id, verdict, attempts)
                 .map_err(|answered| existing = Some(answered))
-                .ok()
+                .ok();
+            // Counted under the same lock as the change, so status never sees them apart.
+            if recorded.is_some() {
+                counts.in_flight = counts.in_flight.saturating_sub(1);
+                counts.completed += 1;
+            }
+            recorded
         })?;
         let completion = match (recorded, existing) {
-            (Some(result), _) => {
-                let mut state = lock(&self.state);
-                state.in_flight = state.in_flight.saturating_sub(1);
-                state.completed += 1;
-                Completion::Recorded(result)
-            }
+            (Some(result), _) => Completion::Recorded(result),
             (None, Some(result)) => Completion::AlreadyRecorded(result),
             (None, None) => {
                 return Err(JournalError::Corrupt {
@@ -830,7 +842,7 @@ impl Journal for EtcdJournal {
     }
 
     fn record_fault(&self, id: JobId) -> Result<u32, JournalError> {
-        let (faults, _) = self.change(id, "record fault", |record| Some(record.add_fault()))?;
+        let (faults, _) = self.change(id, "record fault", |record, _| Some(record.add_fault()))?;
         faults.ok_or_else(|| JournalError::Corrupt {
             key: job_key(&self.target.prefix, id),
             reason: "fault not recorded".into(),
