@@ -18,7 +18,9 @@
 //! (another daemon took over) deposes it.
 //!
 //! Keys under the target's prefix: `job/<id:016x>` → the job record; `next_id` → the first id
-//! not yet reserved; `event/<at_ms:016x><origin:016x><seq:016x>` → an event. Ids come from
+//! not yet reserved; `event/<at_ms:016x><origin:016x><seq:016x>` → an event; `format` → the
+//! record format (the sled backend's); `leader/…` → the election's keys; `epoch` → the
+//! current leader's election revision. Ids come from
 //! blocks reserved by compare-and-swap on `next_id`, so that two daemons never allocate the
 //! same id; the next block is reserved in the background before the current one runs out.
 
@@ -233,6 +235,7 @@ impl EtcdJournal {
         let client = Client::connect(&target.endpoints, Some(connect))
             .await
             .map_err(|e| open_error(e.to_string()))?;
+        check_format(&client, &target).await?;
         let (mut state, revision) = load(&client, &target.prefix).await.map_err(open_error)?;
         // Never below an id already used, whatever next_id says.
         let floor = state
@@ -546,6 +549,47 @@ async fn load(client: &Client, prefix: &str) -> Result<(State, i64), String> {
             _ => return Ok((state, revision)),
         }
     }
+}
+
+/// Refuses a journal in another record format, and marks a new one (or one written before the
+/// mark existed) with ours, as the sled backend does.
+async fn check_format(client: &Client, target: &EtcdTarget) -> Result<(), JournalError> {
+    let key = format!("{}format", target.prefix);
+    let ours = super::sled_journal::FORMAT;
+    let open_error = |reason: String| JournalError::Open {
+        path: target.to_string().into(),
+        reason,
+    };
+    let absent = Compare::create_revision(key.clone(), CompareOp::Equal, 0);
+    let mark = TxnOp::put(key.clone(), ours.to_be_bytes().to_vec(), None);
+    let txn = Txn::new()
+        .when([absent])
+        .and_then([mark])
+        .or_else([TxnOp::get(key, None)]);
+    let mut client = client.clone();
+    let reply = tokio::time::timeout(CALL_TIMEOUT, client.txn(txn))
+        .await
+        .map_err(|_| open_error(format!("no answer from etcd within {CALL_TIMEOUT:?}")))?
+        .map_err(|e| open_error(e.to_string()))?;
+    if reply.succeeded() {
+        return Ok(());
+    }
+    let stored = reply.op_responses().into_iter().find_map(|op| match op {
+        etcd_client::TxnOpResponse::Get(get) => get.kvs().first().map(|kv| kv.value().to_vec()),
+        _ => None,
+    });
+    let found = stored
+        .and_then(|bytes| <[u8; 4]>::try_from(bytes.as_slice()).ok())
+        .map(u32::from_be_bytes)
+        .ok_or_else(|| open_error("its format mark is not a 4-byte number".into()))?;
+    if found == ours {
+        return Ok(());
+    }
+    Err(JournalError::Format {
+        path: target.to_string().into(),
+        found,
+        expected: ours,
+    })
 }
 
 /// Reserves the next block of ids by compare-and-swap on `next_id`, never below `floor`.
