@@ -175,6 +175,13 @@ pub trait Journal: Send + Sync + 'static {
         Box::pin(std::future::ready(Ok(())))
     }
 
+    /// For an id this daemon does not know: waits until its view of a shared journal holds
+    /// the job if another daemon wrote it before the call (a view lags by a watch event); at
+    /// once for a local journal.
+    fn catch_up(&self, _id: JobId) -> BoxFuture<()> {
+        Box::pin(std::future::ready(()))
+    }
+
     /// Gives up leading a shared journal (at shutdown, after the last write), so that a
     /// standby takes over at once rather than when the lease runs out.
     fn resign(&self) -> BoxFuture<()> {

@@ -297,7 +297,13 @@ impl Connection {
                 }
                 outcomes.watch(&[id], &self.out);
             }
-            let lookup = self.shared.ctx.journal.lookup(id);
+            let journal = &self.shared.ctx.journal;
+            let mut lookup = journal.lookup(id);
+            if matches!(lookup, Ok(Lookup::Unknown)) {
+                // Perhaps written by another daemon on a shared journal, and not seen yet.
+                journal.catch_up(id).await;
+                lookup = journal.lookup(id);
+            }
             if matches!(lookup, Ok(Lookup::Pending)) {
                 if !wait {
                     self.send(Response::Pending { id }, 0);

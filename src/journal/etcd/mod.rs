@@ -491,6 +491,24 @@ impl Candidate {
         }
     }
 
+    /// Reads job `id` from etcd itself, and if it is there, waits (for a while) until the
+    /// watch has brought it into the mirror.
+    async fn catch_up(self, id: JobId) {
+        let mut client = self.client.clone();
+        let key = job_key(&self.target.prefix, id);
+        let options = GetOptions::new().with_keys_only();
+        let written = match tokio::time::timeout(CALL_TIMEOUT, client.get(key, Some(options))).await
+        {
+            Ok(Ok(reply)) => reply.kvs().first().map(|kv| kv.mod_revision()),
+            _ => None,
+        };
+        if let Some(revision) = written {
+            let mut seen = self.seen.clone();
+            let _ =
+                tokio::time::timeout(CALL_TIMEOUT, seen.wait_for(|&seen| seen >= revision)).await;
+        }
+    }
+
     /// Asks etcd who leads (for `status` on a standby).
     async fn leader_name(&self) -> Option<String> {
         let mut client = self.client.clone();
@@ -1007,6 +1025,10 @@ impl Journal for EtcdJournal {
                 leader: candidate.leader_name().await,
             }
         })
+    }
+
+    fn catch_up(&self, id: JobId) -> BoxFuture<()> {
+        Box::pin(self.candidate.clone().catch_up(id))
     }
 
     fn resign(&self) -> BoxFuture<()> {
