@@ -15,7 +15,8 @@ use etcd_client::{Client, EventType, WatchOptions};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use super::{decode, load, lock, Role, State, MAX_REPLY};
+use super::store::load;
+use super::{decode, lock, Role, State, MAX_REPLY};
 use crate::events::Event;
 use crate::job::JobId;
 use crate::journal::record::JobRecord;

@@ -25,22 +25,29 @@
 //! same id; the next block is reserved in the background before the current one runs out.
 
 mod batch;
+mod candidate;
+mod commit;
 mod follow;
 mod leader;
+mod store;
 mod target;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp};
+use etcd_client::{Client, Compare, ConnectOptions};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 
 pub use target::EtcdTarget;
+
+use candidate::Candidate;
+use commit::{commit_loop, Committer, Progress};
+use store::{check_format, load, reserve_ids};
 
 use super::record::{JobRecord, StoredTask};
 use super::{
@@ -52,8 +59,6 @@ use crate::job::{now_ms, InFlight, Job, JobId, Task, Verdict};
 
 /// Ids reserved at a time; the next block is fetched once half of one is used.
 const ID_BLOCK: u64 = 1 << 16;
-/// Keys per read when loading the mirror.
-const PAGE: i64 = 1024;
 /// Largest reply accepted: a page of records of 10,000-digit numbers is several MiB (the
 /// client's default limit is 4 MiB).
 const MAX_REPLY: usize = 256 << 20;
@@ -63,12 +68,8 @@ const MAX_REPLY: usize = 256 << 20;
 const COMMIT_PATIENCE: Duration = Duration::from_secs(5);
 /// Bounds one etcd call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
-/// Pause between retries while etcd is unavailable.
-const RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// Jobs handed out per `in_flight` chunk.
 const SCAN_CHUNK: usize = 4096;
-/// Pause before campaigning again after a failed campaign.
-const CAMPAIGN_PAUSE: Duration = Duration::from_secs(1);
 
 /// What this daemon may write.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -146,23 +147,6 @@ impl State {
         let size = self.jobs.get(&id).map_or(64, record_size);
         self.mark(Dirty::Job(id), size)
     }
-}
-
-/// Why a commit failed.
-enum CommitError {
-    /// etcd cannot commit now (no quorum, no reachable member): retried.
-    Unavailable(String),
-    /// The fence refused it: another daemon leads.
-    Deposed,
-}
-
-/// How far the committer got: tickets up to `durable` are in etcd; those up to `failed` were
-/// waited for while etcd could not commit, and their waiters were told why.
-#[derive(Debug, Clone, Default)]
-struct Progress {
-    durable: Ticket,
-    failed: Ticket,
-    reason: String,
 }
 
 pub struct EtcdJournal {
@@ -396,426 +380,6 @@ impl EtcdJournal {
         drop(state);
         self.wake.notify_one();
         Ok((Some(changed), ticket))
-    }
-}
-
-/// What campaigning needs, apart from the journal (so that it can outlive a borrow of it).
-#[derive(Clone)]
-struct Candidate {
-    client: Client,
-    target: EtcdTarget,
-    name: String,
-    lease_ttl: Duration,
-    state: Arc<Mutex<State>>,
-    seen: watch::Receiver<i64>,
-    deposer: Arc<watch::Sender<Option<String>>>,
-    /// Held while leading: given up at shutdown.
-    leadership: Arc<Mutex<Option<leader::Leadership>>>,
-}
-
-impl Candidate {
-    /// Campaigns until elected, then makes sure the mirror holds everything written before
-    /// (a fenced write, awaited on the watch: everything before it was seen) and only then
-    /// writes as the leader. A failed campaign is tried again.
-    async fn take_lead(self) -> Result<(), JournalError> {
-        let election = format!("{}leader", self.target.prefix);
-        loop {
-            let leadership = match leader::campaign(
-                &self.client,
-                election.clone(),
-                self.name.clone(),
-                self.lease_ttl,
-            )
-            .await
-            {
-                Ok(leadership) => leadership,
-                Err(reason) => {
-                    warn!(reason = %reason, event = "campaign_failed", "campaigning again");
-                    tokio::time::sleep(CAMPAIGN_PAUSE).await;
-                    continue;
-                }
-            };
-            info!(journal = %self.target, event = "elected",
-                  "this daemon leads: catching up with the journal");
-            let fence = leadership.fence();
-            let revision = match self.mark_epoch(&fence, leadership.revision).await {
-                Ok(revision) => revision,
-                Err(reason) => {
-                    warn!(reason = %reason, event = "campaign_failed", "campaigning again");
-                    leadership.resign().await;
-                    tokio::time::sleep(CAMPAIGN_PAUSE).await;
-                    continue;
-                }
-            };
-            let mut seen = self.seen.clone();
-            seen.wait_for(|&seen| seen >= revision)
-                .await
-                .map_err(|_| JournalError::Closed)?;
-            {
-                let mut state = lock(&self.state);
-                state.role = Role::Leader;
-                state.fence = Some(fence);
-            }
-            tokio::spawn(watch_lease(
-                leadership.lost.clone(),
-                Arc::clone(&self.state),
-                Arc::clone(&self.deposer),
-            ));
-            *self
-                .leadership
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = Some(leadership);
-            info!(journal = %self.target, revision, event = "leading", "caught up: leading");
-            return Ok(());
-        }
-    }
-
-    /// The new leader's first write, `epoch` = its election revision: fenced, so it proves
-    /// the election still holds, and its revision is where the mirror must have caught up to.
-    async fn mark_epoch(&self, fence: &Compare, epoch: i64) -> Result<i64, String> {
-        let put = TxnOp::put(
-            format!("{}epoch", self.target.prefix),
-            epoch.to_be_bytes().to_vec(),
-            None,
-        );
-        let txn = Txn::new().when([fence.clone()]).and_then([put]);
-        let mut client = self.client.clone();
-        match tokio::time::timeout(CALL_TIMEOUT, client.txn(txn)).await {
-            Ok(Ok(reply)) if reply.succeeded() => reply
-                .header()
-                .map(|header| header.revision())
-                .ok_or_else(|| "etcd answered the epoch write without a revision".to_string()),
-            Ok(Ok(_)) => Err("lost the election before the first write".into()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no answer from etcd within {CALL_TIMEOUT:?}")),
-        }
-    }
-
-    /// Reads job `id` from etcd itself, and if it is there, waits (for a while) until the
-    /// watch has brought it into the mirror.
-    async fn catch_up(self, id: JobId) {
-        let mut client = self.client.clone();
-        let key = job_key(&self.target.prefix, id);
-        let options = GetOptions::new().with_keys_only();
-        let written = match tokio::time::timeout(CALL_TIMEOUT, client.get(key, Some(options))).await
-        {
-            Ok(Ok(reply)) => reply.kvs().first().map(|kv| kv.mod_revision()),
-            _ => None,
-        };
-        if let Some(revision) = written {
-            let mut seen = self.seen.clone();
-            let _ =
-                tokio::time::timeout(CALL_TIMEOUT, seen.wait_for(|&seen| seen >= revision)).await;
-        }
-    }
-
-    /// Asks etcd who leads (for `status` on a standby).
-    async fn leader_name(&self) -> Option<String> {
-        let mut client = self.client.clone();
-        let election = format!("{}leader", self.target.prefix);
-        let reply = tokio::time::timeout(CALL_TIMEOUT, client.leader(election))
-            .await
-            .ok()?
-            .ok()?;
-        reply
-            .kv()
-            .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
-    }
-}
-
-/// Reads every record under `prefix` into a fresh mirror: one snapshot (every page at the
-/// first page's revision), in pages whose replies may be large (records of big numbers).
-async fn load(client: &Client, prefix: &str) -> Result<(State, i64), String> {
-    let mut kv = client.kv_client().max_decoding_message_size(MAX_REPLY);
-    let mut state = State::default();
-    let mut from = prefix.as_bytes().to_vec();
-    let mut revision = 0;
-    loop {
-        let options = GetOptions::new()
-            .with_range(prefix_end(prefix))
-            .with_limit(PAGE)
-            .with_revision(revision);
-        let page = tokio::time::timeout(CALL_TIMEOUT, kv.get(from.clone(), Some(options)))
-            .await
-            .map_err(|_| format!("no answer from etcd within {CALL_TIMEOUT:?}"))?
-            .map_err(|e| e.to_string())?;
-        if revision == 0 {
-            revision = page.header().map_or(0, |h| h.revision());
-        }
-        for kv in page.kvs() {
-            let key = String::from_utf8_lossy(kv.key()).into_owned();
-            let name = key.strip_prefix(prefix).unwrap_or(&key);
-            if let Some(hex) = name.strip_prefix("job/") {
-                let id = JobId::from_str_radix(hex, 16).map_err(|e| format!("{key}: {e}"))?;
-                let record: JobRecord = decode(kv.key(), kv.value()).map_err(|e| e.to_string())?;
-                if record.outcome.is_some() {
-                    state.completed += 1;
-                } else {
-                    state.in_flight += 1;
-                }
-                state.jobs.insert(id, record);
-            } else if let Some(event_key) = name.strip_prefix("event/") {
-                let event: Event = decode(kv.key(), kv.value()).map_err(|e| e.to_string())?;
-                state.events.insert(event_key.to_string(), event);
-            }
-        }
-        match page.kvs().last() {
-            Some(last) if page.more() => {
-                from = last.key().to_vec();
-                from.push(0);
-            }
-            _ => return Ok((state, revision)),
-        }
-    }
-}
-
-/// Refuses a journal in another record format, and marks a new one (or one written before the
-/// mark existed) with ours, as the sled backend does.
-async fn check_format(client: &Client, target: &EtcdTarget) -> Result<(), JournalError> {
-    let key = format!("{}format", target.prefix);
-    let ours = super::sled_journal::FORMAT;
-    let open_error = |reason: String| JournalError::Open {
-        path: target.to_string().into(),
-        reason,
-    };
-    let absent = Compare::create_revision(key.clone(), CompareOp::Equal, 0);
-    let mark = TxnOp::put(key.clone(), ours.to_be_bytes().to_vec(), None);
-    let txn = Txn::new()
-        .when([absent])
-        .and_then([mark])
-        .or_else([TxnOp::get(key, None)]);
-    let mut client = client.clone();
-    let reply = tokio::time::timeout(CALL_TIMEOUT, client.txn(txn))
-        .await
-        .map_err(|_| open_error(format!("no answer from etcd within {CALL_TIMEOUT:?}")))?
-        .map_err(|e| open_error(e.to_string()))?;
-    if reply.succeeded() {
-        return Ok(());
-    }
-    let stored = reply.op_responses().into_iter().find_map(|op| match op {
-        etcd_client::TxnOpResponse::Get(get) => get.kvs().first().map(|kv| kv.value().to_vec()),
-        _ => None,
-    });
-    let found = stored
-        .and_then(|bytes| <[u8; 4]>::try_from(bytes.as_slice()).ok())
-        .map(u32::from_be_bytes)
-        .ok_or_else(|| open_error("its format mark is not a 4-byte number".into()))?;
-    if found == ours {
-        return Ok(());
-    }
-    Err(JournalError::Format {
-        path: target.to_string().into(),
-        found,
-        expected: ours,
-    })
-}
-
-/// Reserves the next block of ids by compare-and-swap on `next_id`, never below `floor`.
-async fn reserve_ids(client: &Client, prefix: &str, floor: u64) -> Result<(u64, u64), String> {
-    let mut client = client.clone();
-    let key = format!("{prefix}next_id");
-    let started = Instant::now();
-    loop {
-        let attempt = async {
-            let current = client.get(key.clone(), None).await?;
-            let (stored, compare) = match current.kvs().first() {
-                Some(kv) => {
-                    let Ok(bytes) = <[u8; 8]>::try_from(kv.value()) else {
-                        return Ok(Err(format!("{key} is not an 8-byte id: refusing to guess")));
-                    };
-                    let revision = kv.mod_revision();
-                    (
-                        u64::from_be_bytes(bytes),
-                        Compare::mod_revision(key.clone(), CompareOp::Equal, revision),
-                    )
-                }
-                None => (1, Compare::version(key.clone(), CompareOp::Equal, 0)),
-            };
-            let start = stored.max(floor);
-            let Some(end) = start.checked_add(ID_BLOCK) else {
-                return Ok(Err(format!("{key} is exhausted ({start})")));
-            };
-            let put = TxnOp::put(key.clone(), end.to_be_bytes().to_vec(), None);
-            let swapped = client
-                .txn(Txn::new().when([compare]).and_then([put]))
-                .await?;
-            Ok::<_, etcd_client::Error>(Ok(swapped.succeeded().then_some((start, end))))
-        };
-        match tokio::time::timeout(CALL_TIMEOUT, attempt).await {
-            Ok(Ok(Ok(Some(block)))) => return Ok(block),
-            Ok(Ok(Err(damaged))) => return Err(damaged),
-            // Another daemon took a block meanwhile: read again.
-            Ok(Ok(Ok(None))) => continue,
-            Ok(Err(e)) if started.elapsed() > COMMIT_PATIENCE => return Err(e.to_string()),
-            Err(_) if started.elapsed() > COMMIT_PATIENCE => {
-                return Err(format!("no answer from etcd within {CALL_TIMEOUT:?}"))
-            }
-            _ => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
-}
-
-/// The operations that write `keys` as the mirror holds them now.
-/// A standby's job records are written only where no record exists yet, each on its own (a
-/// nested transaction), so that a retried write (the first may have landed unanswered) never
-/// overwrites the answer the leader stored since, nor holds back the other records.
-fn operations(state: &State, prefix: &str, keys: &[Dirty]) -> Result<Vec<TxnOp>, JournalError> {
-    let create_only = state.fence.is_none();
-    keys.iter()
-        .filter_map(|key| match key {
-            Dirty::Job(id) => state.jobs.get(id).map(|record| {
-                let key = job_key(prefix, *id);
-                let put = TxnOp::put(key.clone(), encode(record)?, None);
-                Ok(if create_only {
-                    let absent = Compare::create_revision(key, CompareOp::Equal, 0);
-                    TxnOp::txn(Txn::new().when([absent]).and_then([put]))
-                } else {
-                    put
-                })
-            }),
-            Dirty::Event(name) => state.events.get(name).map(|event| {
-                encode(event).map(|v| TxnOp::put(format!("{prefix}event/{name}"), v, None))
-            }),
-            Dirty::DropEvent(name) => {
-                Some(Ok(TxnOp::delete(format!("{prefix}event/{name}"), None)))
-            }
-        })
-        .collect()
-}
-
-/// What the committer needs: where to write, and the mirror (with the fence every write must
-/// pass once this daemon leads).
-struct Committer {
-    client: Client,
-    prefix: String,
-    state: Arc<Mutex<State>>,
-    wake: Arc<Notify>,
-}
-
-impl Committer {
-    /// One transaction, fenced if this daemon led when it was built (only a fenced one can be
-    /// refused), retried while etcd is merely unavailable, for a while.
-    async fn commit(&mut self, fence: Option<Compare>, ops: Vec<TxnOp>) -> Result<(), CommitError> {
-        let started = Instant::now();
-        loop {
-            let txn = Txn::new().when(fence.clone().into_iter().collect::<Vec<_>>());
-            let txn = txn.and_then(ops.clone());
-            let error = match tokio::time::timeout(CALL_TIMEOUT, self.client.txn(txn)).await {
-                Ok(Ok(reply)) if reply.succeeded() => return Ok(()),
-                Ok(Ok(_)) => return Err(CommitError::Deposed),
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => format!("no answer from etcd within {CALL_TIMEOUT:?}"),
-            };
-            if started.elapsed() >= COMMIT_PATIENCE {
-                return Err(CommitError::Unavailable(error));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Puts a failed batch back in front (it is retried) and says up to which ticket the
-    /// waiters are to be told it failed.
-    fn put_back(&self, keys: Vec<Dirty>, newest: Ticket, reason: &str) -> Ticket {
-        let mut state = lock(&self.state);
-        for key in keys.into_iter().rev() {
-            state.dirty.push_front((newest, key, 64));
-        }
-        if state.unavailable.is_none() {
-            warn!(reason = %reason, event = "journal_unavailable",
-                  "etcd cannot commit: refusing new jobs until it can");
-        }
-        state.unavailable = Some(reason.to_string());
-        state.last_ticket
-    }
-}
-
-/// Stops writing (and says why) as soon as the leadership lease is lost.
-async fn watch_lease(
-    mut lost: watch::Receiver<Option<String>>,
-    state: Arc<Mutex<State>>,
-    deposed: Arc<watch::Sender<Option<String>>>,
-) {
-    let reason = match lost.wait_for(Option::is_some).await {
-        Ok(reason) => reason.clone().unwrap_or_default(),
-        Err(_) => return,
-    };
-    depose(&state, &deposed, format!("leadership lost: {reason}"));
-}
-
-fn depose(state: &Mutex<State>, deposed: &watch::Sender<Option<String>>, reason: String) {
-    let mut state = lock(state);
-    if state.deposed.is_none() {
-        warn!(reason = %reason, event = "deposed", "this daemon no longer leads");
-        state.deposed = Some(reason.clone());
-        drop(state);
-        let _ = deposed.send(Some(reason));
-    }
-}
-
-/// Writes queued keys to etcd, one transaction at a time, until the journal is dropped or
-/// this daemon is deposed (then every waiter is told, and nothing more is written).
-async fn commit_loop(
-    mut committer: Committer,
-    progress: watch::Sender<Progress>,
-    deposed: Arc<watch::Sender<Option<String>>>,
-    stop: watch::Receiver<()>,
-) {
-    loop {
-        let (keys, newest, ops) = {
-            let mut state = lock(&committer.state);
-            if let Some(reason) = state.deposed.clone() {
-                let failed = state.last_ticket;
-                drop(state);
-                progress.send_modify(|p| {
-                    p.failed = failed;
-                    p.reason = reason;
-                });
-                return;
-            }
-            let max_ops = match state.fence {
-                Some(_) => batch::MAX_OPS,
-                None => batch::MAX_NESTED_OPS,
-            };
-            let (keys, newest) = batch::take(&mut state.dirty, max_ops);
-            let fence = state.fence.clone();
-            let ops = operations(&state, &committer.prefix, &keys);
-            (keys, newest, ops.map(|ops| (fence, ops)))
-        };
-        if keys.is_empty() {
-            // Everything is written and the journal is gone: nothing more can come.
-            if stop.has_changed().is_err() {
-                return;
-            }
-            tokio::select! {
-                () = committer.wake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-            continue;
-        }
-        let result = match ops {
-            Ok((fence, ops)) => committer.commit(fence, ops).await,
-            Err(e) => Err(CommitError::Unavailable(e.to_string())),
-        };
-        match result {
-            Ok(()) => {
-                if lock(&committer.state).unavailable.take().is_some() {
-                    info!(event = "journal_available", "etcd commits again");
-                }
-                progress.send_modify(|p| p.durable = p.durable.max(newest));
-            }
-            Err(CommitError::Deposed) => {
-                let reason = "another daemon leads: a fenced write was refused".to_string();
-                depose(&committer.state, &deposed, reason);
-            }
-            Err(CommitError::Unavailable(reason)) => {
-                let failed = committer.put_back(keys, newest, &reason);
-                progress.send_modify(|p| {
-                    p.failed = failed;
-                    p.reason = reason;
-                });
-                tokio::time::sleep(RETRY_PAUSE).await;
-            }
-        }
     }
 }
 
