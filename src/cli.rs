@@ -200,8 +200,12 @@ pub struct EventsArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_since)]
     pub since: Option<Duration>,
     /// Then keep printing new events as they happen (Ctrl-C to stop).
-    #[arg(long, short)]
+    #[arg(long, short, conflicts_with = "data_dir")]
     pub follow: bool,
+    /// Read the event log from the data dir of a daemon that is not running (one that
+    /// crashed, or will not start) instead of asking a daemon.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -226,3 +226,54 @@ fn events_follow_streams_crashes_and_restarts_as_they_happen() {
     let _ = follower.kill();
     let _ = follower.wait();
 }
+
+#[test]
+fn the_event_log_of_a_stopped_daemon_is_read_from_its_data_dir() {
+    use std::process::Command;
+
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut daemon = Daemon::start_in(tmp.path(), 1, &[]);
+    let out = daemon.cli(&["kill", "tester-1"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    daemon.wait_for("the restart", |l| {
+        l["event"] == "restart" && l["actor"] == "tester-1"
+    });
+    // A job acknowledged after the restart: the flush that made it durable took the events.
+    assert_eq!(daemon.json(&["check", "97"])[0]["prime"], true);
+    let data_dir = daemon.data_dir.clone();
+    let offline = |args: &[&str]| {
+        Command::new(common::BIN)
+            .args(["events", "--json", "--data-dir"])
+            .arg(&data_dir)
+            .args(args)
+            .output()
+            .expect("run primed events")
+    };
+    // While the daemon runs, it holds the journal: ask it instead.
+    let busy = offline(&[]);
+    assert_eq!(busy.status.code(), Some(1), "{}", describe(&busy));
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("in use"));
+
+    // Stopped (kill -9, as a crash), its history is still there to read.
+    daemon.kill9();
+    let out = offline(&[]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let events = parse_lines(&out.stdout);
+    let of = |event: &str| {
+        events
+            .iter()
+            .filter(|e| e["event"] == event && e["actor"] == "tester-1")
+            .count()
+    };
+    assert_eq!((of("crash"), of("restart")), (1, 1), "{events:?}");
+    let recent = offline(&["--since", "1h"]);
+    assert_eq!(parse_lines(&recent.stdout).len(), events.len());
+
+    let nowhere = Command::new(common::BIN)
+        .args(["events", "--data-dir"])
+        .arg(tmp.path().join("nothing"))
+        .output()
+        .expect("run primed events");
+    assert_eq!(nowhere.status.code(), Some(1), "{}", describe(&nowhere));
+    assert!(String::from_utf8_lossy(&nowhere.stderr).contains("no journal"));
+}

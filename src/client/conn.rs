@@ -26,12 +26,14 @@ pub enum ClientError {
     Output(#[from] io::Error),
     #[error("cannot handle Ctrl-C: {0}")]
     Signal(io::Error),
+    #[error("{0}")]
+    Journal(#[from] crate::journal::JournalError),
 }
 
 impl ClientError {
     pub fn exit(&self) -> Exit {
         match self {
-            ClientError::Refused(_) => Exit::Failed,
+            ClientError::Refused(_) | ClientError::Journal(_) => Exit::Failed,
             _ => Exit::Unreachable,
         }
     }

@@ -97,6 +97,15 @@ pub async fn events(args: EventsArgs) -> Result<Exit, ClientError> {
         }
         None => 0,
     };
+    if let Some(dir) = &args.data_dir {
+        let events = crate::journal::stored_events(&dir.join("journal"), since_ms)?;
+        let mut printer = Printer::stdout(args.opts.json);
+        for event in &events {
+            printer.event(event)?;
+        }
+        printer.flush()?;
+        return Ok(Exit::Ok);
+    }
     let mut conn = Connection::connect(&socket_path(args.opts.socket)).await?;
     conn.send(&Request::Events {
         since_ms,

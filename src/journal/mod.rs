@@ -23,7 +23,7 @@ use std::path::PathBuf;
 #[cfg(feature = "etcd")]
 pub use etcd::{EtcdJournal, EtcdTarget};
 pub use group_commit::{GroupCommit, Ticket};
-pub use sled_journal::{JournalOptions, SledJournal};
+pub use sled_journal::{stored_events, JournalOptions, SledJournal};
 
 /// Which journal a daemon uses: sled in its data dir, or an etcd cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
