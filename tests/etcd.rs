@@ -436,3 +436,68 @@ fn a_leader_stopped_cleanly_hands_over_at_once() {
         l["event"] == "job_start" && l["job"] == blocker.id
     });
 }
+
+/// Puts `value` at `key` through etcd's JSON gateway (its gRPC API over HTTP on the client
+/// port), as another program writing to the cluster would.
+fn etcd_put(port: u16, key: &str, value: &[u8]) {
+    use std::io::{Read, Write};
+    let body = format!(
+        r#"{{"key":"{}","value":"{}"}}"#,
+        base64(key.as_bytes()),
+        base64(value)
+    );
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to etcd");
+    write!(
+        stream,
+        "POST /v3/kv/put HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send the put");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).expect("read the reply");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_journal_in_another_format_is_refused() {
+    assert_eq!(base64(b"primed"), "cHJpbWVk");
+    assert_eq!(base64(&[0, 0, 0, 3]), "AAAAAw==");
+    let binary = etcd_primed();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let cluster = Cluster::start(&tmp.path().join("etcd"));
+    etcd_put(
+        cluster.client_port(0),
+        "/primed-test/format",
+        &3u32.to_be_bytes(),
+    );
+    let mut daemon =
+        Daemon::spawn_binary(binary, tmp.path(), 1, &["--journal", &cluster.url()], &[]);
+    let status = daemon.wait_exit();
+    assert_eq!(status.code(), Some(1));
+    let refused = daemon.wait_for("the refusal", |l| l["level"] == "ERROR");
+    let reason = refused.to_string();
+    assert!(
+        reason.contains("format 3") && reason.contains("format 4"),
+        "{reason}"
+    );
+}

@@ -177,6 +177,11 @@ impl Cluster {
         }
     }
 
+    /// The client port of member `i`.
+    pub fn client_port(&self, i: usize) -> u16 {
+        self.members[i].client
+    }
+
     pub fn url(&self) -> String {
         let hosts: Vec<String> = self
             .members
