@@ -4,8 +4,9 @@
 //!
 //! Who raises what: a tester raises `big_job` for as long as it runs a job over the digit
 //! threshold (an [`AlarmGuard`] clears it however the job ends, the tester's death included);
-//! the daemon's monitor raises `backlog`, `restart_storm` and `disk_nearly_full` from periodic
-//! readings, through the pure [`evaluate`].
+//! the daemon's monitor raises `backlog`, `restart_storm`, `disk_nearly_full` and
+//! `journal_unavailable` (a replicated journal that cannot commit: no quorum, etcd's space
+//! quota reached) from periodic readings, through the pure [`evaluate`].
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -20,6 +21,7 @@ pub const BIG_JOB: &str = "big_job";
 pub const BACKLOG: &str = "backlog";
 pub const RESTART_STORM: &str = "restart_storm";
 pub const DISK_NEARLY_FULL: &str = "disk_nearly_full";
+pub const JOURNAL_UNAVAILABLE: &str = "journal_unavailable";
 /// The subject of the alarms about the daemon as a whole.
 pub const DAEMON: &str = "daemon";
 
@@ -176,12 +178,14 @@ pub struct Thresholds {
 }
 
 /// What the monitor reads, once a period.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Readings {
     pub in_flight: u64,
     pub restarts_last_minute: u64,
     /// `None` if the file system could not be read (then the alarm keeps its state).
     pub disk_free_bytes: Option<u64>,
+    /// Why the journal cannot commit right now, if it cannot.
+    pub journal_unavailable: Option<String>,
 }
 
 /// A change for the registry: set (with its detail) or clear.
@@ -216,6 +220,16 @@ pub fn evaluate(
             "{n} restarts in the last minute, over the threshold of {limit} (alarms.restart_storm)"
         )
     });
+    let unavailable = &readings.journal_unavailable;
+    rule(
+        JOURNAL_UNAVAILABLE,
+        unavailable.is_some(),
+        unavailable.is_none(),
+        &|| {
+            let reason = unavailable.as_deref().unwrap_or_default();
+            format!("the journal cannot commit, new jobs are refused: {reason}")
+        },
+    );
     if let Some(free) = readings.disk_free_bytes {
         let limit = limits.disk_free_bytes;
         rule(
@@ -250,7 +264,27 @@ mod tests {
             in_flight,
             restarts_last_minute: restarts,
             disk_free_bytes: Some(free_mb << 20),
+            journal_unavailable: None,
         }
+    }
+
+    #[test]
+    fn an_uncommitting_journal_raises_an_alarm_until_it_commits_again() {
+        let down = Readings {
+            journal_unavailable: Some("etcdserver: mvcc: database space exceeded".into()),
+            ..readings(0, 0, 1000)
+        };
+        let changes = evaluate(&down, &LIMITS, |_| false);
+        assert!(
+            matches!(&changes[..], [Change::Set(JOURNAL_UNAVAILABLE, detail)]
+                         if detail.contains("space exceeded"))
+        );
+        assert!(evaluate(&down, &LIMITS, |a| a == JOURNAL_UNAVAILABLE).is_empty());
+        let up = readings(0, 0, 1000);
+        assert_eq!(
+            evaluate(&up, &LIMITS, |a| a == JOURNAL_UNAVAILABLE),
+            vec![Change::Clear(JOURNAL_UNAVAILABLE)]
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The daemon's monitor: once a period it reads the backlog, the restart rate and the journal's
-//! free space, and sets or clears their alarms by the rules of [`alarms::evaluate`].
+//! The daemon's monitor: once a period it reads the backlog, the restart rate, the journal's
+//! free space and whether the journal commits, and sets or clears their alarms by the rules of [`alarms::evaluate`].
 
 use std::path::PathBuf;
 
@@ -46,5 +46,6 @@ async fn read(ctx: &PoolContext, data_dir: &std::path::Path) -> Readings {
         in_flight: ctx.journal.counts().in_flight,
         restarts_last_minute: ctx.events.restarts().1,
         disk_free_bytes: free,
+        journal_unavailable: ctx.journal.unavailable(),
     }
 }

@@ -97,6 +97,16 @@ fn quorum_loss_refuses_new_jobs_and_service_resumes_with_it() {
     assert_eq!(refused.status.code(), Some(75), "{}", describe(&refused));
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("etcd cannot commit"), "{stderr}");
+    // Operators see it among the alarms, with the reason.
+    let is_alarm = |l: &serde_json::Value, event: &str| {
+        l["event"] == event && l["alarm"] == "journal_unavailable"
+    };
+    daemon.wait_for("the alarm", |l| is_alarm(l, "alarm_set"));
+    let alarms = daemon.json(&["alarms"]);
+    assert!(
+        alarms.iter().any(|a| a["alarm"] == "journal_unavailable"),
+        "{alarms:?}"
+    );
 
     let ready: Vec<_> = [0, 1].iter().map(|&i| (i, cluster.spawn(i))).collect();
     for (i, ready) in ready {
@@ -104,6 +114,7 @@ fn quorum_loss_refuses_new_jobs_and_service_resumes_with_it() {
     }
     daemon.wait_for("available again", |l| l["event"] == "journal_available");
     assert_eq!(daemon.json(&["check", "79"])[0]["prime"], true);
+    daemon.wait_for("the alarm cleared", |l| is_alarm(l, "alarm_clear"));
 
     // What was acknowledged is in etcd, not only in this daemon's memory: a daemon elsewhere
     // answers it all.

@@ -182,6 +182,11 @@ pub trait Journal: Send + Sync + 'static {
         Box::pin(std::future::ready(()))
     }
 
+    /// Why the journal cannot commit right now (a replicated one without its quorum), if so.
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
+
     /// Gives up leading a shared journal (at shutdown, after the last write), so that a
     /// standby takes over at once rather than when the lease runs out.
     fn resign(&self) -> BoxFuture<()> {

@@ -591,6 +591,10 @@ impl Journal for EtcdJournal {
         })
     }
 
+    fn unavailable(&self) -> Option<String> {
+        lock(&self.state).unavailable.clone()
+    }
+
     fn catch_up(&self, id: JobId) -> BoxFuture<()> {
         Box::pin(self.candidate.clone().catch_up(id))
     }
