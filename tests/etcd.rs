@@ -10,6 +10,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use common::etcd::{etcd_primed, Cluster};
@@ -153,8 +154,49 @@ fn records_of_big_numbers_stay_under_etcds_limits() {
     assert_eq!(opened["in_flight"], 401, "{opened}");
 }
 
-/// A cluster, a leader and a standby (each in its own dir, as on two machines), and `jobs`
-/// jobs acknowledged by the leader and kept in flight behind a blocked tester.
+/// A cluster and two daemons on it, each in its own dir as on two machines: the first one
+/// started leads, the other waits as its standby.
+struct Pair {
+    tmp: tempfile::TempDir,
+    cluster: Cluster,
+    /// The leader's dir, then the standby's.
+    dirs: [PathBuf; 2],
+    leader: Daemon,
+    standby: Daemon,
+}
+
+/// A pair whose daemons run `testers` testers each (leader first) and read `config`, if given.
+fn pair(testers: [u32; 2], config: Option<&str>) -> Pair {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let cluster = Cluster::start(&tmp.path().join("etcd"));
+    let config = config.map(|text| write_config(tmp.path(), text));
+    let dirs = [tmp.path().join("a"), tmp.path().join("b")];
+    let leader = start_on(&cluster, &dirs[0], testers[0], config.as_deref());
+    leader.wait_for("leading", |l| l["event"] == "leading");
+    let standby = start_on(&cluster, &dirs[1], testers[1], config.as_deref());
+    standby.wait_for("standby", |l| l["event"] == "standby");
+    Pair {
+        tmp,
+        cluster,
+        dirs,
+        leader,
+        standby,
+    }
+}
+
+/// A daemon on `cluster`'s journal in `dir`.
+fn start_on(cluster: &Cluster, dir: &Path, testers: u32, config: Option<&Path>) -> Daemon {
+    std::fs::create_dir_all(dir).expect("daemon dir");
+    let url = cluster.url();
+    let mut extra = vec!["--journal", &url];
+    if let Some(config) = config {
+        extra.extend(["--config", config.to_str().expect("utf-8 path")]);
+    }
+    Daemon::start_binary(etcd_primed(), dir, testers, &extra)
+}
+
+/// A pair, and `jobs` jobs acknowledged by the leader and kept in flight behind a blocked
+/// tester (the leader has one).
 struct Failover {
     _tmp: tempfile::TempDir,
     _cluster: Cluster,
@@ -166,18 +208,13 @@ struct Failover {
 }
 
 fn failover(jobs: u64, first: u64) -> Failover {
-    let binary = etcd_primed();
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let cluster = Cluster::start(&tmp.path().join("etcd"));
-    let url = cluster.url();
-    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    for dir in [&a, &b] {
-        std::fs::create_dir_all(dir).expect("dir");
-    }
-    let leader = Daemon::start_binary(binary, &a, 1, &["--journal", &url]);
-    leader.wait_for("elected", |l| l["event"] == "elected");
-    let standby = Daemon::spawn_binary(binary, &b, 2, &["--journal", &url], &[]);
-    standby.wait_for("standby", |l| l["event"] == "standby");
+    let Pair {
+        tmp,
+        cluster,
+        leader,
+        standby,
+        ..
+    } = pair([1, 2], None);
     let blocker = block_a_tester(&leader);
     let numbers: Vec<u64> = (0..jobs).map(|i| first + 2 * i).collect();
     let ids = submit(&leader, &numbers);
@@ -305,18 +342,13 @@ fn a_paused_leader_is_fenced_and_steps_down() {
 
 #[test]
 fn a_standby_serves_its_clients_and_the_leader_runs_their_jobs() {
-    let binary = etcd_primed();
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let cluster = Cluster::start(&tmp.path().join("etcd"));
-    let url = cluster.url();
-    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    for dir in [&a, &b] {
-        std::fs::create_dir_all(dir).expect("dir");
-    }
-    let leader = Daemon::start_binary(binary, &a, 2, &["--journal", &url]);
-    leader.wait_for("leading", |l| l["event"] == "leading");
-    let standby = Daemon::start_binary(binary, &b, 2, &["--journal", &url]);
-    standby.wait_for("standby", |l| l["event"] == "standby");
+    let Pair {
+        tmp: _tmp,
+        cluster: _cluster,
+        leader,
+        standby,
+        ..
+    } = pair([2, 2], None);
 
     let status = standby.status();
     assert_eq!(status["role"], "standby", "{status}");
@@ -366,19 +398,14 @@ fn failover_time() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(5);
-    let binary = etcd_primed();
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let cluster = Cluster::start(&tmp.path().join("etcd"));
-    let url = cluster.url();
-    let mut dirs = [tmp.path().join("a"), tmp.path().join("b")];
-    for dir in &dirs {
-        std::fs::create_dir_all(dir).expect("dir");
-    }
-    let start = |dir: &std::path::Path| Daemon::start_binary(binary, dir, 2, &["--journal", &url]);
-    let mut leader = start(&dirs[0]);
-    leader.wait_for("leading", |l| l["event"] == "leading");
-    let mut standby = start(&dirs[1]);
-    standby.wait_for("standby", |l| l["event"] == "standby");
+    let Pair {
+        tmp: _tmp,
+        cluster,
+        mut dirs,
+        mut leader,
+        mut standby,
+        ..
+    } = pair([2, 2], None);
     let (mut leading, mut answering) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
         let killed = std::time::Instant::now();
@@ -395,7 +422,7 @@ fn failover_time() {
             answering[round - 1]
         );
         // The killed daemon comes back in its dir, as the standby.
-        leader = start(&dirs[0]);
+        leader = start_on(&cluster, &dirs[0], 2, None);
         leader.wait_for("standby", |l| l["event"] == "standby");
         std::mem::swap(&mut leader, &mut standby);
         dirs.swap(0, 1);
@@ -418,25 +445,15 @@ fn failover_time() {
 
 #[test]
 fn a_leader_stopped_cleanly_hands_over_at_once() {
-    let binary = etcd_primed();
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let cluster = Cluster::start(&tmp.path().join("etcd"));
-    let url = cluster.url();
     // A lease far longer than any wait here: only a resignation lets the standby in.
-    let config = write_config(
-        tmp.path(),
-        "[journal]\nlease_ttl_secs = 3600\n[daemon]\nshutdown_grace_secs = 0.5\n",
-    );
-    let config = config.to_str().expect("utf-8 path");
-    let extra = ["--journal", &url, "--config", config];
-    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    for dir in [&a, &b] {
-        std::fs::create_dir_all(dir).expect("dir");
-    }
-    let mut leader = Daemon::start_binary(binary, &a, 1, &extra);
-    leader.wait_for("leading", |l| l["event"] == "leading");
-    let standby = Daemon::start_binary(binary, &b, 1, &extra);
-    standby.wait_for("standby", |l| l["event"] == "standby");
+    let config = "[journal]\nlease_ttl_secs = 3600\n[daemon]\nshutdown_grace_secs = 0.5\n";
+    let Pair {
+        tmp: _tmp,
+        cluster: _cluster,
+        mut leader,
+        standby,
+        ..
+    } = pair([1, 1], Some(config));
     let blocker = block_a_tester(&leader);
 
     assert!(leader.terminate().success());
