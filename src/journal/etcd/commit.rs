@@ -136,7 +136,7 @@ pub(super) async fn commit_loop(
     mut committer: Committer,
     progress: watch::Sender<Progress>,
     deposed: Arc<watch::Sender<Option<String>>>,
-    stop: watch::Receiver<()>,
+    mut stop: watch::Receiver<()>,
 ) {
     loop {
         let (keys, newest, ops) = {
@@ -166,7 +166,8 @@ pub(super) async fn commit_loop(
             }
             tokio::select! {
                 () = committer.wake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                // The journal was dropped: checked at the top of the next round.
+                _ = stop.changed() => {}
             }
             continue;
         }
