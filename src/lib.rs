@@ -9,6 +9,7 @@ pub mod area;
 pub mod bench;
 pub mod cli;
 pub mod client;
+pub mod codec;
 pub mod config;
 pub mod daemon;
 pub mod events;

@@ -46,12 +46,7 @@ struct EventV3 {
 
 /// Decodes all of `bytes` as `T`: a shorter decode is the wrong layout, not a record.
 fn decode_exact<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T, JournalError> {
-    let (value, used) = bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-        .map_err(|e| corrupt(key, e))?;
-    if used != bytes.len() {
-        return Err(corrupt(key, "trailing bytes"));
-    }
-    Ok(value)
+    crate::codec::decode(bytes).map_err(|e| corrupt(key, e))
 }
 
 fn corrupt(key: &[u8], reason: impl ToString) -> JournalError {

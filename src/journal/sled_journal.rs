@@ -104,16 +104,14 @@ pub(super) fn storage(operation: &'static str) -> impl FnOnce(sled::Error) -> Jo
 }
 
 pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, JournalError> {
-    bincode::serde::encode_to_vec(value, bincode::config::standard()).map_err(|e| {
-        JournalError::Storage {
-            operation: "encode",
-            reason: e.to_string(),
-        }
+    crate::codec::encode(value).map_err(|e| JournalError::Storage {
+        operation: "encode",
+        reason: e.0,
     })
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T, JournalError> {
-    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+    crate::codec::decode_prefix(bytes)
         .map(|(value, _)| value)
         .map_err(|e| corrupt(key, e))
 }

@@ -86,12 +86,11 @@ fn etcd_error(operation: &'static str) -> impl Fn(String) -> JournalError {
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, JournalError> {
-    bincode::serde::encode_to_vec(value, bincode::config::standard())
-        .map_err(|e| etcd_error("encode")(e.to_string()))
+    crate::codec::encode(value).map_err(|e| etcd_error("encode")(e.0))
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T, JournalError> {
-    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+    crate::codec::decode_prefix(bytes)
         .map(|(value, _)| value)
         .map_err(|e| JournalError::Corrupt {
             key: String::from_utf8_lossy(key).into_owned(),
