@@ -17,7 +17,7 @@ use crate::faults::Faults;
 use crate::job::JobId;
 use crate::journal::{Backend, JournalOptions};
 use crate::reload::{Settings, SettingsSource};
-use crate::server::Limits;
+use crate::server::{self, Limits};
 use crate::tree::{TreeOptions, POOL, ROOT, TESTER_SUPERVISOR};
 
 #[derive(Debug, Parser)]
@@ -116,6 +116,22 @@ pub struct ClientOpts {
     /// One JSON object per line on stdout.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Seconds to wait for the daemon to take the connection, and to answer a request that
+    /// is not waiting for jobs (default 30).
+    #[arg(long, env = "PRIMED_TIMEOUT", global = true, value_name = "SECS",
+          value_parser = parse_timeout)]
+    pub timeout: Option<f64>,
+    /// A uid besides your own and root's that may serve the socket (the client checks the
+    /// server's credentials before it sends anything).
+    #[arg(long, env = "PRIMED_DAEMON_UID", global = true, value_name = "UID")]
+    pub daemon_uid: Option<u32>,
+}
+
+fn parse_timeout(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && Duration::try_from_secs_f64(secs).is_ok() => Ok(secs),
+        _ => Err(format!("{text:?} is not a positive number of seconds")),
+    }
 }
 
 /// Negative numbers pass through as values, so the daemon can say what is wrong with them.
@@ -371,6 +387,13 @@ fn serve_options(args: ServeArgs) -> anyhow::Result<ServeOptions> {
             max_digits: config.limits.max_digits,
             max_frame_bytes: config.limits.max_frame_bytes,
             max_outstanding: config.limits.max_outstanding_per_connection,
+            // Raised once per process: the soft descriptor limit is usually far below the hard.
+            max_connections: server::fit_connections(
+                config.limits.max_connections,
+                server::raise_nofile_limit(),
+            ),
+            read_timeout: config::secs(config.limits.read_timeout_secs),
+            idle_timeout: config::secs(config.limits.idle_timeout_secs),
         },
         alarms: AlarmOptions {
             big_job_digits: config.alarms.big_job_digits,

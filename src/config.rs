@@ -68,6 +68,9 @@ pub struct LimitsConfig {
     pub max_digits: usize,
     pub max_frame_bytes: usize,
     pub max_outstanding_per_connection: usize,
+    pub max_connections: usize,
+    pub read_timeout_secs: f64,
+    pub idle_timeout_secs: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -146,9 +149,14 @@ impl Config {
         if self.alarms.check_interval_ms == 0 {
             bail!("alarms.check_interval_ms must be at least 1");
         }
-        if self.limits.max_frame_bytes < 1024 {
-            bail!("limits.max_frame_bytes must be at least 1024");
+        if !(1024..=1 << 30).contains(&self.limits.max_frame_bytes) {
+            bail!("limits.max_frame_bytes must be from 1024 to 1073741824");
         }
+        if self.limits.max_connections == 0 {
+            bail!("limits.max_connections must be at least 1");
+        }
+        seconds("limits.read_timeout_secs", self.limits.read_timeout_secs)?;
+        seconds("limits.idle_timeout_secs", self.limits.idle_timeout_secs)?;
         if self.limits.max_outstanding_per_connection < crate::protocol::MAX_BATCH {
             bail!(
                 "limits.max_outstanding_per_connection must be at least {}",
@@ -230,7 +238,7 @@ impl Config {
 }
 
 /// Validated by [`seconds`] before use; saturates rather than panics regardless.
-fn secs(value: f64) -> Duration {
+pub fn secs(value: f64) -> Duration {
     Duration::try_from_secs_f64(value).unwrap_or(Duration::MAX)
 }
 

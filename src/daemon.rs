@@ -128,6 +128,7 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
         reloader,
         limits: options.limits,
         peers,
+        slots: server::Slots::new(options.limits.max_connections),
         data_dir: options.data_dir.clone(),
         closing,
         alive,

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use super::latency::micros;
 use super::mix::{Mix, Rng};
-use crate::client::{ClientError, Connection};
+use crate::client::{ClientError, Connection, Endpoint};
 use crate::job::JobId;
 use crate::protocol::{self, Accepted, Request, Response};
 
@@ -52,7 +52,9 @@ pub async fn drive(
     pipeline: usize,
     done: Arc<AtomicU64>,
 ) -> Result<Measured, ClientError> {
-    let Connection { mut reader, writer } = Connection::connect(socket).await?;
+    let Connection {
+        mut reader, writer, ..
+    } = Connection::connect(&Endpoint::new(socket.to_path_buf())).await?;
     let window = Arc::new(Semaphore::new(pipeline));
     let (sent_tx, mut sent) = mpsc::unbounded_channel::<Instant>();
     let sender = tokio::spawn(send_batches(writer, batches, Arc::clone(&window), sent_tx));

@@ -9,11 +9,11 @@ mod query;
 mod submit;
 mod top;
 
-use std::path::PathBuf;
+use std::time::Duration;
 
-pub use conn::{ClientError, Connection};
+pub use conn::{ClientError, Connection, Endpoint};
 
-use crate::cli::Command;
+use crate::cli::{ClientOpts, Command};
 use crate::config;
 
 /// Exit codes: the contract scripts rely on.
@@ -75,6 +75,12 @@ pub async fn run(command: Command) -> Exit {
     })
 }
 
-fn socket_path(socket: Option<PathBuf>) -> PathBuf {
-    socket.unwrap_or_else(config::default_socket)
+fn endpoint(opts: &ClientOpts) -> Endpoint {
+    Endpoint {
+        socket: opts.socket.clone().unwrap_or_else(config::default_socket),
+        timeout: opts
+            .timeout
+            .map_or(Endpoint::DEFAULT_TIMEOUT, Duration::from_secs_f64),
+        daemon_uid: opts.daemon_uid,
+    }
 }

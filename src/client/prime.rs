@@ -7,7 +7,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use super::output::Printer;
-use super::{socket_path, ClientError, Connection, Exit};
+use super::{endpoint, ClientError, Connection, Exit};
 use crate::cli::{CancelArgs, PrimeArgs};
 use crate::job::{JobId, Verdict};
 use crate::protocol::{self, Accepted, Request, Response};
@@ -15,8 +15,10 @@ use crate::protocol::{self, Accepted, Request, Response};
 pub async fn run(args: PrimeArgs) -> Result<Exit, ClientError> {
     // Before the request goes out: a Ctrl-C at any point from here on cancels the job.
     let mut interrupt = signal(SignalKind::interrupt()).map_err(ClientError::Signal)?;
-    let conn = Connection::connect(&socket_path(args.opts.socket)).await?;
-    let Connection { reader, mut writer } = conn;
+    let conn = Connection::connect(&endpoint(&args.opts)).await?;
+    let Connection {
+        reader, mut writer, ..
+    } = conn;
     let (tx, mut responses) = mpsc::channel(4);
     // Reading on its own task keeps frames whole when Ctrl-C interrupts the wait.
     tokio::spawn(read_all(reader, tx));
@@ -127,7 +129,7 @@ async fn read_all(
 }
 
 pub async fn cancel(args: CancelArgs) -> Result<Exit, ClientError> {
-    let mut conn = Connection::connect(&socket_path(args.opts.socket)).await?;
+    let mut conn = Connection::connect(&endpoint(&args.opts)).await?;
     match conn.request(&Request::Cancel { id: args.id }).await? {
         Response::Cancelled { id } => {
             let mut printer = Printer::stdout(args.opts.json);

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::output::Printer;
-use super::{socket_path, ClientError, Connection, Exit};
+use super::{endpoint, ClientError, Connection, Exit};
 use crate::cli::{AreaArgs, ClientOpts, EventsArgs, KillArgs, ResultArgs};
 use crate::job::{now_ms, JobId};
 use crate::protocol::{Report, Request, Response};
@@ -15,7 +15,11 @@ enum Answer {
 }
 
 pub async fn results(args: ResultArgs) -> Result<Exit, ClientError> {
-    let mut conn = Connection::connect(&socket_path(args.opts.socket)).await?;
+    let mut conn = Connection::connect(&endpoint(&args.opts)).await?;
+    if args.wait {
+        // Jobs take as long as they take.
+        conn.answer_timeout = None;
+    }
     let mut seen = HashSet::new();
     let ids: Vec<JobId> = args.ids.into_iter().filter(|id| seen.insert(*id)).collect();
     conn.send(&Request::Results {
@@ -58,7 +62,7 @@ pub async fn results(args: ResultArgs) -> Result<Exit, ClientError> {
 }
 
 pub async fn status(opts: ClientOpts) -> Result<Exit, ClientError> {
-    let mut conn = Connection::connect(&socket_path(opts.socket)).await?;
+    let mut conn = Connection::connect(&endpoint(&opts)).await?;
     match conn.request(&Request::Status).await? {
         Response::Status(status) => {
             let mut printer = Printer::stdout(opts.json);
@@ -71,7 +75,7 @@ pub async fn status(opts: ClientOpts) -> Result<Exit, ClientError> {
 }
 
 pub async fn jobs(opts: ClientOpts) -> Result<Exit, ClientError> {
-    let mut conn = Connection::connect(&socket_path(opts.socket)).await?;
+    let mut conn = Connection::connect(&endpoint(&opts)).await?;
     conn.send(&Request::Jobs).await?;
     let mut printer = Printer::stdout(opts.json);
     loop {
@@ -106,7 +110,11 @@ pub async fn events(args: EventsArgs) -> Result<Exit, ClientError> {
         printer.flush()?;
         return Ok(Exit::Ok);
     }
-    let mut conn = Connection::connect(&socket_path(args.opts.socket)).await?;
+    let mut conn = Connection::connect(&endpoint(&args.opts)).await?;
+    if args.follow {
+        // Events come when they happen: silence is no failure.
+        conn.answer_timeout = None;
+    }
     conn.send(&Request::Events {
         since_ms,
         follow: args.follow,
@@ -136,7 +144,7 @@ pub async fn events(args: EventsArgs) -> Result<Exit, ClientError> {
 }
 
 pub async fn alarms(opts: ClientOpts) -> Result<Exit, ClientError> {
-    let mut conn = Connection::connect(&socket_path(opts.socket)).await?;
+    let mut conn = Connection::connect(&endpoint(&opts)).await?;
     match conn.request(&Request::Alarms).await? {
         Response::Alarms { alarms } => {
             let mut printer = Printer::stdout(opts.json);
@@ -149,7 +157,7 @@ pub async fn alarms(opts: ClientOpts) -> Result<Exit, ClientError> {
 }
 
 pub async fn tree(opts: ClientOpts) -> Result<Exit, ClientError> {
-    let mut conn = Connection::connect(&socket_path(opts.socket)).await?;
+    let mut conn = Connection::connect(&endpoint(&opts)).await?;
     match conn.request(&Request::Tree).await? {
         Response::Tree(root) => {
             let mut printer = Printer::stdout(opts.json);
@@ -162,7 +170,7 @@ pub async fn tree(opts: ClientOpts) -> Result<Exit, ClientError> {
 }
 
 pub async fn area(args: AreaArgs) -> Result<Exit, ClientError> {
-    let mut conn = Connection::connect(&socket_path(args.opts.socket)).await?;
+    let mut conn = Connection::connect(&endpoint(&args.opts)).await?;
     let shape = args.shape.into();
     match conn.request(&Request::Area { shape }).await? {
         Response::Area { shape, area } => {
@@ -176,7 +184,7 @@ pub async fn area(args: AreaArgs) -> Result<Exit, ClientError> {
 }
 
 pub async fn reload(opts: ClientOpts) -> Result<Exit, ClientError> {
-    let mut conn = Connection::connect(&socket_path(opts.socket)).await?;
+    let mut conn = Connection::connect(&endpoint(&opts)).await?;
     match conn.request(&Request::Reload).await? {
         Response::Reloaded { changes } => {
             let mut printer = Printer::stdout(opts.json);
@@ -189,7 +197,7 @@ pub async fn reload(opts: ClientOpts) -> Result<Exit, ClientError> {
 }
 
 pub async fn kill(args: KillArgs) -> Result<Exit, ClientError> {
-    let mut conn = Connection::connect(&socket_path(args.opts.socket)).await?;
+    let mut conn = Connection::connect(&endpoint(&args.opts)).await?;
     match conn.request(&Request::Kill { actor: args.actor }).await? {
         Response::Killed { actor } => {
             let mut printer = Printer::stdout(args.opts.json);

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use super::output::Printer;
 use super::progress::{Facts, Kind, Progress, Tally};
-use super::{socket_path, ClientError, Connection, Exit};
+use super::{endpoint, ClientError, Connection, Exit};
 use crate::cli::InputArgs;
 use crate::job::JobId;
 use crate::protocol::{self, Accepted, Report, Request, Response};
@@ -114,8 +114,8 @@ impl Ordered {
 }
 
 pub async fn run(args: InputArgs, wait: bool) -> Result<Exit, ClientError> {
-    let conn = Connection::connect(&socket_path(args.opts.socket)).await?;
-    let Connection { reader, writer } = conn;
+    let conn = Connection::connect(&endpoint(&args.opts)).await?;
+    let Connection { reader, writer, .. } = conn;
     let kind = if wait { Kind::Check } else { Kind::Submit };
     let progress = Progress::start(kind, Facts::probe(args.numbers.is_empty()));
     let window = Arc::new(Semaphore::new(WINDOW));

@@ -6,7 +6,6 @@ mod model;
 mod view;
 
 use std::io::{self, IsTerminal, Stdout};
-use std::path::{Path, PathBuf};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
@@ -19,7 +18,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
-use super::{socket_path, ClientError, Connection, Exit};
+use super::{endpoint, ClientError, Connection, Endpoint, Exit};
 use crate::cli::ClientOpts;
 use crate::protocol::{Request, Response, StatusReport};
 use model::TopModel;
@@ -41,7 +40,7 @@ pub async fn run(opts: ClientOpts) -> Result<Exit, ClientError> {
     let signals = Signals::new()?;
     let mut screen = Screen::enter()?;
     let (sender, samples) = mpsc::channel(1);
-    let poller = tokio::spawn(poll_daemon(socket_path(opts.socket), sender));
+    let poller = tokio::spawn(poll_daemon(endpoint(&opts), sender));
     let outcome = show(&mut screen.terminal, read_keys(), samples, signals).await;
     poller.abort();
     drop(screen);
@@ -130,13 +129,13 @@ fn apply(model: &mut TopModel, sample: Sample) {
 
 /// Polls the daemon every second until top stops listening. Failures are samples too: top
 /// shows them and keeps trying, so it outlives a daemon restart.
-async fn poll_daemon(socket: PathBuf, samples: mpsc::Sender<Sample>) {
+async fn poll_daemon(endpoint: Endpoint, samples: mpsc::Sender<Sample>) {
     let mut kept = None;
     let mut tick = tokio::time::interval(POLL_EVERY);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let sample = match tokio::time::timeout(ANSWER_WITHIN, poll(&socket, &mut kept)).await {
+        let sample = match tokio::time::timeout(ANSWER_WITHIN, poll(&endpoint, &mut kept)).await {
             Ok(Ok(sample)) => sample,
             Ok(Err(e)) => Sample::Down(e.to_string()),
             Err(_) => Sample::Down(format!("no answer within {}s", ANSWER_WITHIN.as_secs())),
@@ -149,13 +148,13 @@ async fn poll_daemon(socket: PathBuf, samples: mpsc::Sender<Sample>) {
 
 /// One connection is kept between polls. If it broke (the daemon restarted since), a new one
 /// is tried at once, so a quick restart does not even show as a gap.
-async fn poll(socket: &Path, kept: &mut Option<Connection>) -> Result<Sample, ClientError> {
+async fn poll(endpoint: &Endpoint, kept: &mut Option<Connection>) -> Result<Sample, ClientError> {
     if let Some(conn) = kept.take() {
         if let Ok(sample) = exchange(conn, kept).await {
             return Ok(sample);
         }
     }
-    let conn = Connection::connect(socket).await?;
+    let conn = Connection::connect(endpoint).await?;
     exchange(conn, kept).await
 }
 
@@ -316,7 +315,10 @@ mod tests {
     async fn an_absent_daemon_is_a_down_sample_not_an_exit() {
         let dir = tempfile::tempdir().unwrap();
         let (sender, mut samples) = mpsc::channel(1);
-        let poller = tokio::spawn(poll_daemon(dir.path().join("none.sock"), sender));
+        let poller = tokio::spawn(poll_daemon(
+            Endpoint::new(dir.path().join("none.sock")),
+            sender,
+        ));
         let first = samples.recv().await;
         poller.abort();
         match first {

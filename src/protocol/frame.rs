@@ -4,6 +4,8 @@
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::codec;
+
 /// Bumped whenever a message changes shape; both sides refuse a peer of another version.
 pub const PROTOCOL_VERSION: u16 = 4;
 /// Default hard limit on one frame's payload.
@@ -23,6 +25,10 @@ pub enum FrameError {
     Malformed(String),
     #[error("connection closed in the middle of a frame")]
     Truncated,
+    #[error(
+        "the peer stopped sending in the middle of a hello or a frame (limits.read_timeout_secs)"
+    )]
+    Timeout,
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -51,8 +57,7 @@ pub fn check_hello(bytes: [u8; HELLO_LEN]) -> Result<(), FrameError> {
 
 pub fn encode_frame<T: Serialize>(message: &T, max: usize) -> Result<Vec<u8>, FrameError> {
     let mut frame = vec![0; 4];
-    bincode::serde::encode_into_std_write(message, &mut frame, bincode::config::standard())
-        .map_err(|e| FrameError::Malformed(e.to_string()))?;
+    codec::encode_into(message, &mut frame).map_err(|e| FrameError::Malformed(e.0))?;
     let len = frame.len() - 4;
     let header = u32::try_from(len)
         .ok()
@@ -71,17 +76,9 @@ pub fn frame_len(header: [u8; 4], max: usize) -> Result<usize, FrameError> {
     Ok(len)
 }
 
-/// Decodes a whole payload; trailing bytes are an error, not silently ignored.
+/// Decodes a whole payload, within the codec's limits; trailing bytes are an error.
 pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
-    let (message, used) = bincode::serde::decode_from_slice(payload, bincode::config::standard())
-        .map_err(|e| FrameError::Malformed(e.to_string()))?;
-    if used != payload.len() {
-        return Err(FrameError::Malformed(format!(
-            "{} trailing bytes after the message",
-            payload.len() - used
-        )));
-    }
-    Ok(message)
+    codec::decode(payload).map_err(|e| FrameError::Malformed(e.0))
 }
 
 /// Reads one frame's payload; `None` on a clean end of stream between frames.
@@ -89,14 +86,36 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     max: usize,
 ) -> Result<Option<Vec<u8>>, FrameError> {
-    let mut header = [0; 4];
-    match reader.read(&mut header[..1]).await? {
-        0 => return Ok(None),
-        _ => read_exact(reader, &mut header[1..]).await?,
+    match read_first_byte(reader).await? {
+        None => Ok(None),
+        Some(first) => read_frame_rest(first, reader, max).await.map(Some),
     }
+}
+
+/// The first byte of the next frame, `None` at a clean end of stream. Cancel-safe (nothing is
+/// lost if it is abandoned), so a caller may wait for it against an idle timer.
+pub async fn read_first_byte<R: AsyncRead + Unpin>(
+    reader: &mut R,
+) -> Result<Option<u8>, FrameError> {
+    let mut first = [0; 1];
+    match reader.read(&mut first).await? {
+        0 => Ok(None),
+        _ => Ok(Some(first[0])),
+    }
+}
+
+/// The rest of a frame whose first byte was `first`; nothing is allocated for the payload
+/// before its length is checked against `max`.
+pub async fn read_frame_rest<R: AsyncRead + Unpin>(
+    first: u8,
+    reader: &mut R,
+    max: usize,
+) -> Result<Vec<u8>, FrameError> {
+    let mut header = [first, 0, 0, 0];
+    read_exact(reader, &mut header[1..]).await?;
     let mut payload = vec![0; frame_len(header, max)?];
     read_exact(reader, &mut payload).await?;
-    Ok(Some(payload))
+    Ok(payload)
 }
 
 async fn read_exact<R: AsyncRead + Unpin>(

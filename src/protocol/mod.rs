@@ -5,8 +5,8 @@ mod frame;
 mod message;
 
 pub use frame::{
-    check_hello, decode, encode_frame, frame_len, hello, read_frame, write_frame, FrameError,
-    HELLO_LEN, MAX_FRAME_BYTES, PROTOCOL_VERSION,
+    check_hello, decode, encode_frame, frame_len, hello, read_first_byte, read_frame,
+    read_frame_rest, write_frame, FrameError, HELLO_LEN, MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
 pub use message::{
     Accepted, BalancerStatus, DaemonRole, JobInfo, NodeKind, Report, Request, Response,

@@ -4,7 +4,7 @@
 //! that submits without reading is slowed down instead of growing the daemon's memory.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -13,6 +13,7 @@ use tokio::sync::{broadcast, mpsc, Semaphore};
 use tracing::{debug, warn};
 
 use super::admission::{self, Refusal};
+use super::limits::{LogBudget, Slot};
 use super::{admin, Shared};
 use crate::events::Event;
 use crate::job::{Job, JobId, Task};
@@ -22,27 +23,71 @@ use crate::outcomes::{Delivery, Waiter};
 use crate::pool::dispatch;
 use crate::protocol::{self, Accepted, FrameError, Report, Request, Response, MAX_BATCH};
 
-const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a refused peer gets to take its refusal before the socket is simply closed.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
 
-pub async fn handle(stream: UnixStream, shared: Arc<Shared>) {
+static PEERS_REFUSED: LogBudget = LogBudget::new(Duration::from_secs(1));
+static OVER_CAP: LogBudget = LogBudget::new(Duration::from_secs(1));
+static BAD_FRAMES: LogBudget = LogBudget::new(Duration::from_secs(1));
+
+/// Sorts a fresh connection before it costs anything: a peer the policy refuses, or one over
+/// the connection cap, is told why and closed at once (it never holds a slot, so a crowd of
+/// refused sockets cannot lock anyone out); the others are served in their own task.
+pub fn admit(stream: UnixStream, shared: &Arc<Shared>) {
+    let admitted = check_peer(&stream, shared).and_then(|privileged| {
+        shared.slots.take(privileged).ok_or_else(|| {
+            let cap = shared.slots.cap();
+            if let Some(suppressed) = OVER_CAP.allow(Instant::now()) {
+                warn!(
+                    max_connections = cap,
+                    suppressed,
+                    event = "connection_refused",
+                    "refused a connection over the cap"
+                );
+            }
+            format!(
+                "too many connections: {cap} are open, the most limits.max_connections allows \
+                 (or the descriptor limit); retry later"
+            )
+        })
+    });
+    match admitted {
+        Ok(slot) => drop(tokio::spawn(handle(stream, Arc::clone(shared), slot))),
+        Err(message) => drop(tokio::spawn(turn_away(
+            stream,
+            message,
+            shared.limits.max_frame_bytes,
+        ))),
+    }
+}
+
+/// Our hello and the refusal, without waiting for the peer's hello: the client reads them in
+/// that order, so it can say why it was turned away.
+async fn turn_away(mut stream: UnixStream, message: String, max_frame: usize) {
+    let refusal = async {
+        stream.write_all(&protocol::hello()).await?;
+        protocol::write_frame(&mut stream, &Response::Error { message }, max_frame).await?;
+        stream.shutdown().await.map_err(FrameError::from)
+    };
+    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, refusal).await;
+}
+
+async fn handle(stream: UnixStream, shared: Arc<Shared>, _slot: Slot) {
     if let Err(e) = run(stream, shared).await {
-        debug!(reason = %e, "connection ended with an error");
+        if let Some(suppressed) = BAD_FRAMES.allow(Instant::now()) {
+            debug!(reason = %e, suppressed, "connection ended with an error");
+        }
     }
 }
 
 async fn run(mut stream: UnixStream, shared: Arc<Shared>) -> Result<(), FrameError> {
     let mut hello = [0; protocol::HELLO_LEN];
-    tokio::time::timeout(HELLO_TIMEOUT, stream.read_exact(&mut hello))
+    tokio::time::timeout(shared.limits.read_timeout, stream.read_exact(&mut hello))
         .await
-        .map_err(|_| FrameError::Truncated)??;
+        .map_err(|_| FrameError::Timeout)??;
     // Our hello goes back whatever came in, so an old client can report the version mismatch.
     stream.write_all(&protocol::hello()).await?;
     protocol::check_hello(hello)?;
-    if let Err(message) = check_peer(&stream, &shared) {
-        let refusal = Response::Error { message };
-        protocol::write_frame(&mut stream, &refusal, shared.limits.max_frame_bytes).await?;
-        return stream.shutdown().await.map_err(FrameError::from);
-    }
     let (reader, writer) = stream.into_split();
     let permits = Arc::new(Semaphore::new(shared.limits.max_outstanding));
     let (out, deliveries) = mpsc::unbounded_channel();
@@ -66,17 +111,21 @@ async fn run(mut stream: UnixStream, shared: Arc<Shared>) -> Result<(), FrameErr
     read
 }
 
-/// Refuses peers the policy does not allow (and any whose credentials cannot be read).
-fn check_peer(stream: &UnixStream, shared: &Shared) -> Result<(), String> {
+/// Whether the peer may use the daemon, and if so whether it is privileged (the daemon's own
+/// user or root, who may take the connections held in reserve).
+fn check_peer(stream: &UnixStream, shared: &Shared) -> Result<bool, String> {
     let credentials = stream
         .peer_cred()
         .map_err(|e| format!("permission denied: cannot read peer credentials: {e}"))?;
     shared
         .peers
         .check(stream, &credentials)
+        .map(|()| shared.peers.privileged(credentials.uid()))
         .inspect_err(|reason| {
-            warn!(uid = credentials.uid(), pid = credentials.pid(), reason = %reason,
-              event = "peer_refused", "refused a client");
+            if let Some(suppressed) = PEERS_REFUSED.allow(Instant::now()) {
+                warn!(uid = credentials.uid(), pid = credentials.pid(), reason = %reason,
+                      suppressed, event = "peer_refused", "refused a client");
+            }
         })
 }
 
@@ -101,12 +150,41 @@ impl Connection {
     }
 
     async fn read_loop(&self, mut reader: OwnedReadHalf) -> Result<(), FrameError> {
-        let max = self.shared.limits.max_frame_bytes;
+        let limits = self.shared.limits;
         let mut closing = self.shared.closing.clone();
         // The writer closes the permits when it stops: then nothing read could be answered.
         while !self.permits.is_closed() {
+            let first = tokio::select! {
+                first = protocol::read_first_byte(&mut reader) => first,
+                () = tokio::time::sleep(limits.idle_timeout) => {
+                    if self.owed() {
+                        continue;
+                    }
+                    let message = format!(
+                        "closing an idle connection: nothing asked for {}s \
+                         (limits.idle_timeout_secs)",
+                        limits.idle_timeout.as_secs()
+                    );
+                    self.send(Response::Error { message }, 0);
+                    return Ok(());
+                }
+                _ = closing.wait_for(|&closing| closing) => return Ok(()),
+            };
+            let rest = async {
+                match first? {
+                    None => Ok(None),
+                    Some(byte) => {
+                        let frame =
+                            protocol::read_frame_rest(byte, &mut reader, limits.max_frame_bytes);
+                        match tokio::time::timeout(limits.read_timeout, frame).await {
+                            Ok(frame) => frame.map(Some),
+                            Err(_) => Err(FrameError::Timeout),
+                        }
+                    }
+                }
+            };
             let frame = tokio::select! {
-                frame = protocol::read_frame(&mut reader, max) => frame,
+                frame = rest => frame,
                 _ = closing.wait_for(|&closing| closing) => return Ok(()),
             };
             let request = match frame {
@@ -129,6 +207,11 @@ impl Connection {
             }
         }
         Ok(())
+    }
+
+    /// Whether the peer is owed answers (jobs it waits for): such a connection is not idle.
+    fn owed(&self) -> bool {
+        self.permits.available_permits() < self.shared.limits.max_outstanding
     }
 
     async fn serve(&self, request: Request) {

@@ -4,14 +4,17 @@
 mod admin;
 mod admission;
 mod connection;
+mod limits;
+mod path;
 mod peer;
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::future::Future;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::net::UnixListener;
 use tracing::{info, warn};
@@ -19,35 +22,23 @@ use tracing::{info, warn};
 use crate::pool::PoolContext;
 
 pub use admission::free_bytes;
+pub use limits::{fit_connections, raise_nofile_limit, Limits, Slots};
 pub use peer::PeerPolicy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("cannot create socket directory {path}: {source}")]
-    Dir { path: PathBuf, source: io::Error },
-    #[error("cannot lock {path}: {source}")]
-    Lock { path: PathBuf, source: io::Error },
+    #[error("will not use {path} for the socket: {reason}")]
+    Dir { path: PathBuf, reason: String },
+    #[error("cannot lock {path}: {reason}")]
+    Lock { path: PathBuf, reason: String },
     #[error("another primed is already serving on {socket} (it holds {lock})")]
     InUse { socket: PathBuf, lock: PathBuf },
-    #[error("cannot remove stale socket {path}: {source}")]
-    Stale { path: PathBuf, source: io::Error },
+    #[error("cannot listen on {path}: {reason}")]
+    Stale { path: PathBuf, reason: String },
     #[error("cannot listen on {path}: {source}")]
     Bind { path: PathBuf, source: io::Error },
     #[error("cannot set the owner, group or mode of {path}: {source}")]
     Permissions { path: PathBuf, source: io::Error },
-}
-
-/// Limits that protect the daemon from its clients.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Jobs in flight across all clients before submissions are refused as busy.
-    pub max_in_flight: u64,
-    /// Free space the journal's filesystem must keep before submissions are refused.
-    pub min_free_bytes: u64,
-    pub max_digits: usize,
-    pub max_frame_bytes: usize,
-    /// Jobs one connection may have unanswered before the daemon stops reading from it.
-    pub max_outstanding: usize,
 }
 
 /// What every connection handler needs.
@@ -56,6 +47,8 @@ pub struct Shared {
     pub reloader: Arc<crate::reload::Reloader>,
     pub limits: Limits,
     pub peers: PeerPolicy,
+    /// Connections open, against `limits.max_connections`.
+    pub slots: Arc<Slots>,
     /// Where the journal lives: its filesystem's free space is checked before accepting.
     pub data_dir: PathBuf,
     /// Becomes true at shutdown: connections stop reading and close once their answers are out.
@@ -72,43 +65,32 @@ pub struct Listener {
 }
 
 /// Takes `<socket>.lock` first, so that the stale socket we remove is never a live daemon's;
-/// then binds, and sets group and mode explicitly rather than trusting the umask.
-pub fn bind(path: &Path, peers: &PeerPolicy) -> Result<Listener, ServerError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::create_dir_all(dir).map_err(|source| ServerError::Dir {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+/// then binds, and sets group and mode explicitly rather than trusting the umask. See
+/// [`path`] for what is refused on the way.
+pub fn bind(socket: &Path, peers: &PeerPolicy) -> Result<Listener, ServerError> {
+    let us = peers.uid();
+    if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) {
+        path::prepare_dir(dir, us, peers.gid())?;
     }
-    let lock_path = lock_path(path);
-    let lock = take_lock(path, &lock_path)?;
-    match fs::remove_file(path) {
-        Ok(()) => warn!(socket = %path.display(), "removed stale socket left by a previous daemon"),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(source) => {
-            return Err(ServerError::Stale {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
-    }
+    let lock = path::take_lock(socket, &lock_path(socket), us)?;
+    path::clear_stale(socket, us)?;
     let bind_error = |source| ServerError::Bind {
-        path: path.to_path_buf(),
+        path: socket.to_path_buf(),
         source,
     };
-    let listener = UnixListener::bind(path).map_err(bind_error)?;
+    let listener = UnixListener::bind(socket).map_err(bind_error)?;
     let permissions_error = |source| ServerError::Permissions {
-        path: path.to_path_buf(),
+        path: socket.to_path_buf(),
         source,
     };
     if let Some(gid) = peers.gid() {
-        std::os::unix::fs::chown(path, None, Some(gid)).map_err(permissions_error)?;
+        std::os::unix::fs::chown(socket, None, Some(gid)).map_err(permissions_error)?;
     }
-    fs::set_permissions(path, fs::Permissions::from_mode(peers.mode()))
+    fs::set_permissions(socket, fs::Permissions::from_mode(peers.mode()))
         .map_err(permissions_error)?;
     Ok(Listener {
         listener,
-        path: path.to_path_buf(),
+        path: socket.to_path_buf(),
         _lock: lock,
     })
 }
@@ -119,49 +101,46 @@ fn lock_path(socket: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn take_lock(socket: &Path, lock_path: &Path) -> Result<File, ServerError> {
-    let lock_error = |source| ServerError::Lock {
-        path: lock_path.to_path_buf(),
-        source,
-    };
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(lock_path)
-        .map_err(lock_error)?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(fs::TryLockError::WouldBlock) => Err(ServerError::InUse {
-            socket: socket.to_path_buf(),
-            lock: lock_path.to_path_buf(),
-        }),
-        Err(fs::TryLockError::Error(e)) => Err(lock_error(e)),
-    }
-}
-
 impl Listener {
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Accepts connections until `shutdown` completes; each runs in its own task.
+    /// Accepts connections until `shutdown` completes; each runs in its own task. A failing
+    /// accept (out of descriptors, say) is retried after a growing pause, logged once a second.
     pub async fn serve(&self, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
-        info!(socket = %self.path.display(), event = "listening", "accepting connections");
+        info!(socket = %self.path.display(), max_connections = shared.slots.cap(),
+              event = "listening", "accepting connections");
+        let mut failures = 0;
         loop {
-            tokio::select! {
+            let accepted = tokio::select! {
                 () = &mut shutdown => return,
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, _)) => {
-                        tokio::spawn(connection::handle(stream, Arc::clone(&shared)));
+                accepted = self.listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, _)) => {
+                    failures = 0;
+                    connection::admit(stream, &shared);
+                }
+                Err(e) => {
+                    if let Some(suppressed) = ACCEPT_ERRORS.allow(Instant::now()) {
+                        warn!(reason = %e, suppressed, event = "accept_failed",
+                              "accept failed; backing off");
                     }
-                    Err(e) => warn!(reason = %e, "accept failed"),
-                },
+                    let pause = limits::accept_backoff(failures);
+                    failures = failures.saturating_add(1);
+                    tokio::select! {
+                        () = &mut shutdown => return,
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                }
             }
         }
     }
 }
+
+static ACCEPT_ERRORS: limits::LogBudget = limits::LogBudget::new(Duration::from_secs(1));
 
 impl Drop for Listener {
     fn drop(&mut self) {

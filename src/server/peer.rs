@@ -38,6 +38,16 @@ impl PeerPolicy {
         }
     }
 
+    /// The daemon's own (effective) uid.
+    pub fn uid(&self) -> u32 {
+        self.uid
+    }
+
+    /// The daemon's own user and root: they may use the connections held in reserve.
+    pub fn privileged(&self, uid: u32) -> bool {
+        uid == self.uid || uid == 0
+    }
+
     pub fn gid(&self) -> Option<u32> {
         self.group.as_ref().map(|(_, gid)| *gid)
     }
