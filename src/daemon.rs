@@ -4,7 +4,7 @@
 //! with one error line. On a shared journal a daemon serves its socket as a standby until it
 //! leads: it accepts jobs into the journal and answers from it, and the leader runs them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -278,10 +278,11 @@ async fn open_journal(options: &ServeOptions) -> anyhow::Result<Arc<dyn Journal>
     std::fs::create_dir_all(&options.data_dir)
         .with_context(|| format!("cannot create data dir {}", options.data_dir.display()))?;
     let journal: Arc<dyn Journal> = match &options.backend {
-        Backend::Sled => Arc::new(SledJournal::open(
-            &options.data_dir.join("journal"),
-            options.journal,
-        )?),
+        Backend::Sled => {
+            let journal = options.data_dir.join("journal");
+            refuse_a_foreign_dir(&options.data_dir, &journal)?;
+            Arc::new(SledJournal::open(&journal, options.journal)?)
+        }
         #[cfg(feature = "etcd")]
         Backend::Etcd(target) => {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
@@ -301,6 +302,31 @@ async fn open_journal(options: &ServeOptions) -> anyhow::Result<Arc<dyn Journal>
           completed = counts.completed, testers = options.testers, event = "journal_open",
           "journal opened");
     Ok(journal)
+}
+
+/// A data dir with no journal is made one only if it is empty: a wrong `--data-dir` (a home
+/// directory, another program's) is an error, not a silent start from job id 1.
+fn refuse_a_foreign_dir(data_dir: &Path, journal: &Path) -> anyhow::Result<()> {
+    if journal.exists() {
+        return Ok(());
+    }
+    let entries = std::fs::read_dir(data_dir)
+        .with_context(|| format!("cannot read data dir {}", data_dir.display()))?;
+    let foreign: Vec<String> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name != "lost+found")
+        .take(3)
+        .collect();
+    if !foreign.is_empty() {
+        anyhow::bail!(
+            "data dir {} holds no primed journal but is not empty ({}…): is it the right \
+             --data-dir? primed makes a new journal only in an empty or new directory",
+            data_dir.display(),
+            foreign.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// SIGHUP reloads the configuration, as for most daemons.

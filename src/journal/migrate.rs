@@ -217,6 +217,9 @@ mod tests {
         let events = db.open_tree("events").unwrap();
         events.insert([0u8; 16], v3_event()).unwrap();
         db.flush().unwrap();
+        // Its mark, in the one-line format of the time.
+        let mark = format!("next_id {}\n", u64::from(jobs) + 1);
+        std::fs::write(dir.join("primed.mark"), mark).unwrap();
     }
 
     const OPTIONS: JournalOptions = JournalOptions {

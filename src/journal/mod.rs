@@ -12,6 +12,7 @@
 #[cfg(feature = "etcd")]
 mod etcd;
 mod group_commit;
+mod integrity;
 mod mark;
 mod migrate;
 mod record;
@@ -77,6 +78,11 @@ pub enum JournalError {
          start empty (its unfinished jobs are then lost)"
     )]
     Damaged { path: PathBuf, reason: String },
+    #[error(
+        "disk full: the journal at {path} cannot be opened ({reason}); free some space on its \
+         filesystem and start again (the journal was left as it was)"
+    )]
+    DiskFull { path: PathBuf, reason: String },
     #[error(
         "the journal at {path} is in format {found}, and this primed reads format {expected}: \
          let the primed that wrote it finish its jobs, or move the data dir aside"

@@ -27,6 +27,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
+use super::integrity;
 use super::mark::Mark;
 use super::migrate;
 use super::record::{JobRecord, StoredTask};
@@ -132,7 +133,13 @@ fn be_u32(key: &[u8], bytes: &[u8]) -> Result<u32, JournalError> {
 
 fn open_error(path: &Path, err: sled::Error) -> JournalError {
     let reason = err.to_string();
-    let path = path.to_path_buf();
+    match err {
+        sled::Error::Io(ref e) if integrity::is_disk_full(e) => integrity::disk_full(path, e),
+        _ => open_error_of(path.to_path_buf(), err, reason),
+    }
+}
+
+fn open_error_of(path: std::path::PathBuf, err: sled::Error, reason: String) -> JournalError {
     match err {
         _ if reason.contains("could not acquire lock") => JournalError::Locked { path },
         sled::Error::Corruption { .. } | sled::Error::Unsupported(_) => {
@@ -185,29 +192,14 @@ pub fn stored_events(dir: &Path, since_ms: u64) -> Result<Vec<Event>, JournalErr
         .collect()
 }
 
-/// Refuses a journal that knows fewer job ids than its mark says were flushed.
-fn check_complete(dir: &Path, mark: &Mark, next_id: u64) -> Result<(), JournalError> {
-    let damaged = |reason| JournalError::Damaged {
-        path: dir.to_path_buf(),
-        reason,
-    };
-    match mark.read() {
-        Ok(Some(marked)) if next_id < marked => Err(damaged(format!(
-            "it recovered job ids below {next_id} only, but ids below {marked} had been \
-             flushed (see {})",
-            mark.path().display()
-        ))),
-        Ok(_) => Ok(()),
-        Err(e) => Err(damaged(format!(
-            "its mark {} is unreadable: {e}",
-            mark.path().display()
-        ))),
-    }
-}
-
 /// Refuses records laid out by another version, upgrading those it knows how to (see
 /// [`migrate`]); stamps a new journal with ours.
-fn check_format(dir: &Path, tree: &sled::Tree, events: &sled::Tree) -> Result<(), JournalError> {
+fn check_format(
+    dir: &Path,
+    tree: &sled::Tree,
+    events: &sled::Tree,
+    marked: u64,
+) -> Result<(), JournalError> {
     let found = match tree.get(FORMAT_KEY).map_err(storage("read format"))? {
         Some(bytes) => be_u32(FORMAT_KEY, &bytes)?,
         None if tree
@@ -216,6 +208,15 @@ fn check_format(dir: &Path, tree: &sled::Tree, events: &sled::Tree) -> Result<()
             .is_some() =>
         {
             1
+        }
+        // Not stamped yet: a new journal, unless its mark says jobs were acknowledged.
+        None if marked > 1 => {
+            return Err(JournalError::Damaged {
+                path: dir.to_path_buf(),
+                reason: format!(
+                    "it holds no records at all, though ids below {marked} had been acknowledged"
+                ),
+            })
         }
         None => {
             tree.insert(FORMAT_KEY, &FORMAT.to_be_bytes())
@@ -257,6 +258,14 @@ fn count_events(events: &sled::Tree) -> Result<u64, JournalError> {
 impl SledJournal {
     /// Opens (or creates) the journal in `dir`.
     pub fn open(dir: &Path, options: JournalOptions) -> Result<Self, JournalError> {
+        let marked = integrity::prepare(dir)?;
+        Self::open_marked(dir, options, marked).inspect_err(|_| {
+            // A failed open (a full disk, say) leaves the journal as it was.
+            let _ = integrity::drop_unfinished_snapshots(dir);
+        })
+    }
+
+    fn open_marked(dir: &Path, options: JournalOptions, marked: u64) -> Result<Self, JournalError> {
         let db = open_db(dir, options.cache_bytes)?;
         let tree = db.open_tree("journal").map_err(|e| open_error(dir, e))?;
         let events = db.open_tree("events").map_err(|e| open_error(dir, e))?;
@@ -264,17 +273,20 @@ impl SledJournal {
             Some((key, _)) if key.len() == 16 => be_u64(&key, &key[8..])? + 1,
             _ => 0,
         };
-        check_format(dir, &tree, &events)?;
+        check_format(dir, &tree, &events, marked)?;
         let event_count = count_events(&events)?;
         // A journal without its `M` keys has never accepted a job: ids start at 1.
         let next_id = read_counter(&tree, NEXT_ID_KEY)?.max(1);
         let low_water = read_counter(&tree, LOW_WATER_KEY)?.clamp(1, next_id);
-        let mark = Arc::new(Mark::new(dir, next_id));
-        check_complete(dir, &mark, next_id)?;
+        integrity::check_complete(dir, marked, next_id)?;
+        // The format stamp or a migration, made durable before anything relies on them.
+        db.flush().map_err(|e| open_error(dir, e))?;
+        let mark = Mark::open(dir, next_id).map_err(|e| mark_error(dir, &e))?;
+        let mark = Arc::new(mark);
         // Which of the jobs from the mark on are done is learnt as the replay reads them.
         let window = Arc::new(Mutex::new(DoneWindow::new(low_water, next_id)));
         let commits = start_flusher(dir, &db, &tree, &window, &mark)?;
-        let journal = Self {
+        Ok(Self {
             db,
             tree,
             events,
@@ -286,10 +298,7 @@ impl SledJournal {
             next_id: Mutex::new(next_id),
             completing: Mutex::new(()),
             window,
-        };
-        // A new journal gets its mark at once, so that losing its files later is noticed.
-        journal.flush()?;
-        Ok(journal)
+        })
     }
 
     fn read_job(&self, id: JobId) -> Result<Option<JobRecord>, JournalError> {
@@ -321,9 +330,19 @@ impl SledJournal {
     }
 }
 
+fn mark_error(dir: &Path, error: &std::io::Error) -> JournalError {
+    if integrity::is_disk_full(error) {
+        return integrity::disk_full(dir, error);
+    }
+    JournalError::Open {
+        path: dir.to_path_buf(),
+        reason: format!("cannot write its mark: {error}"),
+    }
+}
+
 /// The group-commit flusher: before each flush it stores the low-water mark (the completions
 /// it covers were applied earlier, so the same flush makes them durable first), after each
-/// one it updates the high-water mark file.
+/// one it moves the high-water mark, before any of the flush's jobs is acknowledged.
 fn start_flusher(
     dir: &Path,
     db: &sled::Db,
@@ -346,12 +365,10 @@ fn start_flusher(
         }
         let covered = mark.before_flush();
         db.flush().map_err(|e| e.to_string())?;
-        // The jobs are durable: a mark that cannot be written only weakens the check for
-        // damage on the next open, so it must not fail their acknowledgement.
-        if let Err(e) = mark.flushed(covered, false) {
-            tracing::warn!(reason = %e, "cannot update the journal mark");
-        }
-        Ok(())
+        // Durable in sled, but acknowledged only once the mark covers them: a lost tail of the
+        // log must be seen on the next open, never taken for its end.
+        mark.flushed(covered)
+            .map_err(|e| format!("cannot move the journal mark: {e}"))
     };
     GroupCommit::start(Box::new(flush), FLUSH_PACE).map_err(|e| JournalError::Open {
         path: dir.to_path_buf(),
@@ -533,10 +550,9 @@ impl Journal for SledJournal {
         self.db
             .flush()
             .map_err(|e| JournalError::Flush(e.to_string()))?;
-        if let Err(e) = self.mark.flushed(covered, true) {
-            tracing::warn!(reason = %e, "cannot update the journal mark");
-        }
-        Ok(())
+        self.mark
+            .flushed(covered)
+            .map_err(|e| JournalError::Flush(format!("cannot move the journal mark: {e}")))
     }
 }
 

@@ -1,0 +1,156 @@
+//! What makes a sled journal trustworthy when it opens: damage that could hide an
+//! acknowledged job is refused, never started over, and a full disk is told apart from damage.
+//!
+//! - **The mark comes first.** A new journal's mark (see [`super::mark`]) is written before
+//!   sled creates a single file, so a journal directory that holds anything but has no mark
+//!   has lost it: refused. (A crash while creating leaves a mark of id 1 over a journal that
+//!   never accepted a job; opening that loses nothing.)
+//! - **Fewer ids than the mark** means sled recovered a cut or garbled log: refused.
+//! - **Unfinished snapshots** (`snap.*.generating`) are dropped before sled opens: sled writes
+//!   one and renames it into place, but reads any file called `snap.*` back, and one left empty
+//!   by a full disk made every later start fail as "damaged". The renamed snapshot and the log
+//!   are the journal; a `.generating` file is by definition not part of it.
+//! - **ENOSPC** at open becomes [`JournalError::DiskFull`], with the journal left as it was.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use tracing::{info, warn};
+
+use super::{mark, JournalError};
+
+fn damaged(dir: &Path, reason: String) -> JournalError {
+    JournalError::Damaged {
+        path: dir.to_path_buf(),
+        reason,
+    }
+}
+
+/// Whether an I/O failure is the disk being full (or over quota).
+pub fn is_disk_full(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+}
+
+pub fn disk_full(dir: &Path, error: &io::Error) -> JournalError {
+    JournalError::DiskFull {
+        path: dir.to_path_buf(),
+        reason: error.to_string(),
+    }
+}
+
+/// Gets `dir` ready for sled: a new journal gets its mark first; an existing one must have
+/// one. Returns the id the mark guarantees.
+pub fn prepare(dir: &Path) -> Result<u64, JournalError> {
+    let open_error = |e: io::Error| match is_disk_full(&e) {
+        true => disk_full(dir, &e),
+        false => JournalError::Open {
+            path: dir.to_path_buf(),
+            reason: e.to_string(),
+        },
+    };
+    let marked = mark::read(dir).map_err(|e| {
+        damaged(
+            dir,
+            format!("its mark {} is unreadable: {e}", mark::path(dir).display()),
+        )
+    })?;
+    if let Some(marked) = marked {
+        drop_unfinished_snapshots(dir).map_err(open_error)?;
+        return Ok(marked);
+    }
+    if !is_empty_or_missing(dir).map_err(open_error)? {
+        return Err(damaged(
+            dir,
+            format!(
+                "its mark {} is missing, so primed cannot tell whether the rest is whole",
+                mark::path(dir).display()
+            ),
+        ));
+    }
+    fs::create_dir_all(dir).map_err(open_error)?;
+    mark::Mark::open(dir, 1).map_err(open_error)?;
+    info!(journal = %dir.display(), event = "journal_created", "created a new, empty journal");
+    Ok(1)
+}
+
+fn is_empty_or_missing(dir: &Path) -> io::Result<bool> {
+    match fs::read_dir(dir) {
+        Ok(mut entries) => Ok(entries.next().is_none()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes `snap.*.generating` files: snapshots sled began and never renamed into place.
+pub fn drop_unfinished_snapshots(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            fs::remove_file(entry.path())?;
+            warn!(file = %entry.path().display(), event = "snapshot_dropped",
+                  "removed a snapshot that sled never finished writing");
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a journal that knows fewer job ids than its mark says were flushed.
+pub fn check_complete(dir: &Path, marked: u64, next_id: u64) -> Result<(), JournalError> {
+    if next_id < marked {
+        return Err(damaged(
+            dir,
+            format!(
+                "it recovered job ids below {next_id} only, but ids below {marked} had been \
+                 acknowledged (see {})",
+                mark::path(dir).display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_journal_gets_its_mark_first_and_a_marked_one_keeps_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("journal");
+        assert_eq!(prepare(&dir).unwrap(), 1);
+        assert!(mark::path(&dir).exists());
+        mark::Mark::open(&dir, 1).unwrap().flushed(40).unwrap();
+        assert_eq!(prepare(&dir).unwrap(), 40);
+    }
+
+    #[test]
+    fn a_journal_without_its_mark_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("db"), b"sled's log").unwrap();
+        let err = prepare(tmp.path()).unwrap_err().to_string();
+        assert!(err.contains("mark") && err.contains("missing"), "{err}");
+    }
+
+    #[test]
+    fn unfinished_snapshots_go_and_finished_ones_stay() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        fs::write(dir.join("snap.00000000000001F4.generating"), b"").unwrap();
+        fs::write(dir.join("snap.00000000000001F4"), b"a snapshot").unwrap();
+        drop_unfinished_snapshots(dir).unwrap();
+        assert!(!dir.join("snap.00000000000001F4.generating").exists());
+        assert!(dir.join("snap.00000000000001F4").exists());
+    }
+
+    #[test]
+    fn fewer_ids_than_marked_is_damage() {
+        let dir = Path::new("/j");
+        assert!(check_complete(dir, 10, 10).is_ok());
+        assert!(check_complete(dir, 10, 12).is_ok());
+        let err = check_complete(dir, 10, 4).unwrap_err().to_string();
+        assert!(err.contains("below 4") && err.contains("below 10"), "{err}");
+    }
+}
