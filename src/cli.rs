@@ -306,7 +306,10 @@ fn serve(runtime: &tokio::runtime::Runtime, args: ServeArgs) -> u8 {
         Err(e) if e.is::<daemon::GaveUp>() => 1,
         Err(e) => {
             tracing::error!(reason = %format!("{e:#}"), "primed serve failed");
-            eprintln!("primed: {e:#}");
+            // Said once: the log line above is already on stderr when the log is.
+            if !crate::logging::logs_to_stderr() {
+                eprintln!("primed: {e:#}");
+            }
             1
         }
     }

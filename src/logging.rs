@@ -6,6 +6,7 @@
 //! structured line instead of raw text interleaved with the JSON stream.
 
 use std::backtrace::{Backtrace, BacktraceStatus};
+use std::io::IsTerminal;
 use std::panic::PanicHookInfo;
 
 use std::path::Path;
@@ -66,6 +67,13 @@ pub fn parse_level(directives: &str) -> anyhow::Result<EnvFilter> {
         .with_context(|| format!("daemon.log_level {directives:?} is not a log filter"))
 }
 
+static STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the installed logger writes to stderr (then an error it logged was seen there).
+pub fn logs_to_stderr() -> bool {
+    STDERR.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Installs the logger: RUST_LOG if set, else `level`.
 pub fn init(format: LogFormat, level: &str, target: &LogTarget<'_>) -> anyhow::Result<LogControl> {
     let filter = match EnvFilter::try_from_default_env() {
@@ -73,8 +81,11 @@ pub fn init(format: LogFormat, level: &str, target: &LogTarget<'_>) -> anyhow::R
         Err(_) => parse_level(level)?,
     };
     let (filter, handle) = reload::Layer::new(filter);
+    let on_stderr = target.file.is_none();
+    STDERR.store(on_stderr, std::sync::atomic::Ordering::Relaxed);
+    // Colour only for a person at a terminal: never into files, pipes or journald.
     let layer = tracing_subscriber::fmt::layer()
-        .with_ansi(target.file.is_none())
+        .with_ansi(on_stderr && std::io::stderr().is_terminal())
         .with_writer(writer(target)?);
     let layer: Box<dyn Layer<Filtered> + Send + Sync> = match format {
         LogFormat::Pretty => layer.boxed(),

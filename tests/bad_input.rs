@@ -3,53 +3,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::io::Write;
 
+use common::raw::{connect, error_frame, handshake, rest};
 use common::{describe, mersenne, parse_lines, Daemon};
-use primed::protocol::{self, Response};
-
-fn connect(daemon: &Daemon) -> UnixStream {
-    let stream = UnixStream::connect(&daemon.socket).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    stream
-}
-
-/// Connects and exchanges hellos, as a well-behaved client does.
-fn handshake(daemon: &Daemon) -> UnixStream {
-    let mut stream = connect(daemon);
-    stream.write_all(&protocol::hello()).expect("hello");
-    let mut hello = [0; protocol::HELLO_LEN];
-    stream.read_exact(&mut hello).expect("server hello");
-    protocol::check_hello(hello).expect("same version");
-    stream
-}
-
-/// Everything the daemon sends until it closes the connection. Closing with our unread bytes
-/// still queued makes the kernel report a reset after the data: that is a close too.
-fn rest(stream: &mut UnixStream) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    let mut chunk = [0; 4096];
-    loop {
-        match stream.read(&mut chunk) {
-            Ok(0) => return bytes,
-            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return bytes,
-            Err(e) => panic!("reading until the daemon closes: {e}"),
-        }
-    }
-}
-
-fn error_frame(bytes: &[u8]) -> String {
-    let len = protocol::frame_len(bytes[..4].try_into().expect("header"), usize::MAX).expect("len");
-    match protocol::decode::<Response>(&bytes[4..4 + len]).expect("response") {
-        Response::Error { message } => message,
-        other => panic!("expected an error, got {other:?}"),
-    }
-}
+use primed::protocol;
 
 #[test]
 fn invalid_numbers_get_clear_per_item_errors_and_valid_ones_are_answered() {

@@ -88,3 +88,54 @@ fn below_the_disk_reserve_submissions_are_refused_and_accepted_work_completes() 
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(parse_lines(&out.stdout)[0]["prime"], true);
 }
+
+/// A start on a full disk fails saying so, and leaves the journal as it was: it used to leave
+/// an empty `snap.*.generating` that made every later start fail as "damaged".
+#[test]
+fn a_start_on_a_full_disk_says_disk_full_and_the_next_start_has_every_job() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let Some(_mount) = Mount::tmpfs(&data, "32m") else {
+        eprintln!("skipped: mounting a small tmpfs needs root (CAP_SYS_ADMIN)");
+        return;
+    };
+    let config = write_config(
+        tmp.path(),
+        "[limits]\nmin_free_disk_mb = 1\n[journal]\ncache_capacity_mb = 8\n",
+    );
+    let args = ["--config", config.to_str().expect("utf-8 path")];
+    let mut daemon = Daemon::start_in(tmp.path(), 1, &args);
+    let input: String = (1..=2000).map(|n| format!("{n}\n")).collect();
+    let out = daemon.cli_stdin(&["submit"], Some(input.as_bytes()));
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(daemon.terminate().success());
+
+    let filler = fill(&data, 0);
+    let out = Command::new(common::BIN)
+        .arg("serve")
+        .args(args)
+        .arg("--socket")
+        .arg(tmp.path().join("primed.sock"))
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .expect("serve");
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("disk full"), "{stderr}");
+    assert!(!stderr.contains("damaged"), "{stderr}");
+    let leftovers: Vec<String> = std::fs::read_dir(data.join("journal"))
+        .expect("journal dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".generating"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    std::fs::remove_file(filler).expect("free the space");
+    let again = Daemon::start_in(tmp.path(), 1, &args);
+    let status = again.status();
+    let jobs =
+        status["in_flight"].as_u64().unwrap_or(0) + status["completed"].as_u64().unwrap_or(0);
+    assert_eq!(jobs, 2000, "{status}");
+}

@@ -249,7 +249,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs::write(path(dir.path()), "next_id 42\n").unwrap();
         assert_eq!(read(dir.path()).unwrap(), Some(42));
-        let mark = Mark::open(dir.path(), 42).unwrap();
+        let _mark = Mark::open(dir.path(), 42).unwrap();
         assert_eq!(fs::read(path(dir.path())).unwrap().len(), 2 * SLOT);
         assert_eq!(read(dir.path()).unwrap(), Some(42));
     }

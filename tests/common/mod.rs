@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod etcd;
+pub mod raw;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -81,9 +82,34 @@ impl Daemon {
         extra: &[&str],
         env: &[(&str, &Path)],
     ) -> Daemon {
+        Daemon::spawn_customized(binary, dir, testers, extra, env, |_| {})
+    }
+
+    /// Starts the daemon with `customize` applied to its command first (resource limits, say),
+    /// and waits until it listens.
+    pub fn start_customized(
+        dir: &Path,
+        testers: u32,
+        customize: impl FnOnce(&mut Command),
+    ) -> Daemon {
+        let daemon = Daemon::spawn_customized(Path::new(BIN), dir, testers, &[], &[], customize);
+        daemon.wait_for("listening", |l| l["event"] == "listening");
+        daemon
+    }
+
+    fn spawn_customized(
+        binary: &Path,
+        dir: &Path,
+        testers: u32,
+        extra: &[&str],
+        env: &[(&str, &Path)],
+        customize: impl FnOnce(&mut Command),
+    ) -> Daemon {
         let socket = dir.join("primed.sock");
         let data_dir = dir.join("data");
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        customize(&mut command);
+        let mut child = command
             .arg("serve")
             .arg("--socket")
             .arg(&socket)
