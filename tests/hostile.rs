@@ -193,6 +193,7 @@ fn twenty_thousand_fuzzed_frames_during_a_check_change_no_answer() {
         assert_eq!(answer["prime"], is_prime_by_trial_division(*n), "{answer}");
     }
     peak = peak.max(rss_kib(daemon.pid()));
+    eprintln!("daemon RSS: {before} KiB before the fuzzing, {peak} KiB at most during it");
     assert!(
         peak < before + 64 * 1024,
         "RSS grew from {before} KiB to {peak} KiB"

@@ -22,19 +22,29 @@ fn have(tool: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Installs etcd and protoc unless present.
+/// Installs etcd and protoc unless present (once per test run). A fresh image has no package
+/// lists, so they are fetched first.
 fn ensure_tools() {
-    if have("etcd") && have("protoc") {
-        return;
-    }
-    let installed = Command::new("apt-get")
-        .args(["install", "-y", "-q", "etcd-server", "protobuf-compiler"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status();
-    assert!(
-        installed.is_ok_and(|s| s.success()) && have("etcd") && have("protoc"),
-        "the etcd tests need etcd and protoc: apt-get install etcd-server protobuf-compiler"
-    );
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        if have("etcd") && have("protoc") {
+            return;
+        }
+        let apt = |args: &[&str]| {
+            Command::new("apt-get")
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let installed = apt(&["update", "-q"])
+            && apt(&["install", "-y", "-q", "etcd-server", "protobuf-compiler"]);
+        assert!(
+            installed && have("etcd") && have("protoc"),
+            "the etcd tests need etcd and protoc: apt-get update && apt-get install etcd-server \
+             protobuf-compiler"
+        );
+    });
 }
 
 /// primed built with the etcd feature (once per test run).
@@ -81,6 +91,7 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(dir: &Path) -> Cluster {
+        ensure_tools();
         let mut attempt = 0;
         loop {
             let members = (0..3)
