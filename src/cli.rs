@@ -8,14 +8,16 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::alarms::{AlarmOptions, Thresholds};
-use crate::area::Shape;
 use crate::bench::{self, BenchOptions, Mix};
+use crate::client::args::{
+    AreaArgs, CancelArgs, ClientOpts, EventsArgs, InputArgs, KillArgs, PrimeArgs, ResultArgs,
+};
 use crate::client::{self, Exit};
-use crate::config::{self, Config, LogFormat};
+use crate::config::{self, Config};
 use crate::daemon::{self, ServeOptions};
 use crate::faults::Faults;
-use crate::job::JobId;
 use crate::journal::{Backend, JournalOptions};
+use crate::logging::LogFormat;
 use crate::reload::{Settings, SettingsSource};
 use crate::server::{self, Limits};
 use crate::tree::{TreeOptions, POOL, ROOT, TESTER_SUPERVISOR};
@@ -109,122 +111,6 @@ pub struct ServeArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ClientOpts {
-    /// Socket of the daemon.
-    #[arg(long, env = "PRIMED_SOCKET", global = true)]
-    pub socket: Option<PathBuf>,
-    /// One JSON object per line on stdout.
-    #[arg(long, global = true)]
-    pub json: bool,
-    /// Seconds to wait for the daemon to take the connection, and to answer a request that
-    /// is not waiting for jobs (default 30).
-    #[arg(long, env = "PRIMED_TIMEOUT", global = true, value_name = "SECS",
-          value_parser = parse_timeout)]
-    pub timeout: Option<f64>,
-    /// A uid besides your own and root's that may serve the socket (the client checks the
-    /// server's credentials before it sends anything).
-    #[arg(long, env = "PRIMED_DAEMON_UID", global = true, value_name = "UID")]
-    pub daemon_uid: Option<u32>,
-}
-
-fn parse_timeout(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(secs) if secs > 0.0 && Duration::try_from_secs_f64(secs).is_ok() => Ok(secs),
-        _ => Err(format!("{text:?} is not a positive number of seconds")),
-    }
-}
-
-/// Negative numbers pass through as values, so the daemon can say what is wrong with them.
-#[derive(Debug, Args)]
-#[command(allow_negative_numbers = true)]
-pub struct InputArgs {
-    #[command(flatten)]
-    pub opts: ClientOpts,
-    /// Non-negative decimal integers.
-    pub numbers: Vec<String>,
-}
-
-#[derive(Debug, Args)]
-pub struct ResultArgs {
-    #[command(flatten)]
-    pub opts: ClientOpts,
-    /// Wait for pending jobs to finish.
-    #[arg(long)]
-    pub wait: bool,
-    #[arg(required = true)]
-    pub ids: Vec<u64>,
-}
-
-#[derive(Debug, Args)]
-pub struct PrimeArgs {
-    #[command(flatten)]
-    pub opts: ClientOpts,
-    /// Decimal digits of the prime.
-    #[arg(long, value_name = "K")]
-    pub digits: u32,
-}
-
-#[derive(Debug, Args)]
-pub struct CancelArgs {
-    #[command(flatten)]
-    pub opts: ClientOpts,
-    /// Job id, as `submit` printed it.
-    pub id: JobId,
-}
-
-#[derive(Debug, Args)]
-pub struct KillArgs {
-    #[command(flatten)]
-    pub opts: ClientOpts,
-    pub actor: String,
-}
-
-#[derive(Debug, Args)]
-pub struct AreaArgs {
-    #[command(flatten)]
-    pub opts: ClientOpts,
-    #[command(subcommand)]
-    pub shape: ShapeArg,
-}
-
-/// Sizes may be negative on the command line: the area server is the one to choke on them.
-#[derive(Debug, Clone, Copy, Subcommand)]
-pub enum ShapeArg {
-    #[command(allow_negative_numbers = true)]
-    Rectangle { width: f64, height: f64 },
-    #[command(allow_negative_numbers = true)]
-    Square { side: f64 },
-    #[command(allow_negative_numbers = true)]
-    Circle { radius: f64 },
-}
-
-impl From<ShapeArg> for Shape {
-    fn from(shape: ShapeArg) -> Shape {
-        match shape {
-            ShapeArg::Rectangle { width, height } => Shape::Rectangle { width, height },
-            ShapeArg::Square { side } => Shape::Square { side },
-            ShapeArg::Circle { radius } => Shape::Circle { radius },
-        }
-    }
-}
-
-#[derive(Debug, Args)]
-pub struct EventsArgs {
-    #[command(flatten)]
-    pub opts: ClientOpts,
-    /// Only events newer than this: 90s, 15m, 2h, 7d, 1h30m.
-    #[arg(long, value_name = "DURATION", value_parser = parse_since)]
-    pub since: Option<Duration>,
-    /// Then keep printing new events as they happen (Ctrl-C to stop).
-    #[arg(long, short, conflicts_with = "data_dir")]
-    pub follow: bool,
-    /// Read the event log from the data dir of a daemon that is not running (one that
-    /// crashed, or will not start) instead of asking a daemon.
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-}
-
-#[derive(Debug, Args)]
 pub struct BenchArgs {
     #[command(flatten)]
     pub opts: ClientOpts,
@@ -253,10 +139,6 @@ pub struct BenchArgs {
     pub data_dir: Option<PathBuf>,
 }
 
-fn parse_since(text: &str) -> Result<Duration, String> {
-    crate::events::parse_duration(text)
-}
-
 /// Grace for blocking computations at exit: their testers are gone, so they are cancelled.
 const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(2);
 
@@ -281,10 +163,37 @@ pub fn main() -> ExitCode {
             Exit::Ok as u8
         }
         Command::Man => man(),
-        command => runtime.block_on(client::run(command)) as u8,
+        command => runtime.block_on(run_client(command)) as u8,
     };
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     ExitCode::from(code)
+}
+
+/// A client command, to its exit code.
+async fn run_client(command: Command) -> Exit {
+    let outcome = match command {
+        Command::Serve(_) | Command::Bench(_) | Command::Completions { .. } | Command::Man => {
+            return Exit::Unreachable
+        }
+        Command::Check(args) => client::submit(args, true).await,
+        Command::Submit(args) => client::submit(args, false).await,
+        Command::Result(args) => client::results(args).await,
+        Command::Status(opts) => client::status(opts).await,
+        Command::Jobs(opts) => client::jobs(opts).await,
+        Command::Alarms(opts) => client::alarms(opts).await,
+        Command::Tree(opts) => client::tree(opts).await,
+        Command::Reload(opts) => client::reload(opts).await,
+        Command::Area(args) => client::area(args).await,
+        Command::Kill(args) => client::kill(args).await,
+        Command::Events(args) => client::events(args).await,
+        Command::Top(opts) => client::top(opts).await,
+        Command::Prime(args) => client::prime(args).await,
+        Command::Cancel(args) => client::cancel(args).await,
+    };
+    outcome.unwrap_or_else(|e| {
+        eprintln!("primed: {e}");
+        e.exit()
+    })
 }
 
 fn serve(runtime: &tokio::runtime::Runtime, args: ServeArgs) -> u8 {

@@ -7,17 +7,11 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
+use crate::logging::LogFormat;
 use crate::supervision::{BackoffPolicy, Intensity};
 use crate::tree::{POOL, ROOT, TESTER_SUPERVISOR};
 
 const DEFAULTS: &str = include_str!("../config/primed.toml");
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Pretty,
-    Json,
-}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

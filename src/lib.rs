@@ -1,8 +1,47 @@
 //! primed: a supervised, journaled primality-testing daemon in the spirit of Erlang/OTP.
 //!
 //! A root supervisor owns a load balancer and a pool of prime testers (ractor actors). Every
-//! accepted job is journaled in sled before it is acknowledged, so crashes of a tester, of the
-//! balancer or of the whole process lose nothing: the journal is replayed.
+//! accepted job is journaled before it is acknowledged, so crashes of a tester, of the balancer
+//! or of the whole process lose nothing: the journal is replayed.
+//!
+//! # Layout
+//!
+//! The command line and the daemon's life:
+//! - [`cli`]: clap's command line, and dispatch to `serve`, `bench` or a client command.
+//! - [`daemon`]: `primed serve`: startup order (journal, socket, tree) and clean shutdown.
+//! - [`config`]: the embedded defaults, a file over them, validation, default paths.
+//! - [`logging`]: structured logs to stderr or a rotated file; panics as log events.
+//! - [`notify`]: systemd's readiness protocol.
+//! - [`reload`]: `primed reload` / SIGHUP: what can change live.
+//!
+//! The work:
+//! - [`job`]: the vocabulary of jobs: ids, tasks, verdicts, results.
+//! - [`number`]: client input parsed into canonical numbers; a job's cost.
+//! - [`primality`]: the one place that decides whether a number is prime.
+//! - [`rng`]: a small seedable generator (make-prime candidates, bench mixes).
+//! - [`area`]: the book's area server.
+//!
+//! Supervision and the actors:
+//! - [`supervision`]: OTP strategies, restart intensity, backoff, the generic supervisor.
+//! - [`tree`]: the supervision tree as child specs, and its live view.
+//! - [`pool`]: the balancer, the testers and their load table.
+//! - [`faults`]: fault injection for tests.
+//! - [`stats`]: counters that outlive the actors they count.
+//! - [`outcomes`]: delivering durable answers to the clients waiting for them.
+//!
+//! Durability and what operators see:
+//! - [`journal`]: the `Journal` trait; sled (with its mark and checks on open) and etcd.
+//! - [`codec`]: the one bincode codec, decoding under a limit.
+//! - [`event`]: one supervision event (plain data).
+//! - [`events`]: the persistent event log and the restart-rate counters.
+//! - [`alarms`]: the alarm registry and its rules; [`monitor`] takes the readings.
+//!
+//! The socket:
+//! - [`protocol`]: the hello, frames and messages (and their JSON shapes).
+//! - [`server`]: socket ownership and path safety, peer checks, connection limits, admission,
+//!   connections, operator requests.
+//! - [`client`]: the CLI's client commands, their arguments and output.
+//! - [`bench`]: `primed bench`, the load generator.
 
 pub mod alarms;
 pub mod area;
@@ -12,6 +51,7 @@ pub mod client;
 pub mod codec;
 pub mod config;
 pub mod daemon;
+pub mod event;
 pub mod events;
 pub mod faults;
 pub mod job;

@@ -20,7 +20,13 @@ use tracing_subscriber::layer::{Layered, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
 
-use crate::config::LogFormat;
+/// How log lines look: for a person, or one JSON object per line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
 
 /// Where logs go: stderr, or `file` (its directory and name prefix) keeping `max_files` files.
 pub struct LogTarget<'a> {

@@ -1,6 +1,7 @@
 //! The client side of the CLI: connects to the daemon, runs one command, prints the answers
 //! (human or `--json`), and turns the outcome into the documented exit code.
 
+pub mod args;
 mod conn;
 mod output;
 mod prime;
@@ -12,9 +13,13 @@ mod top;
 use std::time::Duration;
 
 pub use conn::{ClientError, Connection, Endpoint};
+pub use prime::{cancel, run as prime};
+pub use query::{alarms, area, events, jobs, kill, reload, results, status, tree};
+pub use submit::run as submit;
+pub use top::run as top;
 
-use crate::cli::{ClientOpts, Command};
 use crate::config;
+use args::ClientOpts;
 
 /// Exit codes: the contract scripts rely on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,32 +52,6 @@ impl Exit {
             self
         }
     }
-}
-
-pub async fn run(command: Command) -> Exit {
-    let outcome = match command {
-        Command::Serve(_) | Command::Bench(_) | Command::Completions { .. } | Command::Man => {
-            return Exit::Unreachable
-        }
-        Command::Check(args) => submit::run(args, true).await,
-        Command::Submit(args) => submit::run(args, false).await,
-        Command::Result(args) => query::results(args).await,
-        Command::Status(opts) => query::status(opts).await,
-        Command::Jobs(opts) => query::jobs(opts).await,
-        Command::Alarms(opts) => query::alarms(opts).await,
-        Command::Tree(opts) => query::tree(opts).await,
-        Command::Reload(opts) => query::reload(opts).await,
-        Command::Area(args) => query::area(args).await,
-        Command::Kill(args) => query::kill(args).await,
-        Command::Events(args) => query::events(args).await,
-        Command::Top(opts) => top::run(opts).await,
-        Command::Prime(args) => prime::run(args).await,
-        Command::Cancel(args) => prime::cancel(args).await,
-    };
-    outcome.unwrap_or_else(|e| {
-        eprintln!("primed: {e}");
-        e.exit()
-    })
 }
 
 fn endpoint(opts: &ClientOpts) -> Endpoint {

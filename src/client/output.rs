@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::alarms::Alarm;
 use crate::area::Shape;
-use crate::events::{format_timestamp, Event};
+use crate::event::Event;
 use crate::job::{JobId, Verdict};
 use crate::protocol::{DaemonRole, JobInfo, NodeKind, Report, StatusReport, TreeNode};
 
@@ -330,7 +330,7 @@ impl<W: Write> Printer<W> {
     /// `{"at":"2026-…Z","at_ms":…,"event":"restart","actor":"tester-1",…}`: absent fields omitted.
     pub fn event(&mut self, event: &Event) -> io::Result<()> {
         let view = EventJson {
-            at: format_timestamp(event.at_ms),
+            at: timestamp(event.at_ms),
             at_ms: event.at_ms,
             event: event.kind.name(),
             actor: &event.actor,
@@ -383,7 +383,7 @@ impl<W: Write> Printer<W> {
                     "{:<16} {:<10} since {}  {}",
                     alarm.alarm,
                     alarm.subject,
-                    format_timestamp(alarm.since_ms),
+                    timestamp(alarm.since_ms),
                     alarm.detail
                 )?;
             }
@@ -428,9 +428,22 @@ impl<W: Write> Printer<W> {
     }
 }
 
+/// `2026-11-25T10:04:05.123Z` for milliseconds since the Unix epoch (UTC).
+fn timestamp(ms: u64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_utc_calendar_dates() {
+        assert_eq!(timestamp(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(timestamp(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(timestamp(1_795_601_045_123), "2026-11-25T10:04:05.123Z");
+    }
 
     fn printed(json: bool, f: impl FnOnce(&mut Printer<Vec<u8>>) -> io::Result<()>) -> String {
         let mut printer = Printer {

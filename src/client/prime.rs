@@ -6,9 +6,9 @@ use tokio::net::unix::OwnedReadHalf;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
+use super::args::{CancelArgs, PrimeArgs};
 use super::output::Printer;
 use super::{endpoint, ClientError, Connection, Exit};
-use crate::cli::{CancelArgs, PrimeArgs};
 use crate::job::{JobId, Verdict};
 use crate::protocol::{self, Accepted, Request, Response};
 

@@ -2,9 +2,9 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::args::{AreaArgs, ClientOpts, EventsArgs, KillArgs, ResultArgs};
 use super::output::Printer;
 use super::{endpoint, ClientError, Connection, Exit};
-use crate::cli::{AreaArgs, ClientOpts, EventsArgs, KillArgs, ResultArgs};
 use crate::job::{now_ms, JobId};
 use crate::protocol::{Report, Request, Response};
 

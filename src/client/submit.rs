@@ -11,10 +11,10 @@ use tokio::io::{AsyncBufReadExt, BufReader, Lines, Stdin};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{mpsc, Semaphore};
 
+use super::args::InputArgs;
 use super::output::Printer;
 use super::progress::{Facts, Kind, Progress, Tally};
 use super::{endpoint, ClientError, Connection, Exit};
-use crate::cli::InputArgs;
 use crate::job::JobId;
 use crate::protocol::{self, Accepted, Report, Request, Response};
 

@@ -18,8 +18,8 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
+use super::args::ClientOpts;
 use super::{endpoint, ClientError, Connection, Endpoint, Exit};
-use crate::cli::ClientOpts;
 use crate::protocol::{Request, Response, StatusReport};
 use model::TopModel;
 

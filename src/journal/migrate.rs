@@ -11,10 +11,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::record::FORMAT;
 use super::record::{JobRecord, Outcome, StoredTask};
-use super::sled_journal::{encode, job_key, storage, FORMAT, FORMAT_KEY};
+use super::sled_keys::{encode, job_key, storage, FORMAT_KEY};
 use super::JournalError;
-use crate::events::{Event, EventKind};
+use crate::event::{Event, EventKind};
 use crate::job::JobId;
 
 /// Records per sled batch: sled's memory grows with the batch a record was written in.

@@ -17,6 +17,7 @@ mod mark;
 mod migrate;
 mod record;
 mod sled_journal;
+mod sled_keys;
 mod window;
 
 use std::path::PathBuf;
@@ -55,7 +56,7 @@ impl Backend {
     }
 }
 
-use crate::events::Event;
+use crate::event::Event;
 use crate::job::{InFlight, Job, JobId, JobResult, Task, Verdict};
 
 pub use crate::BoxFuture;

@@ -6,6 +6,11 @@ use serde::{Deserialize, Serialize};
 use crate::job::{now_ms, Job, JobId, JobResult, Task, Verdict};
 use crate::number::Number;
 
+/// The layout of these records, shared by both backends (sled's `M format` key, etcd's
+/// `format` key). 1 was the layout before the key existed; 2 kept in-flight and per-tester
+/// indexes; 3 stored only numbers to test (no make-prime tasks).
+pub(crate) const FORMAT: u32 = 4;
+
 #[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct JobRecord {
     pub(crate) task: StoredTask,

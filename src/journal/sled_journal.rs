@@ -24,27 +24,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use super::integrity;
 use super::mark::Mark;
 use super::migrate;
+use super::record::FORMAT;
 use super::record::{JobRecord, StoredTask};
+use super::sled_keys::{
+    corrupt, decode, encode, job_key, storage, FORMAT_KEY, LOW_WATER_KEY, NEXT_ID_KEY,
+};
 use super::window::DoneWindow;
 use super::{
     BoxFuture, Completion, Counts, GroupCommit, InFlightIter, Journal, JournalError, Lookup, Ticket,
 };
-use crate::events::Event;
+use crate::event::Event;
 use crate::job::{now_ms, InFlight, Job, JobId, Task, Verdict};
 
-pub(super) const JOB: u8 = b'J';
-const NEXT_ID_KEY: &[u8] = b"Mnext_id";
-const LOW_WATER_KEY: &[u8] = b"Mlow_water";
-pub(super) const FORMAT_KEY: &[u8] = b"Mformat";
-/// The layout of the records below. 1 was the layout before this key existed; 2 kept
-/// in-flight and per-tester indexes; 3 stored only numbers to test (no make-prime tasks).
-pub(super) const FORMAT: u32 = 4;
 /// Most jobs per sled batch when accepting. sled 0.34 keeps memory in proportion to the size
 /// of the batch a record was written in until the record is rewritten: a million jobs
 /// accepted in batches of 1,000 and not yet completed held 1.68 GB, in batches of 100 168 MB.
@@ -78,43 +74,6 @@ pub struct SledJournal {
     /// Which ids are done (the low-water mark), and how many are not: shared with the
     /// flusher, which stores the mark.
     window: Arc<Mutex<DoneWindow>>,
-}
-
-pub(super) fn job_key(id: JobId) -> [u8; 9] {
-    let mut key = [JOB; 9];
-    key[1..].copy_from_slice(&id.to_be_bytes());
-    key
-}
-
-fn describe(key: &[u8]) -> String {
-    key.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn corrupt(key: &[u8], reason: impl ToString) -> JournalError {
-    JournalError::Corrupt {
-        key: describe(key),
-        reason: reason.to_string(),
-    }
-}
-
-pub(super) fn storage(operation: &'static str) -> impl FnOnce(sled::Error) -> JournalError {
-    move |e| JournalError::Storage {
-        operation,
-        reason: e.to_string(),
-    }
-}
-
-pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, JournalError> {
-    crate::codec::encode(value).map_err(|e| JournalError::Storage {
-        operation: "encode",
-        reason: e.0,
-    })
-}
-
-fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T, JournalError> {
-    crate::codec::decode_prefix(bytes)
-        .map(|(value, _)| value)
-        .map_err(|e| corrupt(key, e))
 }
 
 fn be_u64(key: &[u8], bytes: &[u8]) -> Result<u64, JournalError> {
@@ -716,7 +675,7 @@ mod tests {
         {
             let journal = open(dir.path());
             for at_ms in 1..=5 {
-                let mut event = Event::new(crate::events::EventKind::Crash, "tester-1");
+                let mut event = Event::new(crate::event::EventKind::Crash, "tester-1");
                 event.at_ms = at_ms * 1000;
                 journal.record_event(&event).unwrap();
             }
@@ -729,7 +688,7 @@ mod tests {
         };
         assert_eq!(times(0), vec![3000, 4000, 5000]);
         assert_eq!(times(4000), vec![4000, 5000]);
-        let mut event = Event::new(crate::events::EventKind::Restart, "tester-1");
+        let mut event = Event::new(crate::event::EventKind::Restart, "tester-1");
         event.at_ms = 6000;
         journal.record_event(&event).unwrap();
         assert_eq!(times(0), vec![4000, 5000, 6000]);

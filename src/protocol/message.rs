@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::alarms::Alarm;
 use crate::area::Shape;
-use crate::events::Event;
+use crate::event::Event;
 use crate::job::{JobId, JobResult, Task, Verdict};
 
 /// Most numbers one Submit frame may carry.

@@ -8,7 +8,7 @@ use ractor::ActorRef;
 use tracing::{info, warn};
 
 use crate::area::{self, AreaMsg, Shape, AREA_SERVER};
-use crate::events::Event;
+use crate::event::Event;
 use crate::job::{JobId, TesterId, Verdict};
 use crate::journal::{Completion, Lookup, Role};
 use crate::pool::{BalancerMsg, LoadSnapshot, PoolContext, BALANCER};

@@ -15,7 +15,7 @@ use tracing::{debug, warn};
 use super::admission::{self, Refusal};
 use super::limits::{LogBudget, Slot};
 use super::{admin, Shared};
-use crate::events::Event;
+use crate::event::Event;
 use crate::job::{Job, JobId, Task};
 use crate::journal::{JournalError, Lookup, Ticket};
 use crate::number::{InputError, Number};

@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use super::store::load;
 use super::{decode, lock, Role, State, MAX_REPLY};
-use crate::events::Event;
+use crate::event::Event;
 use crate::job::JobId;
 use crate::journal::record::JobRecord;
 use crate::journal::RemoteChange;

@@ -54,7 +54,7 @@ use super::{
     BoxFuture, Completion, Counts, InFlightIter, Journal, JournalError, JournalOptions, Lookup,
     RemoteChanges, Ticket,
 };
-use crate::events::Event;
+use crate::event::Event;
 use crate::job::{now_ms, InFlight, Job, JobId, Task, Verdict};
 
 /// Ids reserved at a time; the next block is fetched once half of one is used.

@@ -8,7 +8,7 @@ use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
 use super::{
     decode, prefix_end, EtcdTarget, State, CALL_TIMEOUT, COMMIT_PATIENCE, ID_BLOCK, MAX_REPLY,
 };
-use crate::events::Event;
+use crate::event::Event;
 use crate::job::JobId;
 use crate::journal::record::JobRecord;
 use crate::journal::JournalError;
@@ -66,7 +66,7 @@ pub(super) async fn load(client: &Client, prefix: &str) -> Result<(State, i64), 
 /// mark existed) with ours, as the sled backend does.
 pub(super) async fn check_format(client: &Client, target: &EtcdTarget) -> Result<(), JournalError> {
     let key = format!("{}format", target.prefix);
-    let ours = crate::journal::sled_journal::FORMAT;
+    let ours = crate::journal::record::FORMAT;
     let open_error = |reason: String| JournalError::Open {
         path: target.to_string().into(),
         reason,

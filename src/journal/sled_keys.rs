@@ -1,0 +1,52 @@
+//! The sled backend's key layout and its small helpers: a one-byte kind followed by
+//! big-endian integers, so that keys sort numerically (bincode's varints do not).
+
+use serde::{Deserialize, Serialize};
+
+use super::JournalError;
+use crate::job::JobId;
+
+pub(super) const JOB: u8 = b'J';
+pub(super) const NEXT_ID_KEY: &[u8] = b"Mnext_id";
+pub(super) const LOW_WATER_KEY: &[u8] = b"Mlow_water";
+pub(super) const FORMAT_KEY: &[u8] = b"Mformat";
+
+pub(super) fn job_key(id: JobId) -> [u8; 9] {
+    let mut key = [JOB; 9];
+    key[1..].copy_from_slice(&id.to_be_bytes());
+    key
+}
+
+fn describe(key: &[u8]) -> String {
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(super) fn corrupt(key: &[u8], reason: impl ToString) -> JournalError {
+    JournalError::Corrupt {
+        key: describe(key),
+        reason: reason.to_string(),
+    }
+}
+
+pub(super) fn storage(operation: &'static str) -> impl FnOnce(sled::Error) -> JournalError {
+    move |e| JournalError::Storage {
+        operation,
+        reason: e.to_string(),
+    }
+}
+
+pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, JournalError> {
+    crate::codec::encode(value).map_err(|e| JournalError::Storage {
+        operation: "encode",
+        reason: e.0,
+    })
+}
+
+pub(super) fn decode<T: for<'de> Deserialize<'de>>(
+    key: &[u8],
+    bytes: &[u8],
+) -> Result<T, JournalError> {
+    crate::codec::decode_prefix(bytes)
+        .map(|(value, _)| value)
+        .map_err(|e| corrupt(key, e))
+}
