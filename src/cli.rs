@@ -226,7 +226,7 @@ fn serve(runtime: &tokio::runtime::Runtime, args: ServeArgs) -> u8 {
 
 fn man() -> u8 {
     let command = <Cli as clap::CommandFactory>::command();
-    match clap_mangen::Man::new(command).render(&mut std::io::stdout()) {
+    match crate::man::render(command, &mut std::io::stdout()) {
         Ok(()) => Exit::Ok as u8,
         Err(e) => {
             eprintln!("primed: writing the man page: {e}");

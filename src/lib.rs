@@ -11,6 +11,7 @@
 //! - [`daemon`]: `primed serve`: startup order (journal, socket, tree) and clean shutdown.
 //! - [`config`]: the embedded defaults, a file over them, validation, default paths.
 //! - [`logging`]: structured logs to stderr or a rotated file; panics as log events.
+//! - [`man`]: `primed man`, the manual page.
 //! - [`notify`]: systemd's readiness protocol.
 //! - [`reload`]: `primed reload` / SIGHUP: what can change live.
 //!
@@ -57,6 +58,7 @@ pub mod faults;
 pub mod job;
 pub mod journal;
 pub mod logging;
+pub mod man;
 pub mod monitor;
 pub mod notify;
 pub mod number;

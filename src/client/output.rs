@@ -22,9 +22,20 @@ struct ReportJson<'a> {
     n: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     prime: Option<bool>,
+    /// Only for 0 and 1, which are `"prime": false` but not composite either.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    neither_prime_nor_composite: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
     attempts: u32,
+}
+
+/// What a number the tester found not prime is: 0 and 1 are neither prime nor composite.
+fn not_prime(n: &str) -> &'static str {
+    match n {
+        "0" | "1" => "neither prime nor composite",
+        _ => "composite",
+    }
 }
 
 #[derive(Serialize)]
@@ -177,6 +188,8 @@ impl<W: Write> Printer<W> {
             digits: report.digits,
             n: &report.n,
             prime,
+            neither_prime_nor_composite: prime == Some(false)
+                && not_prime(&report.n) != "composite",
             error,
             attempts: report.attempts,
         })
@@ -203,7 +216,7 @@ impl<W: Write> Printer<W> {
             }
             Verdict::Cancelled => self.unanswered(report, "cancelled"),
             Verdict::Prime => writeln!(self.out, "{} is prime", report.n),
-            Verdict::Composite => writeln!(self.out, "{} is composite", report.n),
+            Verdict::Composite => writeln!(self.out, "{} is {}", report.n, not_prime(&report.n)),
             Verdict::Made { prime } => writeln!(self.out, "{prime}"),
         }
     }
@@ -217,7 +230,7 @@ impl<W: Write> Printer<W> {
             }
             Verdict::Cancelled => return self.unanswered(report, "cancelled"),
             Verdict::Prime => "prime",
-            Verdict::Composite => "composite",
+            Verdict::Composite => not_prime(&report.n),
             Verdict::Made { prime } => {
                 let digits = report.digits.unwrap_or(0);
                 return writeln!(
@@ -272,6 +285,22 @@ impl<W: Write> Printer<W> {
         self.out.flush()?;
         eprintln!("primed: error: job {id}: {error}");
         Ok(())
+    }
+
+    /// Before the first in-flight job (human output only).
+    pub fn jobs_header(&mut self) -> io::Result<()> {
+        match self.json {
+            true => Ok(()),
+            false => writeln!(self.out, "id number tester attempts"),
+        }
+    }
+
+    /// `jobs` found nothing in flight: said, rather than printing nothing.
+    pub fn no_jobs(&mut self) -> io::Result<()> {
+        match self.json {
+            true => Ok(()),
+            false => writeln!(self.out, "no jobs in flight"),
+        }
     }
 
     pub fn job(&mut self, job: &JobInfo) -> io::Result<()> {
@@ -531,5 +560,18 @@ mod tests {
             attempts: 1,
         };
         assert_eq!(printed(false, |p| p.report(&report)), "91 is composite\n");
+        for n in ["0", "1"] {
+            let unit = Report {
+                n: n.into(),
+                ..report.clone()
+            };
+            let human = printed(false, |p| p.report(&unit));
+            assert_eq!(human, format!("{n} is neither prime nor composite\n"));
+            let json = printed(true, |p| p.report(&unit));
+            assert!(
+                json.contains("\"prime\":false,\"neither_prime_nor_composite\":true"),
+                "{json}"
+            );
+        }
     }
 }

@@ -78,13 +78,21 @@ pub async fn jobs(opts: ClientOpts) -> Result<Exit, ClientError> {
     let mut conn = Connection::connect(&endpoint(&opts)).await?;
     conn.send(&Request::Jobs).await?;
     let mut printer = Printer::stdout(opts.json);
+    let mut listed = 0;
     loop {
         match conn.recv().await? {
             Response::Jobs { jobs, more } => {
                 for job in &jobs {
+                    if listed == 0 {
+                        printer.jobs_header()?;
+                    }
                     printer.job(job)?;
+                    listed += 1;
                 }
                 if !more {
+                    if listed == 0 {
+                        printer.no_jobs()?;
+                    }
                     printer.flush()?;
                     return Ok(Exit::Ok);
                 }

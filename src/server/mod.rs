@@ -66,7 +66,7 @@ pub struct Listener {
 
 /// Takes `<socket>.lock` first, so that the stale socket we remove is never a live daemon's;
 /// then binds, and sets group and mode explicitly rather than trusting the umask. See
-/// [`path`] for what is refused on the way.
+/// `path` for what is refused on the way.
 pub fn bind(socket: &Path, peers: &PeerPolicy) -> Result<Listener, ServerError> {
     let us = peers.uid();
     if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -112,9 +112,11 @@ fn draw_testers(frame: &mut Frame, area: Rect, model: &TopModel) {
     let names_cells = testers.iter().map(|t| Line::from(t.name.clone())).collect();
     frame.render_widget(column("tester", names_cells), names);
     let queues: Vec<u64> = testers.iter().map(|t| t.queued).collect();
-    frame.render_widget(column("queued", bar_cells(&queues, queued.width)), queued);
+    let exact = |v: u64| v.to_string();
+    let queue_cells = bar_cells(&queues, queued.width, exact);
+    frame.render_widget(column("queued", queue_cells), queued);
     let loads: Vec<u64> = testers.iter().map(|t| t.load).collect();
-    frame.render_widget(column("load", bar_cells(&loads, load.width)), load);
+    frame.render_widget(column("load", bar_cells(&loads, load.width, compact)), load);
     let numbers = |f: fn(&TesterStatus) -> u64| {
         testers
             .iter()
@@ -127,20 +129,38 @@ fn draw_testers(frame: &mut Frame, area: Rect, model: &TopModel) {
 
 /// One cell per value: the number, then a bar scaled so that the largest value fills the
 /// column, since what an operator looks for is the imbalance between testers.
-fn bar_cells(values: &[u64], width: u16) -> Vec<Line<'static>> {
+fn bar_cells(values: &[u64], width: u16, show: fn(u64) -> String) -> Vec<Line<'static>> {
     let max = values.iter().copied().max().unwrap_or(0);
-    let digits = max.to_string().len();
+    let digits = values.iter().map(|&v| show(v).len()).max().unwrap_or(1);
     // A space between number and bar, and one before the next column.
     let bar_width = usize::from(width).saturating_sub(digits + 2);
     values
         .iter()
         .map(|&value| {
             Line::from(vec![
-                Span::raw(format!("{value:>digits$} ")),
+                Span::raw(format!("{:>digits$} ", show(value))),
                 Span::styled(bar(value, max, bar_width), Color::Cyan),
             ])
         })
         .collect()
+}
+
+/// A load (an estimate of work in the balancer's cost units) as a person reads it: three
+/// significant figures and a k/M/G/T suffix (`43930958500` is `43.9G`).
+pub fn compact(value: u64) -> String {
+    const UNITS: [&str; 5] = ["", "k", "M", "G", "T"];
+    let mut scaled = value as f64;
+    let mut unit = 0;
+    while scaled >= 999.5 && unit + 1 < UNITS.len() {
+        scaled /= 1000.0;
+        unit += 1;
+    }
+    match unit {
+        0 => value.to_string(),
+        _ if scaled < 9.995 => format!("{scaled:.2}{}", UNITS[unit]),
+        _ if scaled < 99.95 => format!("{scaled:.1}{}", UNITS[unit]),
+        _ => format!("{scaled:.0}{}", UNITS[unit]),
+    }
 }
 
 /// A horizontal bar of `value / max` of `width` cells, to an eighth of a cell. A value above
@@ -230,6 +250,16 @@ mod tests {
             .enumerate()
             .find(|(_, row)| row.contains(needle))
             .unwrap_or_else(|| panic!("no row shows {needle:?}:\n{}", screen.join("\n")))
+    }
+
+    #[test]
+    fn loads_read_with_three_figures_and_a_suffix() {
+        assert_eq!(compact(0), "0");
+        assert_eq!(compact(999), "999");
+        assert_eq!(compact(1_500), "1.50k");
+        assert_eq!(compact(43_930_958_500), "43.9G");
+        assert_eq!(compact(999_999), "1.00M");
+        assert_eq!(compact(u64::MAX), "18446744T");
     }
 
     fn bar_cells_in(row: &str) -> usize {
