@@ -501,3 +501,55 @@ fn the_client_refuses_a_daemon_of_another_user() {
     assert_eq!(line.trim(), "0", "the client sent the impostor nothing");
     let _ = fake.wait();
 }
+
+/// A client that hangs up while it is owed answers frees its connection at once: it used to
+/// hold its slot (and descriptor) until every job it had asked about was done.
+#[test]
+fn a_client_that_hangs_up_owed_answers_frees_its_connection() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let config = write_config(tmp.path(), "[limits]\nmax_connections = 4\n");
+    let daemon = Daemon::start_in(
+        tmp.path(),
+        1,
+        &["--config", config.to_str().expect("utf-8")],
+    );
+    let blocker = common::block_a_tester(&daemon);
+    let ask = Request::Results {
+        ids: vec![blocker.id],
+        wait: true,
+    };
+    let frame = protocol::encode_frame(&ask, 1 << 20).expect("encode");
+    // The blocker's own client holds one connection; these take the other three.
+    let waiting: Vec<UnixStream> = (0..3)
+        .map(|_| {
+            let mut stream = handshake(&daemon);
+            stream.write_all(&frame).expect("ask");
+            stream
+        })
+        .collect();
+    drop(waiting);
+    // The daemon sees the hang-ups in its own time: poll, bounded, for a connection it serves.
+    let served = (0..200).any(|_| {
+        let out = daemon.cli(&["status"]);
+        out.status.success() || {
+            std::thread::sleep(Duration::from_millis(25));
+            false
+        }
+    });
+    assert!(served, "the hung-up connections still hold the cap");
+}
+
+#[test]
+fn a_lookup_of_more_ids_than_a_batch_is_refused() {
+    let daemon = Daemon::start(1);
+    let mut stream = handshake(&daemon);
+    let ask = Request::Results {
+        ids: (1..=5000).collect(),
+        wait: false,
+    };
+    stream
+        .write_all(&protocol::encode_frame(&ask, 1 << 20).expect("encode"))
+        .expect("ask");
+    let message = error_frame(&rest(&mut stream));
+    assert!(message.contains("exceeds the maximum of 4096"), "{message}");
+}

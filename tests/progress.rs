@@ -152,6 +152,8 @@ fn assert_human_answers(stdout: &[u8], range: std::ops::Range<u64>) {
             let n = i * 7 + 1;
             let verdict = if is_prime_by_trial_division(n) {
                 "prime"
+            } else if n < 2 {
+                "neither prime nor composite"
             } else {
                 "composite"
             };

@@ -49,13 +49,15 @@ pub fn prepare(dir: &Path) -> Result<u64, JournalError> {
             reason: e.to_string(),
         },
     };
-    let marked = mark::read(dir).map_err(|e| {
-        damaged(
+    let marked = mark::read(dir).map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidData => damaged(
             dir,
             format!("its mark {} is unreadable: {e}", mark::path(dir).display()),
-        )
+        ),
+        _ => open_error(e),
     })?;
     if let Some(marked) = marked {
+        let _probe = refuse_if_open(dir)?;
         drop_unfinished_snapshots(dir).map_err(open_error)?;
         return Ok(marked);
     }
@@ -69,16 +71,64 @@ pub fn prepare(dir: &Path) -> Result<u64, JournalError> {
         ));
     }
     fs::create_dir_all(dir).map_err(open_error)?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        // The new directory's own entry, durable before anything is acknowledged in it.
+        fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(open_error)?;
+    }
     mark::Mark::open(dir, 1).map_err(open_error)?;
     info!(journal = %dir.display(), event = "journal_created", "created a new, empty journal");
     Ok(1)
 }
 
+/// Empty, or holding only the temporary file of a mark whose first write was cut short.
 fn is_empty_or_missing(dir: &Path) -> io::Result<bool> {
     match fs::read_dir(dir) {
-        Ok(mut entries) => Ok(entries.next().is_none()),
+        Ok(entries) => {
+            for entry in entries {
+                if entry?.file_name() != mark::TEMPORARY {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
         Err(e) => Err(e),
+    }
+}
+
+/// Opens sled's log and makes it, and the directory's entries, durable: sled creates its
+/// files without syncing the directory, and writes its log without syncing the file's size.
+pub fn sync_log(dir: &Path) -> io::Result<fs::File> {
+    let log = fs::File::open(dir.join("db"))?;
+    log.sync_data()?;
+    fs::File::open(dir)?.sync_all()?;
+    Ok(log)
+}
+
+/// sled's own lock (a `flock` on its log), probed before anything in the directory is
+/// touched: a second daemon must not remove a snapshot the first is still writing.
+fn refuse_if_open(dir: &Path) -> Result<Option<fs::File>, JournalError> {
+    let log = match fs::File::open(dir.join("db")) {
+        Ok(log) => log,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(JournalError::Open {
+                path: dir.to_path_buf(),
+                reason: e.to_string(),
+            })
+        }
+    };
+    match log.try_lock() {
+        Ok(()) => Ok(Some(log)),
+        Err(fs::TryLockError::WouldBlock) => Err(JournalError::Locked {
+            path: dir.to_path_buf(),
+        }),
+        Err(fs::TryLockError::Error(e)) => Err(JournalError::Open {
+            path: dir.to_path_buf(),
+            reason: e.to_string(),
+        }),
     }
 }
 

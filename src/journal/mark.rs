@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 pub const FILE_NAME: &str = "primed.mark";
+/// Where a whole new mark is written before it is renamed into place.
+pub const TEMPORARY: &str = "primed.mark.tmp";
 /// One slot: `primed-mark <next id> <sequence> <checksum>`, space-padded, ending in a newline.
 const SLOT: usize = 96;
 
@@ -89,7 +91,7 @@ fn newest_slot(bytes: &[u8]) -> Option<Slot> {
 /// Writes a mark file holding `slot` (and a blank second slot) beside `path`, durably, and
 /// renames it into place.
 fn replace(dir: &Path, path: &Path, slot: Slot) -> io::Result<()> {
-    let temporary = path.with_extension("tmp");
+    let temporary = dir.join(TEMPORARY);
     let mut bytes = slot.render().to_vec();
     bytes.extend_from_slice(&[b' '; SLOT]);
     let file = OpenOptions::new()

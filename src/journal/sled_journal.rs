@@ -58,7 +58,6 @@ pub struct JournalOptions {
 }
 
 pub struct SledJournal {
-    db: sled::Db,
     tree: sled::Tree,
     /// The event log: `at_ms` and a sequence number, both big-endian, to an encoded event.
     events: sled::Tree,
@@ -66,6 +65,7 @@ pub struct SledJournal {
     event_count: AtomicU64,
     max_events: u64,
     mark: Arc<Mark>,
+    stable: Arc<Stable>,
     commits: GroupCommit,
     /// Held while allocating ids, so ids are written in order.
     next_id: Mutex<JobId>,
@@ -218,9 +218,12 @@ impl SledJournal {
     /// Opens (or creates) the journal in `dir`.
     pub fn open(dir: &Path, options: JournalOptions) -> Result<Self, JournalError> {
         let marked = integrity::prepare(dir)?;
-        Self::open_marked(dir, options, marked).inspect_err(|_| {
-            // A failed open (a full disk, say) leaves the journal as it was.
-            let _ = integrity::drop_unfinished_snapshots(dir);
+        Self::open_marked(dir, options, marked).inspect_err(|e| {
+            // A failed open (a full disk, say) leaves the journal as it was; but a journal
+            // another daemon holds is that daemon's to tidy.
+            if !matches!(e, JournalError::Locked { .. }) {
+                let _ = integrity::drop_unfinished_snapshots(dir);
+            }
         })
     }
 
@@ -238,21 +241,28 @@ impl SledJournal {
         let next_id = read_counter(&tree, NEXT_ID_KEY)?.max(1);
         let low_water = read_counter(&tree, LOW_WATER_KEY)?.clamp(1, next_id);
         integrity::check_complete(dir, marked, next_id)?;
-        // The format stamp or a migration, made durable before anything relies on them.
+        // The format stamp or a migration, and whatever a killed daemon left in the page
+        // cache, made durable before the mark may cover it.
         db.flush().map_err(|e| open_error(dir, e))?;
+        let log = integrity::sync_log(dir).map_err(|e| mark_error(dir, &e))?;
         let mark = Mark::open(dir, next_id).map_err(|e| mark_error(dir, &e))?;
         let mark = Arc::new(mark);
+        let stable = Arc::new(Stable {
+            db: db.clone(),
+            log,
+            mark: Arc::clone(&mark),
+        });
         // Which of the jobs from the mark on are done is learnt as the replay reads them.
         let window = Arc::new(Mutex::new(DoneWindow::new(low_water, next_id)));
-        let commits = start_flusher(dir, &db, &tree, &window, &mark)?;
+        let commits = start_flusher(dir, &tree, &window, &stable)?;
         Ok(Self {
-            db,
             tree,
             events,
             event_seq: AtomicU64::new(event_seq),
             event_count: AtomicU64::new(event_count),
             max_events: options.max_events,
             mark,
+            stable,
             commits,
             next_id: Mutex::new(next_id),
             completing: Mutex::new(()),
@@ -299,22 +309,40 @@ fn mark_error(dir: &Path, error: &std::io::Error) -> JournalError {
     }
 }
 
+/// What makes applied writes durable, in order: sled's flush, then an `fdatasync` of its log
+/// (sled 0.34 flushes with `sync_file_range` alone, which leaves the file's size and the
+/// device's cache unflushed: a power cut could lose an acknowledged tail), then the mark.
+struct Stable {
+    db: sled::Db,
+    log: std::fs::File,
+    mark: Arc<Mark>,
+}
+
+impl Stable {
+    fn commit(&self) -> Result<(), String> {
+        let covered = self.mark.before_flush();
+        self.db.flush().map_err(|e| e.to_string())?;
+        self.log
+            .sync_data()
+            .map_err(|e| format!("cannot sync the journal's log: {e}"))?;
+        // Durable, but acknowledged only once the mark covers them: a lost tail of the log
+        // must be seen on the next open, never taken for its end.
+        self.mark
+            .flushed(covered)
+            .map_err(|e| format!("cannot move the journal mark: {e}"))
+    }
+}
+
 /// The group-commit flusher: before each flush it stores the low-water mark (the completions
 /// it covers were applied earlier, so the same flush makes them durable first), after each
 /// one it moves the high-water mark, before any of the flush's jobs is acknowledged.
 fn start_flusher(
     dir: &Path,
-    db: &sled::Db,
     tree: &sled::Tree,
     window: &Arc<Mutex<DoneWindow>>,
-    mark: &Arc<Mark>,
+    stable: &Arc<Stable>,
 ) -> Result<GroupCommit, JournalError> {
-    let (db, tree, window, mark) = (
-        db.clone(),
-        tree.clone(),
-        Arc::clone(window),
-        Arc::clone(mark),
-    );
+    let (tree, window, stable) = (tree.clone(), Arc::clone(window), Arc::clone(stable));
     let stored = AtomicU64::new(0);
     let flush = move || {
         let low_water = lock(&window).base();
@@ -322,12 +350,7 @@ fn start_flusher(
             tree.insert(LOW_WATER_KEY, &low_water.to_be_bytes())
                 .map_err(|e| e.to_string())?;
         }
-        let covered = mark.before_flush();
-        db.flush().map_err(|e| e.to_string())?;
-        // Durable in sled, but acknowledged only once the mark covers them: a lost tail of the
-        // log must be seen on the next open, never taken for its end.
-        mark.flushed(covered)
-            .map_err(|e| format!("cannot move the journal mark: {e}"))
+        stable.commit()
     };
     GroupCommit::start(Box::new(flush), FLUSH_PACE).map_err(|e| JournalError::Open {
         path: dir.to_path_buf(),
@@ -505,13 +528,7 @@ impl Journal for SledJournal {
     }
 
     fn flush(&self) -> Result<(), JournalError> {
-        let covered = self.mark.before_flush();
-        self.db
-            .flush()
-            .map_err(|e| JournalError::Flush(e.to_string()))?;
-        self.mark
-            .flushed(covered)
-            .map_err(|e| JournalError::Flush(format!("cannot move the journal mark: {e}")))
+        self.stable.commit().map_err(JournalError::Flush)
     }
 }
 

@@ -3,13 +3,14 @@
 //! sends responses. The connection holds one permit per job it owes an answer for, so a client
 //! that submits without reading is slowed down instead of growing the daemon's memory.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
-use tokio::sync::{broadcast, mpsc, Semaphore};
+use tokio::sync::{broadcast, mpsc, Notify, Semaphore};
 use tracing::{debug, warn};
 
 use super::admission::{self, Refusal};
@@ -91,10 +92,12 @@ async fn run(mut stream: UnixStream, shared: Arc<Shared>) -> Result<(), FrameErr
     let (reader, writer) = stream.into_split();
     let permits = Arc::new(Semaphore::new(shared.limits.max_outstanding));
     let (out, deliveries) = mpsc::unbounded_channel();
+    let backlog = Arc::new(Backlog::default());
     let writing = tokio::spawn(write_loop(
         writer,
         deliveries,
         Arc::clone(&permits),
+        Arc::clone(&backlog),
         shared.limits.max_frame_bytes,
     ));
     let (acks, ack_queue) = mpsc::unbounded_channel();
@@ -104,8 +107,14 @@ async fn run(mut stream: UnixStream, shared: Arc<Shared>) -> Result<(), FrameErr
         out,
         acks,
         permits,
+        backlog: Arc::clone(&backlog),
     };
     let read = connection.read_loop(reader).await;
+    // At shutdown the answers still owed are delivered (the drain); otherwise the client may
+    // have closed only its sending side (check and submit do), or be gone.
+    if !*connection.shared.closing.borrow() {
+        backlog.reader_done.notify_one();
+    }
     drop(connection);
     let _ = writing.await;
     read
@@ -129,6 +138,73 @@ fn check_peer(stream: &UnixStream, shared: &Shared) -> Result<bool, String> {
         })
 }
 
+/// How often a connection whose reader has stopped checks whether its peer is gone.
+const GONE_CHECK: Duration = Duration::from_secs(1);
+
+/// Whether the peer closed its socket entirely: a half-close (the client's end of input) only
+/// ends what we read, while a full close also hangs up our sending side (POLLHUP). A client
+/// that is gone frees its slot and descriptor at once instead of when its jobs are done.
+fn peer_gone(stream: &UnixStream) -> bool {
+    let mut poll = libc::pollfd {
+        fd: std::os::fd::AsRawFd::as_raw_fd(stream),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for a descriptor we own, no waiting.
+    let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+    ready > 0 && poll.revents & (libc::POLLHUP | libc::POLLERR) != 0
+}
+
+/// Most answers the connection itself may have queued for the writer (the answers to jobs are
+/// bounded by the permits): past it the reader waits for the writer, so a client that asks and
+/// never reads holds a bounded queue, not the daemon's memory.
+const MAX_QUEUED: usize = 1024;
+
+/// The writer's side of the conversation, as the reader sees it.
+#[derive(Default)]
+struct Backlog {
+    queued: AtomicUsize,
+    drained: Notify,
+    /// The writer has stopped: nothing queued will be written.
+    stopped: AtomicBool,
+    /// The reader stopped (end of stream, a bad frame, idleness): from then on the writer
+    /// watches for the peer being gone (see [`peer_gone`]).
+    reader_done: Notify,
+}
+
+impl Backlog {
+    fn queued_one(&self) {
+        self.queued.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn written_one(&self) {
+        // Answers to jobs are written without being counted here: never below zero.
+        let _ = self
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                Some(q.saturating_sub(1))
+            });
+        self.drained.notify_waiters();
+    }
+
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.drained.notify_waiters();
+    }
+
+    /// Resolves once there is room in the queue (or the writer has stopped).
+    async fn room(&self) {
+        loop {
+            let drained = self.drained.notified();
+            let full = self.queued.load(Ordering::Acquire) >= MAX_QUEUED;
+            if !full || self.stopped.load(Ordering::Acquire) {
+                return;
+            }
+            drained.await;
+        }
+    }
+}
+
 /// A submission journaled but not yet known to be durable (or refused: it still goes through
 /// the ack queue, so answers keep the order of the submissions).
 struct PendingAck {
@@ -142,10 +218,12 @@ struct Connection {
     out: Waiter,
     acks: mpsc::UnboundedSender<PendingAck>,
     permits: Arc<Semaphore>,
+    backlog: Arc<Backlog>,
 }
 
 impl Connection {
     fn send(&self, response: Response, release: u32) {
+        self.backlog.queued_one();
         let _ = self.out.send(Delivery { response, release });
     }
 
@@ -154,6 +232,10 @@ impl Connection {
         let mut closing = self.shared.closing.clone();
         // The writer closes the permits when it stops: then nothing read could be answered.
         while !self.permits.is_closed() {
+            tokio::select! {
+                () = self.backlog.room() => {}
+                _ = closing.wait_for(|&closing| closing) => return Ok(()),
+            }
             let first = tokio::select! {
                 first = protocol::read_first_byte(&mut reader) => first,
                 () = tokio::time::sleep(limits.idle_timeout) => {
@@ -279,6 +361,9 @@ impl Connection {
                 // Recorded between the subscription and the read: already sent.
                 Ok(event) if tail.contains(&event) => {}
                 Ok(event) => {
+                    // A follower that does not read falls behind (and is told it lagged),
+                    // rather than queueing every event.
+                    self.backlog.room().await;
                     let events = vec![event];
                     self.send(Response::Events { events, more: true }, 0);
                 }
@@ -372,6 +457,13 @@ impl Connection {
     }
 
     async fn results(&self, ids: Vec<JobId>, wait: bool) {
+        if ids.len() > MAX_BATCH {
+            let message = format!(
+                "a lookup of {} ids exceeds the maximum of {MAX_BATCH} per request",
+                ids.len()
+            );
+            return self.send(Response::Error { message }, 0);
+        }
         let outcomes = &self.shared.ctx.outcomes;
         for id in ids {
             if wait {
@@ -556,11 +648,13 @@ async fn write_loop(
     writer: OwnedWriteHalf,
     mut deliveries: mpsc::UnboundedReceiver<Delivery>,
     permits: Arc<Semaphore>,
+    backlog: Arc<Backlog>,
     max_frame: usize,
 ) -> Result<(), FrameError> {
-    let written = write_all(writer, &mut deliveries, &permits, max_frame).await;
+    let written = write_all(writer, &mut deliveries, &permits, &backlog, max_frame).await;
     // Whatever stopped the writer, the reader must not wait for permits that cannot come back.
     permits.close();
+    backlog.stop();
     written
 }
 
@@ -568,12 +662,31 @@ async fn write_all(
     writer: OwnedWriteHalf,
     deliveries: &mut mpsc::UnboundedReceiver<Delivery>,
     permits: &Semaphore,
+    backlog: &Backlog,
     max_frame: usize,
 ) -> Result<(), FrameError> {
     let mut writer = BufWriter::new(writer);
-    while let Some(delivery) = deliveries.recv().await {
+    let mut reader_done = false;
+    loop {
+        let delivery = match deliveries.try_recv() {
+            Ok(delivery) => delivery,
+            // Nothing left queued, and nobody to deliver the rest to.
+            Err(_) if reader_done && peer_gone(writer.get_ref().as_ref()) => break,
+            Err(_) => tokio::select! {
+                delivery = deliveries.recv() => match delivery {
+                    Some(delivery) => delivery,
+                    None => break,
+                },
+                () = backlog.reader_done.notified(), if !reader_done => {
+                    reader_done = true;
+                    continue;
+                }
+                () = tokio::time::sleep(GONE_CHECK), if reader_done => continue,
+            },
+        };
         protocol::write_frame(&mut writer, &delivery.response, max_frame).await?;
         permits.add_permits(delivery.release as usize);
+        backlog.written_one();
         if deliveries.is_empty() {
             writer.flush().await?;
         }
