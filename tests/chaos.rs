@@ -29,7 +29,7 @@
 //!
 //! ```sh
 //! cargo test --release --test chaos -- --ignored --nocapture chaos_soak_long
-//! cargo test --release --test chaos -- --ignored --nocapture chaos_soak_failover_long
+//! cargo xtask test --release --test chaos -- --ignored --nocapture chaos_soak_failover_long
 //! ```
 
 mod common;
@@ -91,6 +91,7 @@ fn chaos_soak_long() {
 }
 
 #[test]
+#[cfg(feature = "etcd")]
 fn chaos_soak_failover_short() {
     let mut params = Params::from_env(20_000, 12);
     params.failover = true;
@@ -100,7 +101,8 @@ fn chaos_soak_failover_short() {
 }
 
 #[test]
-#[ignore = "long soak: cargo test --release --test chaos -- --ignored --nocapture chaos_soak_failover_long"]
+#[cfg(feature = "etcd")]
+#[ignore = "long soak: cargo xtask test --release --test chaos -- --ignored --nocapture chaos_soak_failover_long"]
 fn chaos_soak_failover_long() {
     let mut params = Params::from_env(200_000, 200);
     params.failover = true;

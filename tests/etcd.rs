@@ -5,7 +5,10 @@
 //! serves its clients (the leader runs their jobs), takes over when the leader dies, and a
 //! leader paused past its lease is fenced and steps down.
 //!
-//! The cluster and the etcd-enabled build come from `common::etcd`.
+//! Compiled only with the `etcd` feature (`cargo xtask test`); the cluster comes from
+//! `common::etcd`.
+
+#![cfg(feature = "etcd")]
 
 mod common;
 
@@ -392,7 +395,7 @@ fn a_standby_serves_its_clients_and_the_leader_runs_their_jobs() {
 /// killed daemon's return as the standby. Prints, per kill, how long until the standby leads
 /// (elected and caught up) and until it answers a `check` sent right after the kill.
 #[test]
-#[ignore = "benchmark: cargo test --release --test etcd -- --ignored --nocapture failover_time"]
+#[ignore = "benchmark: cargo xtask test --release --test etcd -- --ignored --nocapture failover_time"]
 fn failover_time() {
     let rounds: usize = std::env::var("FAILOVERS")
         .ok()

@@ -1,72 +1,33 @@
-//! An etcd cluster for tests: three members on loopback in a temp dir, and primed built with
-//! the etcd feature. The etcd backend needs protoc, and the tests need the etcd server: both
-//! are installed here if missing (Debian's protobuf-compiler and etcd-server), and primed is
-//! built once per test run with `--features etcd` into its own target dir (so that it never
-//! replaces the binary other tests run).
+//! An etcd cluster for tests: three members on loopback in a temp dir. The etcd tests are
+//! compiled only with the `etcd` feature, so the `primed` they run is the one every other test
+//! runs; `cargo xtask test` gets what they need (protoc for the build, the etcd server here).
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
+/// The etcd server must be on PATH: `cargo xtask test` installs it; say so if it is missing.
+fn ensure_etcd() {
+    let found = Command::new("etcd")
+        .arg("--version")
         .stdout(Stdio::null())
         .status()
-        .is_ok_and(|s| s.success())
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "the etcd tests need the etcd server on PATH: run `cargo xtask test`, which installs \
+         Debian's etcd-server as root, or install it yourself"
+    );
 }
 
-/// Installs etcd and protoc unless present (once per test run). A fresh image has no package
-/// lists, so they are fetched first.
-fn ensure_tools() {
-    static READY: OnceLock<()> = OnceLock::new();
-    READY.get_or_init(|| {
-        if have("etcd") && have("protoc") {
-            return;
-        }
-        let apt = |args: &[&str]| {
-            Command::new("apt-get")
-                .args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        let installed = apt(&["update", "-q"])
-            && apt(&["install", "-y", "-q", "etcd-server", "protobuf-compiler"]);
-        assert!(
-            installed && have("etcd") && have("protoc"),
-            "the etcd tests need etcd and protoc: apt-get update && apt-get install etcd-server \
-             protobuf-compiler"
-        );
-    });
-}
-
-/// primed built with the etcd feature (once per test run).
+/// The primed the etcd tests run: the one built for this test run, with the etcd feature.
 pub fn etcd_primed() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        ensure_tools();
-        let default = Path::new(super::BIN);
-        let target = default
-            .parent()
-            .and_then(Path::parent)
-            .expect("target dir")
-            .join("etcd");
-        let built = Command::new(env!("CARGO"))
-            .args(["build", "--features", "etcd", "--bin", "primed"])
-            .env("CARGO_TARGET_DIR", &target)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build");
-        assert!(built.success(), "cargo build --features etcd failed");
-        target.join("debug").join("primed")
-    })
+    Path::new(super::BIN)
 }
 
 fn free_port() -> u16 {
@@ -91,7 +52,7 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(dir: &Path) -> Cluster {
-        ensure_tools();
+        ensure_etcd();
         let mut attempt = 0;
         loop {
             let members = (0..3)
