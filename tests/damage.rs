@@ -6,23 +6,8 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
-use common::{block_a_tester, describe, Daemon, BIN};
-
-/// Runs `serve` on `dir` expecting a refusal; returns its stderr.
-fn refused_start(dir: &Path) -> String {
-    let out = Command::new(BIN)
-        .arg("serve")
-        .arg("--socket")
-        .arg(dir.join("primed.sock"))
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .output()
-        .expect("run");
-    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use common::{block_a_tester, describe, refused_start, Daemon};
 
 /// Submits `count` numbers with the only tester busy, so they all stay in flight and the log's
 /// tail is their records; returns once they are acknowledged.

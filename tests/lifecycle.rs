@@ -6,7 +6,9 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{describe, mersenne, occupy_a_tester, parse_lines, write_config, Daemon, BIN};
+use common::{
+    describe, mersenne, occupy_a_tester, parse_lines, refused_start, write_config, Daemon, BIN,
+};
 
 #[test]
 fn sigterm_exits_zero_removes_the_socket_and_the_next_start_keeps_the_results() {
@@ -139,20 +141,6 @@ fn a_second_daemon_on_the_same_socket_is_refused_and_the_live_socket_kept() {
         "{stderr}"
     );
     assert!(daemon.cli(&["check", "2"]).status.success());
-}
-
-/// Runs `serve` on `dir` expecting it to refuse the journal; returns its stderr.
-fn refused_start(dir: &Path) -> String {
-    let out = Command::new(BIN)
-        .arg("serve")
-        .arg("--socket")
-        .arg(dir.join("primed.sock"))
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .output()
-        .expect("run");
-    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]

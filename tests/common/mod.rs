@@ -344,6 +344,20 @@ pub fn parse_lines(bytes: &[u8]) -> Vec<Value> {
         .collect()
 }
 
+/// Runs `serve` on `dir`'s socket and data dir expecting a refusal (exit 1); its stderr.
+pub fn refused_start(dir: &Path) -> String {
+    let out = Command::new(BIN)
+        .arg("serve")
+        .arg("--socket")
+        .arg(dir.join("primed.sock"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// Writes a config file (laid over the embedded defaults) into `dir`; returns its path.
 pub fn write_config(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("primed.toml");
