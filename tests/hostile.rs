@@ -553,3 +553,43 @@ fn a_lookup_of_more_ids_than_a_batch_is_refused() {
     let message = error_frame(&rest(&mut stream));
     assert!(message.contains("exceeds the maximum of 4096"), "{message}");
 }
+
+/// A client that asks and never reads gets a bounded queue, and once its socket is full for
+/// longer than the idle timeout the daemon gives up on it, freeing its connection.
+#[test]
+fn a_client_that_never_reads_is_given_up_on() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let config = write_config(
+        tmp.path(),
+        "[limits]\nmax_connections = 1\nidle_timeout_secs = 0.5\n",
+    );
+    let daemon = Daemon::start_in(
+        tmp.path(),
+        1,
+        &["--config", config.to_str().expect("utf-8")],
+    );
+    let mut greedy = handshake(&daemon);
+    let ask = protocol::encode_frame(&Request::Status, 1 << 20).expect("encode");
+    greedy
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    // Far more answers than the queue and the socket's buffers hold; stop when the daemon
+    // stops reading (a write that times out) or hangs up.
+    for _ in 0..20_000 {
+        if greedy.write_all(&ask).is_err() {
+            break;
+        }
+    }
+    let served = (0..400).any(|_| {
+        let out = daemon.cli(&["status"]);
+        out.status.success() || {
+            std::thread::sleep(Duration::from_millis(25));
+            false
+        }
+    });
+    assert!(
+        served,
+        "the connection that never reads still holds the only slot"
+    );
+    drop(greedy);
+}

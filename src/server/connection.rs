@@ -98,7 +98,7 @@ async fn run(mut stream: UnixStream, shared: Arc<Shared>) -> Result<(), FrameErr
         deliveries,
         Arc::clone(&permits),
         Arc::clone(&backlog),
-        shared.limits.max_frame_bytes,
+        shared.limits,
     ));
     let (acks, ack_queue) = mpsc::unbounded_channel();
     tokio::spawn(ack_loop(Arc::clone(&shared), ack_queue, out.clone()));
@@ -136,6 +136,16 @@ fn check_peer(stream: &UnixStream, shared: &Shared) -> Result<bool, String> {
                       suppressed, event = "peer_refused", "refused a client");
             }
         })
+}
+
+/// `write` unless it makes no progress for `limit`.
+async fn within(
+    limit: Duration,
+    write: impl std::future::Future<Output = Result<(), FrameError>>,
+) -> Result<(), FrameError> {
+    tokio::time::timeout(limit, write)
+        .await
+        .unwrap_or(Err(FrameError::Timeout))
 }
 
 /// How often a connection whose reader has stopped checks whether its peer is gone.
@@ -649,9 +659,9 @@ async fn write_loop(
     mut deliveries: mpsc::UnboundedReceiver<Delivery>,
     permits: Arc<Semaphore>,
     backlog: Arc<Backlog>,
-    max_frame: usize,
+    limits: super::Limits,
 ) -> Result<(), FrameError> {
-    let written = write_all(writer, &mut deliveries, &permits, &backlog, max_frame).await;
+    let written = write_all(writer, &mut deliveries, &permits, &backlog, limits).await;
     // Whatever stopped the writer, the reader must not wait for permits that cannot come back.
     permits.close();
     backlog.stop();
@@ -663,8 +673,11 @@ async fn write_all(
     deliveries: &mut mpsc::UnboundedReceiver<Delivery>,
     permits: &Semaphore,
     backlog: &Backlog,
-    max_frame: usize,
+    limits: super::Limits,
 ) -> Result<(), FrameError> {
+    // A client that reads nothing for this long is given up on: its queue stays bounded, and
+    // its slot does not stay taken by a writer that cannot write.
+    let stalled = limits.idle_timeout;
     let mut writer = BufWriter::new(writer);
     let mut reader_done = false;
     loop {
@@ -684,11 +697,12 @@ async fn write_all(
                 () = tokio::time::sleep(GONE_CHECK), if reader_done => continue,
             },
         };
-        protocol::write_frame(&mut writer, &delivery.response, max_frame).await?;
+        let frame = protocol::write_frame(&mut writer, &delivery.response, limits.max_frame_bytes);
+        within(stalled, frame).await?;
         permits.add_permits(delivery.release as usize);
         backlog.written_one();
         if deliveries.is_empty() {
-            writer.flush().await?;
+            within(stalled, async { Ok(writer.flush().await?) }).await?;
         }
         // An error ends the conversation: the reader has already stopped.
         if matches!(delivery.response, Response::Error { .. }) {
