@@ -26,7 +26,8 @@ pub enum FrameError {
     #[error("connection closed in the middle of a frame")]
     Truncated,
     #[error(
-        "the peer stopped sending in the middle of a hello or a frame (limits.read_timeout_secs)"
+        "the peer stalled: it sent part of a hello or a frame and no more within \
+         limits.read_timeout_secs, or read no answer within limits.idle_timeout_secs"
     )]
     Timeout,
     #[error("i/o error: {0}")]
