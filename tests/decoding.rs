@@ -60,10 +60,10 @@ fn largest_allocation<R>(f: impl FnOnce() -> R) -> (R, usize) {
     (result, LARGEST.with(Cell::get))
 }
 
-/// What decoding `len` bytes may allocate at once: the codec's limit (16 times the input, at
-/// least 64 KiB), and serde's cautious pre-allocation of a sequence (1 MiB).
+/// What decoding `len` bytes may allocate at once: the codec's limit (16 times the input), or
+/// serde's cautious pre-allocation of a sequence (1 MiB), whichever is larger.
 fn allowance(len: usize) -> usize {
-    (16 * len).max(64 << 10).max(1 << 20)
+    (16 * len).max(1 << 20)
 }
 
 /// Bytes that look like frames a hostile client would send: random, or a real request with a

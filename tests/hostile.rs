@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::raw::{connect, error_frame, handshake, rest};
-use common::{describe, is_prime_by_trial_division, parse_lines, write_config, Daemon, BIN};
+use common::{describe, is_prime_by_trial_division, parse_lines, Daemon, BIN};
 use primed::protocol::{self, Request, Response};
 
 const NOBODY: u32 = 65_534;
@@ -206,15 +206,9 @@ fn twenty_thousand_fuzzed_frames_during_a_check_change_no_answer() {
 /// closed after the read timeout.
 #[test]
 fn silent_connections_are_closed_but_one_owed_an_answer_is_kept() {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let config = write_config(
-        tmp.path(),
-        "[limits]\nidle_timeout_secs = 0.5\nread_timeout_secs = 0.5\n",
-    );
-    let daemon = Daemon::start_in(
-        tmp.path(),
+    let daemon = Daemon::with_config(
         1,
-        &["--config", config.to_str().expect("utf-8")],
+        "[limits]\nidle_timeout_secs = 0.5\nread_timeout_secs = 0.5\n",
     );
     let blocker = common::block_a_tester(&daemon);
     // Owed an answer: a raw client waiting for the blocked job.
@@ -249,13 +243,7 @@ fn silent_connections_are_closed_but_one_owed_an_answer_is_kept() {
 
 #[test]
 fn past_the_connection_cap_a_client_is_told_so_and_others_still_served() {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let config = write_config(tmp.path(), "[limits]\nmax_connections = 8\n");
-    let daemon = Daemon::start_in(
-        tmp.path(),
-        1,
-        &["--config", config.to_str().expect("utf-8")],
-    );
+    let daemon = Daemon::with_config(1, "[limits]\nmax_connections = 8\n");
     let held: Vec<UnixStream> = (0..8).map(|_| handshake(&daemon)).collect();
     let out = daemon.cli(&["status"]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
@@ -506,13 +494,7 @@ fn the_client_refuses_a_daemon_of_another_user() {
 /// hold its slot (and descriptor) until every job it had asked about was done.
 #[test]
 fn a_client_that_hangs_up_owed_answers_frees_its_connection() {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let config = write_config(tmp.path(), "[limits]\nmax_connections = 4\n");
-    let daemon = Daemon::start_in(
-        tmp.path(),
-        1,
-        &["--config", config.to_str().expect("utf-8")],
-    );
+    let daemon = Daemon::with_config(1, "[limits]\nmax_connections = 4\n");
     let blocker = common::block_a_tester(&daemon);
     let ask = Request::Results {
         ids: vec![blocker.id],
@@ -558,15 +540,9 @@ fn a_lookup_of_more_ids_than_a_batch_is_refused() {
 /// longer than the idle timeout the daemon gives up on it, freeing its connection.
 #[test]
 fn a_client_that_never_reads_is_given_up_on() {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let config = write_config(
-        tmp.path(),
-        "[limits]\nmax_connections = 1\nidle_timeout_secs = 0.5\n",
-    );
-    let daemon = Daemon::start_in(
-        tmp.path(),
+    let daemon = Daemon::with_config(
         1,
-        &["--config", config.to_str().expect("utf-8")],
+        "[limits]\nmax_connections = 1\nidle_timeout_secs = 0.5\n",
     );
     let mut greedy = handshake(&daemon);
     let ask = protocol::encode_frame(&Request::Status, 1 << 20).expect("encode");

@@ -128,6 +128,11 @@ fn ctrl_c_cancels_the_job() {
     assert!(daemon.terminate().success());
     let restarted = Daemon::start_in(tmp.path(), 1, &[]);
     assert!(restarted.json(&["jobs"]).is_empty());
+    let listing = restarted.cli(&["jobs"]);
+    assert_eq!(
+        String::from_utf8_lossy(&listing.stdout),
+        "no jobs in flight\n"
+    );
     assert_eq!(restarted.json(&["check", "89"])[0]["prime"], true);
     assert_eq!(
         restarted.count(|l| l["event"] == "job_start" && l["job"] == id),

@@ -46,6 +46,17 @@ impl Daemon {
         daemon
     }
 
+    /// A daemon with `testers` testers in a fresh temp dir, with `config` (TOML) laid over the
+    /// embedded defaults.
+    pub fn with_config(testers: u32, config: &str) -> Daemon {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let file = write_config(tmp.path(), config);
+        let args = ["--config", file.to_str().expect("utf-8 path")];
+        let mut daemon = Daemon::start_in(tmp.path(), testers, &args);
+        daemon._tmp = Some(tmp);
+        daemon
+    }
+
     /// A daemon on `dir`'s socket and data dir (another start on the same dir replays it).
     pub fn start_in(dir: &Path, testers: u32, extra: &[&str]) -> Daemon {
         let daemon = Daemon::spawn(dir, testers, extra);
