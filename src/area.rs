@@ -19,6 +19,10 @@ use crate::BoxFuture;
 
 pub const AREA_SERVER: &str = "area_server";
 
+/// The area server, whichever incarnation is alive.
+pub const AREA_SERVER_ACTOR: crate::actors::Handle<AreaMsg> =
+    crate::actors::Handle::new(AREA_SERVER);
+
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum Shape {
     Rectangle { width: f64, height: f64 },

@@ -19,14 +19,16 @@ use crate::alarms::{AlarmOptions, Alarms};
 use crate::events::{Event, EventKind, Events};
 use crate::faults::Faults;
 use crate::job::TesterId;
+use crate::jobs::{Activity, Admission, Jobs};
 #[cfg(feature = "etcd")]
 use crate::journal::EtcdJournal;
-use crate::journal::{Backend, Journal, JournalOptions, RemoteChange, RemoteChanges, SledJournal};
+use crate::journal::{
+    Backend, Coordination, Journal, JournalOptions, RemoteChanges, SledJournal, Solo,
+};
 use crate::logging::LogControl;
 use crate::monitor;
 use crate::notify::notify;
-use crate::outcomes::Outcomes;
-use crate::pool::{dispatch, Activity, PoolContext, MAX_TESTERS};
+use crate::pool::{self, PoolContext, ToBalancer, MAX_TESTERS};
 use crate::reload::{Reloader, Settings, SettingsSource};
 use crate::server::{self, Limits, PeerPolicy, Shared};
 use crate::stats::Stats;
@@ -78,7 +80,7 @@ pub struct Deposed(pub String);
 pub struct GaveUp(pub String);
 
 pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
-    let journal = open_journal(&options).await?;
+    let (journal, coordination) = open_journal(&options).await?;
     let peers = PeerPolicy::new(options.socket_group.as_deref())?;
     let listener = server::bind(&options.socket, &peers)?;
     let events = Events::new(Some(Arc::clone(&journal)));
@@ -86,12 +88,24 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
     if !options.faults.is_empty() {
         warn!(event = "faults", "fault injection is on: for tests only");
     }
+    let activity = Arc::new(Activity::new(MAX_TESTERS));
+    let admission = Admission {
+        max_in_flight: options.limits.max_in_flight,
+        min_free_bytes: options.limits.min_free_bytes,
+        max_digits: options.limits.max_digits,
+        data_dir: options.data_dir.clone(),
+    };
+    let jobs = Jobs::new(
+        Arc::clone(&journal),
+        Arc::clone(&activity),
+        Arc::new(ToBalancer),
+        admission,
+    );
     let ctx = PoolContext {
-        journal: Arc::clone(&journal),
+        jobs: Arc::clone(&jobs),
         stats: Arc::new(Stats::default()),
-        outcomes: Outcomes::start(Arc::clone(&journal)),
         events: Arc::clone(&events),
-        activity: Arc::new(Activity::new(MAX_TESTERS)),
+        activity: Arc::clone(&activity),
         faults: Arc::new(options.faults.clone()),
         pool_size: Arc::new(AtomicU32::new(options.testers)),
         max_attempts: options.max_attempts,
@@ -111,10 +125,9 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
     ));
     let mut tasks = Tasks::default();
     tasks.spawn(reload_on_hangup(Arc::clone(&reloader))?);
-    if let Some(changes) = journal.remote_changes() {
-        tasks.spawn(follow_remote(changes, Arc::clone(&ctx.outcomes)));
+    if let Some(changes) = coordination.remote_changes() {
+        tasks.spawn(follow_remote(changes, Arc::clone(&jobs)));
     }
-    let (activity, outcomes) = (Arc::clone(&ctx.activity), Arc::clone(&ctx.outcomes));
     let (close, closing) = watch::channel(false);
     let (alive, mut connections_done) = mpsc::channel(1);
     tasks.spawn(monitor::run(
@@ -125,11 +138,11 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
     ));
     let shared = Arc::new(Shared {
         ctx,
+        coordination: Arc::clone(&coordination),
         reloader,
         limits: options.limits,
         peers,
         slots: server::Slots::new(options.limits.max_connections),
-        data_dir: options.data_dir.clone(),
         closing,
         alive,
     });
@@ -141,7 +154,7 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
     let mut serving = Box::pin(listener.serve(shared, shutdown_signal()?));
     let leads = tokio::select! {
         () = &mut serving => false,
-        led = journal.lead() => { led?; true }
+        granted = coordination.acquire() => { granted?; true }
     };
     let mut root = None;
     let ended = if leads {
@@ -152,7 +165,7 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
         tokio::select! {
             () = &mut serving => Ended::Signal,
             _ = &mut root_exit => Ended::RootGaveUp,
-            reason = journal.deposed() => Ended::Deposed(reason),
+            reason = coordination.revoked() => Ended::Deposed(reason),
         }
     } else {
         Ended::Signal
@@ -164,7 +177,7 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
         Ended::Signal => {}
         Ended::RootGaveUp => {
             let gave_up = give_up(&events, journal.as_ref());
-            journal.resign().await;
+            coordination.release().await;
             return Err(gave_up.into());
         }
         // Another daemon leads the journal: stop at once, tree and connections (nothing more
@@ -174,7 +187,7 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
                 let _ = root.kill_and_wait(Some(TREE_STOP_TIMEOUT)).await;
             }
             let _ = close.send(true);
-            journal.resign().await;
+            coordination.release().await;
             return Err(Deposed(reason).into());
         }
     }
@@ -182,7 +195,7 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
     drain(&activity, options.grace).await;
     // Jobs still running past the grace are interrupted: their attempt counts on replay.
     for (tester, job, attempt) in activity.running_jobs() {
-        if let Err(e) = journal.record_attempt(job, attempt) {
+        if let Err(e) = jobs.attempted(job, attempt) {
             warn!(actor = %tester, job, reason = %e, "cannot record an interrupted attempt");
         }
     }
@@ -191,7 +204,7 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
         let _ = root.stop_and_wait(None, Some(TREE_STOP_TIMEOUT)).await;
     }
     // Answers of jobs finished during the drain go out before the connections close.
-    outcomes.close().await;
+    jobs.settle().await;
     let _ = close.send(true);
     if tokio::time::timeout(CONNECTIONS_CLOSE_TIMEOUT, connections_done.recv())
         .await
@@ -205,7 +218,7 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
     events.record(Event::new(EventKind::DaemonStop, ROOT));
     let flushed = journal.flush();
     // Whatever the flush did: what was acknowledged is durable, and the standby need not wait.
-    journal.resign().await;
+    coordination.release().await;
     flushed?;
     info!(event = "stopped", "journal flushed, socket removed");
     Ok(())
@@ -228,20 +241,11 @@ impl Drop for Tasks {
     }
 }
 
-/// Passes on what other daemons did to a shared journal: jobs a standby accepted go to the
-/// balancer (if this daemon runs one), answers the leader stored to the clients waiting here.
-async fn follow_remote(mut changes: RemoteChanges, outcomes: Arc<Outcomes>) {
+/// Passes what other daemons did to a shared journal to the intake, as it is seen.
+async fn follow_remote(mut changes: RemoteChanges, jobs: Arc<Jobs>) {
     let mut batch = Vec::new();
     while changes.recv_many(&mut batch, 1024).await > 0 {
-        let mut jobs = Vec::new();
-        for change in batch.drain(..) {
-            match change {
-                RemoteChange::Accepted(job) => jobs.push(job),
-                // Read back from the journal: durable already.
-                RemoteChange::Completed(result) => outcomes.publish(0, result),
-            }
-        }
-        dispatch(jobs);
+        jobs.remote(batch.drain(..));
     }
 }
 
@@ -249,7 +253,7 @@ async fn follow_remote(mut changes: RemoteChanges, outcomes: Arc<Outcomes>) {
 async fn drain(activity: &Activity, grace: Duration) {
     let grace_secs = grace.as_secs_f64();
     info!(grace_secs, event = "drain", "letting running jobs finish");
-    let alive = |tester: TesterId| ractor::registry::where_is(tester.name()).is_some();
+    let alive = |tester: TesterId| pool::tester(tester).is_running();
     match tokio::time::timeout(grace, activity.drain(alive)).await {
         Ok(running) => info!(running, event = "drained", "running jobs finished"),
         Err(_) => warn!(
@@ -274,14 +278,20 @@ fn give_up(events: &Events, journal: &dyn Journal) -> GaveUp {
     GaveUp(reason)
 }
 
-async fn open_journal(options: &ServeOptions) -> anyhow::Result<Arc<dyn Journal>> {
+/// The journal, and what coordinates this daemon with the others on it.
+type Opened = (Arc<dyn Journal>, Arc<dyn Coordination>);
+
+async fn open_journal(options: &ServeOptions) -> anyhow::Result<Opened> {
     std::fs::create_dir_all(&options.data_dir)
         .with_context(|| format!("cannot create data dir {}", options.data_dir.display()))?;
-    let journal: Arc<dyn Journal> = match &options.backend {
+    let (journal, coordination): Opened = match &options.backend {
         Backend::Sled => {
             let journal = options.data_dir.join("journal");
             refuse_a_foreign_dir(&options.data_dir, &journal)?;
-            Arc::new(SledJournal::open(&journal, options.journal)?)
+            (
+                Arc::new(SledJournal::open(&journal, options.journal)?),
+                Arc::new(Solo),
+            )
         }
         #[cfg(feature = "etcd")]
         Backend::Etcd(target) => {
@@ -292,16 +302,17 @@ async fn open_journal(options: &ServeOptions) -> anyhow::Result<Arc<dyn Journal>
                 std::process::id(),
                 options.socket.display()
             );
-            Arc::new(
+            let journal = Arc::new(
                 EtcdJournal::open(target.clone(), options.journal, name, options.lease_ttl).await?,
-            )
+            );
+            (Arc::clone(&journal) as Arc<dyn Journal>, journal)
         }
     };
     let counts = journal.counts();
     info!(data_dir = %options.data_dir.display(), in_flight = counts.in_flight,
           completed = counts.completed, testers = options.testers, event = "journal_open",
           "journal opened");
-    Ok(journal)
+    Ok((journal, coordination))
 }
 
 /// A data dir with no journal is made one only if it is empty: a wrong `--data-dir` (a home

@@ -77,6 +77,14 @@ impl Events {
         }
     }
 
+    /// The stored events at or after `since_ms`, oldest first (none without a store).
+    pub fn stored(&self, since_ms: u64) -> Result<Vec<Event>, crate::journal::JournalError> {
+        match &self.store {
+            Some(store) => store.events(since_ms),
+            None => Ok(Vec::new()),
+        }
+    }
+
     fn count_restart(&self, now: Instant) {
         self.restarts.fetch_add(1, Ordering::Relaxed);
         let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);

@@ -44,6 +44,7 @@
 //! - [`client`]: the CLI's client commands, their arguments and output.
 //! - [`bench`]: `primed bench`, the load generator.
 
+pub mod actors;
 pub mod alarms;
 pub mod area;
 pub mod bench;
@@ -56,6 +57,7 @@ pub mod event;
 pub mod events;
 pub mod faults;
 pub mod job;
+pub mod jobs;
 pub mod journal;
 pub mod logging;
 pub mod man;

@@ -7,8 +7,8 @@ use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
 use crate::alarms::{self, AlarmOptions, Change, Readings, DAEMON};
+use crate::jobs::free_bytes;
 use crate::pool::PoolContext;
-use crate::server::free_bytes;
 
 /// Runs until `closing` turns true.
 pub async fn run(
@@ -43,9 +43,9 @@ async fn read(ctx: &PoolContext, data_dir: &std::path::Path) -> Readings {
         .ok()
         .and_then(Result::ok);
     Readings {
-        in_flight: ctx.journal.counts().in_flight,
+        in_flight: ctx.jobs.counts().in_flight,
         restarts_last_minute: ctx.events.restarts().1,
         disk_free_bytes: free,
-        journal_unavailable: ctx.journal.unavailable(),
+        journal_unavailable: ctx.jobs.unavailable(),
     }
 }

@@ -11,14 +11,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::rpc::CallResult;
-use ractor::ActorRef;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
 use crate::job::TesterId;
 use crate::logging::LogControl;
-use crate::pool::{BalancerMsg, PoolContext, BALANCER};
+use crate::pool::{BalancerMsg, PoolContext, BALANCER, BALANCER_ACTOR};
 use crate::supervision::{Children, SupervisorMsg};
 use crate::tree::{tester_specs, POOL};
 
@@ -123,25 +121,23 @@ impl Reloader {
 
 /// A pool that is restarting needs nothing: it starts from the new list.
 async fn reconcile_pool() -> Option<String> {
-    let cell = ractor::registry::where_is(POOL)?;
-    let pool = ActorRef::<SupervisorMsg>::from(cell);
-    let reconciled = pool
-        .call(SupervisorMsg::Reconcile, Some(CALL_TIMEOUT))
-        .await;
-    unconfirmed(POOL, matches!(reconciled, Ok(CallResult::Success(()))))
+    let pool = crate::tree::supervisor(POOL);
+    if !pool.is_running() {
+        return None;
+    }
+    let reconciled = pool.call(SupervisorMsg::Reconcile, CALL_TIMEOUT).await;
+    unconfirmed(POOL, reconciled.is_some())
 }
 
 /// A balancer that is restarting needs nothing: it reads the new size when it starts.
 async fn resize_balancer(testers: u32) -> Option<String> {
-    let cell = ractor::registry::where_is(BALANCER)?;
-    let balancer = ActorRef::<BalancerMsg>::from(cell);
-    let resized = balancer
-        .call(
-            |reply| BalancerMsg::Resize(testers, reply),
-            Some(CALL_TIMEOUT),
-        )
+    if !BALANCER_ACTOR.is_running() {
+        return None;
+    }
+    let resized = BALANCER_ACTOR
+        .call(|reply| BalancerMsg::Resize(testers, reply), CALL_TIMEOUT)
         .await;
-    unconfirmed(BALANCER, matches!(resized, Ok(CallResult::Success(()))))
+    unconfirmed(BALANCER, resized.is_some())
 }
 
 fn unconfirmed(actor: &str, confirmed: bool) -> Option<String> {

@@ -15,9 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::rpc::CallResult;
-use ractor::ActorRef;
-
+use crate::actors::Handle;
 use crate::area::AreaSpec;
 use crate::job::TesterId;
 use crate::pool::{LoadSnapshot, PoolContext, TesterSpec};
@@ -96,16 +94,15 @@ pub fn build(ctx: &PoolContext, options: &TreeOptions) -> Tree {
     }
 }
 
+/// The supervisor named `name`, whichever incarnation is alive.
+pub fn supervisor(name: &str) -> Handle<SupervisorMsg> {
+    Handle::named(name.to_string())
+}
+
 async fn describe_supervisor(name: &str) -> Option<SupervisorView> {
-    let cell = ractor::registry::where_is(name)?;
-    let supervisor = ActorRef::<SupervisorMsg>::from(cell);
-    match supervisor
-        .call(SupervisorMsg::Describe, Some(DESCRIBE_TIMEOUT))
+    supervisor(name)
+        .call(SupervisorMsg::Describe, DESCRIBE_TIMEOUT)
         .await
-    {
-        Ok(CallResult::Success(view)) => Some(view),
-        _ => None,
-    }
 }
 
 /// The live tree from the root down. A supervisor that is restarting shows no children.
@@ -153,12 +150,7 @@ fn node(
     loads: Option<&LoadSnapshot>,
 ) -> TreeNode {
     let tester = TesterId::from_name(name);
-    let job = tester.and_then(|t| {
-        ctx.activity
-            .running_jobs()
-            .into_iter()
-            .find_map(|(holder, job, _)| (holder == t).then_some(job))
-    });
+    let job = tester.and_then(|t| ctx.activity.running_at(t));
     let load = tester.and_then(|t| loads?.testers.get(t.0 as usize - 1));
     TreeNode {
         name: name.to_string(),

@@ -8,12 +8,17 @@
 //! Writes are applied at once and made durable by group commit: every mutation returns a
 //! [`Ticket`], and [`Journal::durable`] resolves once a flush covering that ticket has completed.
 //! A job is acknowledged to its client only after its ticket is durable.
+//!
+//! Which daemon may run the jobs of a shared journal is not storage: see [`Coordination`].
 
+mod coordination;
 #[cfg(feature = "etcd")]
 mod etcd;
 mod group_commit;
 mod integrity;
 mod mark;
+#[cfg(test)]
+mod memory;
 mod migrate;
 mod record;
 mod sled_journal;
@@ -22,9 +27,12 @@ mod window;
 
 use std::path::PathBuf;
 
+pub use coordination::{Coordination, Grant, RemoteChange, RemoteChanges, Role, Solo};
 #[cfg(feature = "etcd")]
 pub use etcd::{EtcdJournal, EtcdTarget};
 pub use group_commit::{GroupCommit, Ticket};
+#[cfg(test)]
+pub(crate) use memory::MemoryJournal;
 pub use sled_journal::{stored_events, JournalOptions, SledJournal};
 
 /// Which journal a daemon uses: sled in its data dir, or an etcd cluster.
@@ -169,19 +177,6 @@ pub trait Journal: Send + Sync + 'static {
     /// Makes everything written so far durable, blocking: for shutdown.
     fn flush(&self) -> Result<(), JournalError>;
 
-    /// Resolves (with the reason) if this daemon may no longer write the journal because
-    /// another one took it over; a local journal is never taken over.
-    fn deposed(&self) -> BoxFuture<String> {
-        Box::pin(std::future::pending())
-    }
-
-    /// Resolves once this daemon leads the journal and may run the supervision tree: at once
-    /// for a local journal; after winning the election, and reading everything the previous
-    /// leader wrote, for a shared one. Until then the daemon is a standby.
-    fn lead(&self) -> BoxFuture<Result<(), JournalError>> {
-        Box::pin(std::future::ready(Ok(())))
-    }
-
     /// For an id this daemon does not know: waits until its view of a shared journal holds
     /// the job if another daemon wrote it before the call (a view lags by a watch event); at
     /// once for a local journal.
@@ -193,42 +188,4 @@ pub trait Journal: Send + Sync + 'static {
     fn unavailable(&self) -> Option<String> {
         None
     }
-
-    /// Gives up leading a shared journal (at shutdown, after the last write), so that a
-    /// standby takes over at once rather than when the lease runs out.
-    fn resign(&self) -> BoxFuture<()> {
-        Box::pin(std::future::ready(()))
-    }
-
-    /// Whether this daemon leads the journal, or which daemon does.
-    fn role(&self) -> BoxFuture<Role> {
-        Box::pin(std::future::ready(Role::Leader))
-    }
-
-    /// Changes other daemons make to a shared journal, as they are seen: jobs a standby
-    /// accepted (for the leader to run) and answers the leader recorded (for a standby's
-    /// waiting clients). Taken once; `None` for a local journal.
-    fn remote_changes(&self) -> Option<RemoteChanges> {
-        None
-    }
 }
-
-/// A daemon's part in a shared journal.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Role {
-    Leader,
-    /// Another daemon leads (named if it could be asked); this one accepts jobs into the
-    /// journal and answers from it, and takes over if the leader goes.
-    Standby {
-        leader: Option<String>,
-    },
-}
-
-/// A change to a shared journal made by another daemon.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RemoteChange {
-    Accepted(Job),
-    Completed(JobResult),
-}
-
-pub type RemoteChanges = tokio::sync::mpsc::UnboundedReceiver<RemoteChange>;

@@ -3,8 +3,77 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::{Completion, JournalError};
 use crate::job::{now_ms, Job, JobId, JobResult, Task, Verdict};
 use crate::number::Number;
+
+/// Encodes a record or event for storage, for either backend.
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, JournalError> {
+    crate::codec::encode(value).map_err(|e| JournalError::Storage {
+        operation: "encode",
+        reason: e.0,
+    })
+}
+
+/// Decodes a stored record or event (trailing bytes allowed: a later field appended by a newer
+/// primed); `key` names it in the error, as its backend names keys.
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(
+    key: impl FnOnce() -> String,
+    bytes: &[u8],
+) -> Result<T, JournalError> {
+    crate::codec::decode_prefix(bytes)
+        .map(|(value, _)| value)
+        .map_err(|e| JournalError::Corrupt {
+            key: key(),
+            reason: e.to_string(),
+        })
+}
+
+/// The one complete-once rule, for both backends: applied to a job's stored record inside the
+/// backend's rewrite, it stores the outcome unless the job has one; then it says which
+/// happened. A job is answered once, however often it ran.
+pub(crate) struct CompleteOnce {
+    id: JobId,
+    verdict: Option<(Verdict, u32)>,
+    earlier: Option<JobResult>,
+}
+
+impl CompleteOnce {
+    pub(crate) fn new(id: JobId, verdict: Verdict, attempts: u32) -> CompleteOnce {
+        CompleteOnce {
+            id,
+            verdict: Some((verdict, attempts)),
+            earlier: None,
+        }
+    }
+
+    /// The result if it is recorded now (the record must be written), `None` if the job had
+    /// one already (nothing to write).
+    pub(crate) fn apply(&mut self, record: &mut JobRecord) -> Option<JobResult> {
+        let (verdict, attempts) = self.verdict.take()?;
+        record
+            .complete(self.id, verdict, attempts)
+            .map_err(|earlier| self.earlier = Some(earlier))
+            .ok()
+    }
+
+    /// What the rewrite did, given what [`CompleteOnce::apply`] returned in it; `key` names the
+    /// record should it have been neither.
+    pub(crate) fn completion(
+        self,
+        recorded: Option<JobResult>,
+        key: impl FnOnce() -> String,
+    ) -> Result<Completion, JournalError> {
+        match (recorded, self.earlier) {
+            (Some(result), _) => Ok(Completion::Recorded(result)),
+            (None, Some(result)) => Ok(Completion::AlreadyRecorded(result)),
+            (None, None) => Err(JournalError::Corrupt {
+                key: key(),
+                reason: "completed without an outcome".into(),
+            }),
+        }
+    }
+}
 
 /// The layout of these records, shared by both backends (sled's `M format` key, etcd's
 /// `format` key). 1 was the layout before the key existed; 2 kept in-flight and per-tester

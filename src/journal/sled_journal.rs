@@ -29,10 +29,9 @@ use tracing::info;
 use super::integrity;
 use super::mark::Mark;
 use super::migrate;
-use super::record::FORMAT;
-use super::record::{JobRecord, StoredTask};
+use super::record::{CompleteOnce, JobRecord, StoredTask, FORMAT};
 use super::sled_keys::{
-    corrupt, decode, encode, job_key, storage, FORMAT_KEY, LOW_WATER_KEY, NEXT_ID_KEY,
+    corrupt, decode, describe, encode, job_key, storage, FORMAT_KEY, LOW_WATER_KEY, NEXT_ID_KEY,
 };
 use super::window::DoneWindow;
 use super::{
@@ -428,21 +427,12 @@ impl Journal for SledJournal {
         verdict: Verdict,
         attempts: u32,
     ) -> Result<(Completion, Ticket), JournalError> {
-        let mut existing = None;
-        let recorded = self.rewrite(id, "complete", |record| {
-            record
-                .complete(id, verdict, attempts)
-                .map_err(|answered| existing = Some(answered))
-                .ok()
-        })?;
-        let completion = match (recorded, existing) {
-            (Some(result), _) => {
-                lock(&self.window).mark_done(id);
-                Completion::Recorded(result)
-            }
-            (None, Some(result)) => Completion::AlreadyRecorded(result),
-            (None, None) => return Err(corrupt(&job_key(id), "completed without an outcome")),
-        };
+        let mut once = CompleteOnce::new(id, verdict, attempts);
+        let recorded = self.rewrite(id, "complete", |record| once.apply(record))?;
+        let completion = once.completion(recorded, || describe(&job_key(id)))?;
+        if matches!(completion, Completion::Recorded(_)) {
+            lock(&self.window).mark_done(id);
+        }
         Ok((completion, self.commits.record()))
     }
 

@@ -1,7 +1,7 @@
 //! The sled backend's key layout and its small helpers: a one-byte kind followed by
 //! big-endian integers, so that keys sort numerically (bincode's varints do not).
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::JournalError;
 use crate::job::JobId;
@@ -17,7 +17,7 @@ pub(super) fn job_key(id: JobId) -> [u8; 9] {
     key
 }
 
-fn describe(key: &[u8]) -> String {
+pub(super) fn describe(key: &[u8]) -> String {
     key.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -35,18 +35,11 @@ pub(super) fn storage(operation: &'static str) -> impl FnOnce(sled::Error) -> Jo
     }
 }
 
-pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, JournalError> {
-    crate::codec::encode(value).map_err(|e| JournalError::Storage {
-        operation: "encode",
-        reason: e.0,
-    })
-}
+pub(super) use super::record::encode;
 
 pub(super) fn decode<T: for<'de> Deserialize<'de>>(
     key: &[u8],
     bytes: &[u8],
 ) -> Result<T, JournalError> {
-    crate::codec::decode_prefix(bytes)
-        .map(|(value, _)| value)
-        .map_err(|e| corrupt(key, e))
+    super::record::decode(|| describe(key), bytes)
 }

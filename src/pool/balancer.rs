@@ -98,7 +98,7 @@ impl BalancerState {
         for id in orphans {
             let job = match buffered.remove(&id) {
                 Some(job) => Some(job),
-                None => self.ctx.journal.pending(id)?,
+                None => self.ctx.jobs.pending(id)?,
             };
             if let Some(job) = job {
                 self.place(job)?;
@@ -122,9 +122,7 @@ impl BalancerState {
         if let Some(jobs) = self.undelivered.get_mut(&tester) {
             jobs.retain(|job| job.id != id);
         }
-        if let Some(cell) = ractor::registry::where_is(tester.name()) {
-            let _ = ActorRef::<TesterMsg>::from(cell).send_message(TesterMsg::Cancel(id));
-        }
+        super::tester(tester).send(TesterMsg::Cancel(id));
     }
 
     /// Places the next chunk of the journal's jobs in flight; false once all are placed.
@@ -175,7 +173,7 @@ impl BalancerState {
             if buffered.contains(&id) {
                 continue;
             }
-            match self.ctx.journal.pending(id)? {
+            match self.ctx.jobs.pending(id)? {
                 Some(job) => {
                     send(job);
                 }
@@ -225,7 +223,7 @@ impl Actor for Balancer {
             replaying: None,
             streaming: false,
         };
-        state.replaying = Some((state.ctx.journal.in_flight(), 0));
+        state.replaying = Some((state.ctx.jobs.in_flight(), 0));
         Ok(state)
     }
 

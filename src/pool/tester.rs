@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr};
 use tracing::{debug, info, warn};
 
-use super::{BalancerMsg, PoolContext, BALANCER};
+use super::{BalancerMsg, PoolContext};
 use crate::alarms::{AlarmGuard, BIG_JOB};
 use crate::events::{Event, EventKind};
 use crate::job::{Job, JobId, Task, TesterId, Verdict};
-use crate::journal::{Completion, JournalError};
+use crate::journal::JournalError;
 use crate::number::Number;
 use crate::primality::{is_prime_big, is_prime_u64, make_prime, Cancelled};
 use crate::rng::SplitMix64;
@@ -215,7 +215,7 @@ fn compute(task: &Task, cancel: &AtomicBool) -> Result<Verdict, Cancelled> {
     }
 }
 
-/// Records a job's verdict, answers whoever waits for it, and tells the balancer it is done.
+/// Records a job's verdict through the intake, counting it for `tester` if it was the first.
 fn record(
     ctx: &PoolContext,
     tester: TesterId,
@@ -223,17 +223,8 @@ fn record(
     verdict: Verdict,
     attempts: u32,
 ) -> Result<(), JournalError> {
-    let (completion, ticket) = ctx.journal.complete(id, verdict, attempts)?;
-    let result = match completion {
-        Completion::Recorded(result) => {
-            ctx.stats.record_completed(&tester.name());
-            result
-        }
-        Completion::AlreadyRecorded(result) => result,
-    };
-    ctx.outcomes.publish(ticket, result);
-    if let Some(cell) = ractor::registry::where_is(BALANCER) {
-        let _ = ActorRef::<BalancerMsg>::from(cell).send_message(BalancerMsg::Done { id });
+    if ctx.jobs.finish(id, verdict, attempts)? {
+        ctx.stats.record_completed(&tester.name());
     }
     Ok(())
 }
@@ -249,7 +240,7 @@ impl TesterSpec {
     /// the blame: a journal failure is not the job's doing).
     fn blame(&self, job: JobId, attempt: u32, reason: &str) -> bool {
         let (ctx, actor) = (&self.ctx, self.id.name());
-        let faults = match ctx.journal.record_fault(job) {
+        let faults = match ctx.jobs.fault(job) {
             Ok(faults) => faults,
             Err(e) => {
                 warn!(actor = %actor, job, reason = %e, "cannot record a fault of a job");
@@ -309,7 +300,7 @@ impl ChildSpec for TesterSpec {
         let running = self.ctx.activity.take(self.id);
         if let Some((job, attempt)) = running {
             // The successor replays the job: it must know this attempt happened.
-            if let Err(e) = self.ctx.journal.record_attempt(job, attempt) {
+            if let Err(e) = self.ctx.jobs.attempted(job, attempt) {
                 warn!(actor = %self.id, job, reason = %e, "cannot record an attempt");
             }
         }
@@ -337,9 +328,7 @@ impl Actor for Tester {
         // Our name is registered by now, so nothing the balancer sends from here on is lost;
         // what it sent our predecessor, it sends again. A balancer that is down places every
         // job in flight when it starts, which happens before the pool is started again.
-        if let Some(cell) = ractor::registry::where_is(BALANCER) {
-            let _ = ActorRef::<BalancerMsg>::from(cell).send_message(BalancerMsg::Replay(id));
-        }
+        super::BALANCER_ACTOR.send(BalancerMsg::Replay(id));
         Ok(TesterState {
             id,
             name: id.name(),

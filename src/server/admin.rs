@@ -4,14 +4,15 @@
 use std::time::Duration;
 
 use ractor::rpc::CallResult;
-use ractor::ActorRef;
-use tracing::{info, warn};
+use tracing::warn;
 
-use crate::area::{self, AreaMsg, Shape, AREA_SERVER};
+use super::Shared;
+use crate::actors;
+use crate::area::{self, AreaMsg, Shape, AREA_SERVER, AREA_SERVER_ACTOR};
 use crate::event::Event;
-use crate::job::{JobId, TesterId, Verdict};
-use crate::journal::{Completion, Lookup, Role};
-use crate::pool::{BalancerMsg, LoadSnapshot, PoolContext, BALANCER};
+use crate::job::{JobId, TesterId};
+use crate::journal::Role;
+use crate::pool::{BalancerMsg, LoadSnapshot, PoolContext, BALANCER, BALANCER_ACTOR};
 use crate::protocol::{BalancerStatus, DaemonRole, JobInfo, Response, StatusReport, TesterStatus};
 
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -21,18 +22,13 @@ const JOBS_CHUNK: usize = 1000;
 const AREA_TIMEOUT: Duration = Duration::from_secs(2);
 
 async fn balancer_snapshot() -> Option<LoadSnapshot> {
-    let cell = ractor::registry::where_is(BALANCER)?;
-    let balancer = ActorRef::<BalancerMsg>::from(cell);
-    match balancer
-        .call(BalancerMsg::Snapshot, Some(SNAPSHOT_TIMEOUT))
+    BALANCER_ACTOR
+        .call(BalancerMsg::Snapshot, SNAPSHOT_TIMEOUT)
         .await
-    {
-        Ok(CallResult::Success(snapshot)) => Some(snapshot),
-        _ => None,
-    }
 }
 
-pub async fn status(ctx: &PoolContext) -> Response {
+pub async fn status(shared: &Shared) -> Response {
+    let ctx = &shared.ctx;
     let snapshot = balancer_snapshot().await;
     let testers = (1..=ctx.testers())
         .map(|k| {
@@ -52,9 +48,9 @@ pub async fn status(ctx: &PoolContext) -> Response {
             }
         })
         .collect();
-    let counts = ctx.journal.counts();
+    let counts = ctx.jobs.counts();
     let (restarts, restarts_last_minute) = ctx.events.restarts();
-    let (role, leader) = match ctx.journal.role().await {
+    let (role, leader) = match shared.coordination.role().await {
         Role::Leader => (DaemonRole::Leader, None),
         Role::Standby { leader } => (DaemonRole::Standby, leader),
     };
@@ -76,26 +72,15 @@ pub async fn status(ctx: &PoolContext) -> Response {
 /// Which tester holds each job, as the balancer knows it (`None` everywhere while it is down).
 async fn holders(ids: Vec<JobId>) -> Vec<Option<TesterId>> {
     let count = ids.len();
-    let answer = match ractor::registry::where_is(BALANCER) {
-        Some(cell) => {
-            ActorRef::<BalancerMsg>::from(cell)
-                .call(
-                    |reply| BalancerMsg::Holders(ids, reply),
-                    Some(SNAPSHOT_TIMEOUT),
-                )
-                .await
-        }
-        None => return vec![None; count],
-    };
-    match answer {
-        Ok(CallResult::Success(holders)) => holders,
-        _ => vec![None; count],
-    }
+    BALANCER_ACTOR
+        .call(|reply| BalancerMsg::Holders(ids, reply), SNAPSHOT_TIMEOUT)
+        .await
+        .unwrap_or_else(|| vec![None; count])
 }
 
 /// Streams the in-flight list in chunks, so a long list never sits whole in one frame.
 pub async fn jobs(ctx: &PoolContext, mut send: impl FnMut(Response)) {
-    let mut entries = ctx.journal.in_flight();
+    let mut entries = ctx.jobs.in_flight();
     loop {
         let mut chunk = Vec::with_capacity(JOBS_CHUNK);
         for entry in entries.by_ref().take(JOBS_CHUNK) {
@@ -136,7 +121,7 @@ pub fn events(
     live_follows: bool,
     mut send: impl FnMut(Response),
 ) -> Option<Vec<Event>> {
-    let events = match ctx.journal.events(since_ms) {
+    let events = match ctx.events.stored(since_ms) {
         Ok(events) => events,
         Err(e) => {
             send(Response::Failed {
@@ -161,50 +146,18 @@ pub fn events(
     Some(events)
 }
 
-/// Cancels a job in flight. Its answer, `Cancelled`, is recorded durably first (so no replay
-/// runs it again) and delivered to whoever waits for it; then its tester stops it. A balancer
-/// that is restarting misses the stop; its restart restarts the pool too, which stops it.
+/// Cancels a job in flight, through the intake.
 pub async fn cancel(ctx: &PoolContext, id: JobId) -> Response {
-    let failed = |message: String| Response::Failed { message };
-    let attempts = match ctx.journal.pending(id) {
-        // A running attempt is not journaled until it ends: count it from the activity slot.
-        Ok(Some(job)) => ctx
-            .activity
-            .running_jobs()
-            .into_iter()
-            .find_map(|(_, running, attempt)| (running == id).then_some(attempt))
-            .unwrap_or(job.attempts),
-        Ok(None) => return failed(not_in_flight(ctx, id)),
-        Err(e) => return failed(format!("cannot cancel job {id}: {e}")),
-    };
-    let (result, ticket) = match ctx.journal.complete(id, Verdict::Cancelled, attempts) {
-        Ok((Completion::Recorded(result), ticket)) => (result, ticket),
-        Ok((Completion::AlreadyRecorded(_), _)) => return failed(not_in_flight(ctx, id)),
-        Err(e) => return failed(format!("cannot cancel job {id}: {e}")),
-    };
-    if let Err(e) = ctx.journal.durable(ticket).await {
-        return failed(format!("job {id} is cancelled, but not yet durably: {e}"));
-    }
-    info!(job = id, event = "cancel", "job cancelled by a client");
-    ctx.outcomes.publish(ticket, result);
-    if let Some(cell) = ractor::registry::where_is(BALANCER) {
-        let _ = ActorRef::<BalancerMsg>::from(cell).send_message(BalancerMsg::Cancel { id });
-    }
-    Response::Cancelled { id }
-}
-
-fn not_in_flight(ctx: &PoolContext, id: JobId) -> String {
-    match ctx.journal.lookup(id) {
-        Ok(Lookup::Unknown) => format!("cannot cancel job {id}: there is no such job"),
-        Ok(_) => format!("cannot cancel job {id}: it has already finished (primed result {id})"),
-        Err(e) => format!("cannot cancel job {id}: {e}"),
+    match ctx.jobs.cancel(id).await {
+        Ok(()) => Response::Cancelled { id },
+        Err(message) => Response::Failed { message },
     }
 }
 
 /// The live supervision tree, with the balancer's view of each tester's load.
 /// A standby runs no tree: requests about its actors are answered with where they run.
-pub async fn standby_refusal(ctx: &PoolContext) -> Option<Response> {
-    match ctx.journal.role().await {
+pub async fn standby_refusal(shared: &Shared) -> Option<Response> {
+    match shared.coordination.role().await {
         Role::Leader => None,
         Role::Standby { leader } => Some(Response::Failed {
             message: format!(
@@ -224,12 +177,11 @@ pub async fn tree(ctx: &PoolContext) -> Response {
 /// cannot measure), the caller learns why, and the root restarts the server.
 pub async fn area(shape: Shape) -> Response {
     let failed = |message: String| Response::Failed { message };
-    let Some(cell) = ractor::registry::where_is(AREA_SERVER) else {
+    let Some(server) = AREA_SERVER_ACTOR.get() else {
         return failed(format!(
             "the {AREA_SERVER} is not running right now (it is being restarted); retry"
         ));
     };
-    let server = ActorRef::<AreaMsg>::from(cell);
     match server
         .call(|reply| AreaMsg::Area(shape, reply), Some(AREA_TIMEOUT))
         .await
@@ -261,7 +213,7 @@ pub async fn kill(actor: &str, testers: u32) -> Response {
             ),
         };
     }
-    let Some(cell) = ractor::registry::where_is(actor) else {
+    let Some(cell) = actors::cell(actor) else {
         return Response::Failed {
             message: format!("{actor} is not running right now (it is being restarted)"),
         };

@@ -1,6 +1,6 @@
-//! One client connection: the hello exchange, then a reader that parses and journals requests,
-//! an ack stage that answers submissions in order once they are durable, and a writer that
-//! sends responses. The connection holds one permit per job it owes an answer for, so a client
+//! One client connection: the hello exchange, then a reader that reads requests and hands
+//! submissions to the intake ([`crate::jobs`]), an ack stage that answers submissions in order
+//! once the intake says they are durable, and a writer that sends responses. The connection holds one permit per job it owes an answer for, so a client
 //! that submits without reading is slowed down instead of growing the daemon's memory.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -13,16 +13,13 @@ use tokio::net::UnixStream;
 use tokio::sync::{broadcast, mpsc, Notify, Semaphore};
 use tracing::{debug, warn};
 
-use super::admission::{self, Refusal};
 use super::limits::{LogBudget, Slot};
 use super::{admin, Shared};
 use crate::event::Event;
-use crate::job::{Job, JobId, Task};
-use crate::journal::{JournalError, Lookup, Ticket};
-use crate::number::{InputError, Number};
+use crate::job::JobId;
+use crate::jobs::{Intake, Submission};
 use crate::outcomes::{Delivery, Waiter};
-use crate::pool::dispatch;
-use crate::protocol::{self, Accepted, FrameError, Report, Request, Response, MAX_BATCH};
+use crate::protocol::{self, FrameError, Request, Response, MAX_BATCH};
 
 /// How long a refused peer gets to take its refusal before the socket is simply closed.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
@@ -215,18 +212,11 @@ impl Backlog {
     }
 }
 
-/// A submission journaled but not yet known to be durable (or refused: it still goes through
-/// the ack queue, so answers keep the order of the submissions).
-struct PendingAck {
-    journaled: Result<Ticket, Refusal>,
-    items: Vec<Result<Job, (String, InputError)>>,
-    wait: bool,
-}
-
 struct Connection {
     shared: Arc<Shared>,
     out: Waiter,
-    acks: mpsc::UnboundedSender<PendingAck>,
+    /// Submissions taken in, refused ones too: answers keep the order of the submissions.
+    acks: mpsc::UnboundedSender<Intake>,
     permits: Arc<Semaphore>,
     backlog: Arc<Backlog>,
 }
@@ -311,7 +301,7 @@ impl Connection {
             request,
             Request::Tree | Request::Kill { .. } | Request::Area { .. }
         ) {
-            if let Some(refusal) = admin::standby_refusal(&self.shared.ctx).await {
+            if let Some(refusal) = admin::standby_refusal(&self.shared).await {
                 return self.send(refusal, 0);
             }
         }
@@ -320,7 +310,7 @@ impl Connection {
             Request::Results { ids, wait } => self.results(ids, wait).await,
             Request::MakePrime { digits } => self.make_prime(digits).await,
             Request::Cancel { id } => self.send(admin::cancel(&self.shared.ctx, id).await, 0),
-            Request::Status => self.send(admin::status(&self.shared.ctx).await, 0),
+            Request::Status => self.send(admin::status(&self.shared).await, 0),
             Request::Tree => self.send(admin::tree(&self.shared.ctx).await, 0),
             Request::Reload => {
                 let response = match self.shared.reloader.reload().await {
@@ -398,72 +388,28 @@ impl Connection {
     }
 
     async fn submit(&self, numbers: Vec<String>, wait: bool) {
-        if numbers.len() > MAX_BATCH {
-            let message = format!(
-                "a submission of {} numbers exceeds the maximum of {MAX_BATCH} per request",
-                numbers.len()
-            );
-            return self.send(Response::Error { message }, 0);
+        match self.shared.ctx.jobs.submission(numbers) {
+            Ok(submission) => self.take_in(submission, wait).await,
+            Err(message) => self.send(Response::Error { message }, 0),
         }
-        let max_digits = self.shared.limits.max_digits;
-        let parsed = numbers
-            .into_iter()
-            .map(|text| {
-                Number::parse(&text, max_digits)
-                    .map(Task::Test)
-                    .map_err(|e| (text, e))
-            })
-            .collect();
-        self.journal(parsed, wait).await
     }
 
     /// "Make me a K-digit prime": one job, answered when the prime is found (or the job is
     /// cancelled).
     async fn make_prime(&self, digits: u32) {
-        let limit = self.shared.limits.max_digits;
-        let task = match usize::try_from(digits) {
-            Ok(d) if (1..=limit).contains(&d) => Ok(Task::MakePrime { digits }),
-            _ => Err((
-                format!("--digits {digits}"),
-                InputError::PrimeDigits { digits, limit },
-            )),
-        };
-        self.journal(vec![task], true).await
+        let submission = self.shared.ctx.jobs.make_prime(digits);
+        self.take_in(submission, true).await
     }
 
-    /// Journals the valid tasks in one go and queues the answer for the ack stage.
-    async fn journal(&self, parsed: Vec<Result<Task, (String, InputError)>>, wait: bool) {
-        let valid: Vec<Task> = parsed
-            .iter()
-            .filter_map(|p| p.as_ref().ok().cloned())
-            .collect();
-        if !self.acquire(valid.len()).await {
+    /// Hands a submission to the intake once this connection may owe its answers, and queues
+    /// it for the ack stage.
+    async fn take_in(&self, submission: Submission, wait: bool) {
+        if !self.acquire(submission.jobs()).await {
             return;
         }
-        let accepted = admission::admit(&self.shared)
-            .and_then(|()| Ok(self.shared.ctx.journal.accept(valid)?));
-        let (journaled, mut jobs) = match accepted {
-            Ok((jobs, ticket)) => (Ok(ticket), jobs.into_iter()),
-            Err(e) => (Err(e), Vec::new().into_iter()),
-        };
-        // accept returns one job per valid number, in order; a refused batch keeps its numbers
-        // (id 0, never shown) only so the refusal can name them.
-        let items = parsed
-            .into_iter()
-            .map(|p| match p {
-                Ok(task) => Ok(jobs.next().unwrap_or(Job {
-                    id: 0,
-                    task,
-                    attempts: 0,
-                })),
-                Err(invalid) => Err(invalid),
-            })
-            .collect();
-        let _ = self.acks.send(PendingAck {
-            journaled,
-            items,
-            wait,
-        });
+        let _ = self
+            .acks
+            .send(self.shared.ctx.jobs.accept(submission, wait));
     }
 
     async fn results(&self, ids: Vec<JobId>, wait: bool) {
@@ -474,182 +420,23 @@ impl Connection {
             );
             return self.send(Response::Error { message }, 0);
         }
-        let outcomes = &self.shared.ctx.outcomes;
         for id in ids {
-            if wait {
-                if !self.acquire(1).await {
-                    return;
-                }
-                outcomes.watch(&[id], &self.out);
+            // A wait holds one permit until its answer is written.
+            if wait && !self.acquire(1).await {
+                return;
             }
-            let journal = &self.shared.ctx.journal;
-            let mut lookup = journal.lookup(id);
-            if matches!(lookup, Ok(Lookup::Unknown)) {
-                // Perhaps written by another daemon on a shared journal, and not seen yet.
-                journal.catch_up(id).await;
-                lookup = journal.lookup(id);
-            }
-            if matches!(lookup, Ok(Lookup::Pending)) {
-                if !wait {
-                    self.send(Response::Pending { id }, 0);
-                }
-                continue;
-            }
-            // Still registered: the answer is ours to send. If not, the hub's copy is on its way.
-            let ours = !wait || outcomes.unwatch(id, &self.out);
-            let release = u32::from(wait && ours);
-            match lookup {
-                Ok(Lookup::Done(result)) if ours => {
-                    self.send(Response::Done(Report::from(&result)), release)
-                }
-                Ok(Lookup::Done(_) | Lookup::Pending) => {}
-                Ok(Lookup::Unknown) => {
-                    let error = format!("no job with id {id}");
-                    self.send(Response::Unknown { id, error }, release)
-                }
-                Err(e) => self.send(
-                    Response::Unknown {
-                        id,
-                        error: e.to_string(),
-                    },
-                    release,
-                ),
+            let waiter = wait.then_some(&self.out);
+            if let Some(response) = self.shared.ctx.jobs.answer(id, waiter).await {
+                self.send(response, u32::from(wait));
             }
         }
     }
 }
 
-/// Turns every valid item into a refusal to retry, keeping each invalid input's own error.
-fn refuse(
-    items: impl Iterator<Item = Result<String, (String, InputError)>>,
-    cause: &impl std::fmt::Display,
-) -> Vec<Accepted> {
-    items
-        .map(|item| match item {
-            Ok(n) => Accepted::Refused {
-                input: n,
-                error: format!("not accepted: {cause}"),
-            },
-            Err((input, e)) => Accepted::Invalid {
-                input,
-                error: e.to_string(),
-            },
-        })
-        .collect()
-}
-
-/// Jobs journaled whose flush failed: not acknowledged (they may or may not survive a crash),
-/// and not to be retried blindly either, since they may still run; the error says how to look.
-fn unacknowledged(
-    items: Vec<Result<Job, (String, InputError)>>,
-    cause: &JournalError,
-    count: u32,
-) -> Delivery {
-    let items = items
-        .into_iter()
-        .map(|item| match item {
-            Ok(job) => Accepted::Invalid {
-                input: job.task.to_string(),
-                error: format!(
-                    "not acknowledged: {cause}; it was journaled as job {} and may still be \
-                     answered (primed result {})",
-                    job.id, job.id
-                ),
-            },
-            Err((input, e)) => Accepted::Invalid {
-                input,
-                error: e.to_string(),
-            },
-        })
-        .collect();
-    Delivery {
-        response: Response::Accepted { items },
-        release: count,
-    }
-}
-
-/// Answers submissions in the order they came, each once its journal write is durable; only
-/// then are its jobs watched (for `check`) and handed to the balancer.
-async fn ack_loop(
-    shared: Arc<Shared>,
-    mut queue: mpsc::UnboundedReceiver<PendingAck>,
-    out: Waiter,
-) {
-    while let Some(PendingAck {
-        journaled,
-        items,
-        wait,
-    }) = queue.recv().await
-    {
-        let jobs: Vec<Job> = items
-            .iter()
-            .filter_map(|i| i.as_ref().ok().cloned())
-            .collect();
-        let count = jobs.len() as u32;
-        let refusal = match journaled {
-            Ok(ticket) => match shared.ctx.journal.durable(ticket).await {
-                Ok(()) => None,
-                Err(e) => {
-                    let _ = out.send(unacknowledged(items, &e, count));
-                    // Journaled, just not known to be durable: they run, and may be answered.
-                    dispatch(jobs);
-                    continue;
-                }
-            },
-            Err(refusal) => Some(refusal),
-        };
-        if let Some(refusal) = refusal {
-            let items = refuse(
-                items.into_iter().map(|i| i.map(|j| j.task.to_string())),
-                &refusal,
-            );
-            let _ = out.send(Delivery {
-                response: Response::Accepted { items },
-                release: count,
-            });
-            continue;
-        }
-        let items = items
-            .into_iter()
-            .map(|item| match item {
-                Ok(job) => Accepted::Job {
-                    id: job.id,
-                    n: job.task.to_string(),
-                },
-                Err((input, e)) => Accepted::Invalid {
-                    input,
-                    error: e.to_string(),
-                },
-            })
-            .collect();
-        let release = if wait { 0 } else { count };
-        let _ = out.send(Delivery {
-            response: Response::Accepted { items },
-            release,
-        });
-        if wait {
-            watch_new(&shared, &jobs, &out);
-        }
-        dispatch(jobs);
-    }
-}
-
-/// Watches freshly accepted jobs. A balancer restarting since the accept may already have run
-/// one (its replay sees every journaled job), so answer those that are already done.
-fn watch_new(shared: &Shared, jobs: &[Job], out: &Waiter) {
-    let outcomes = &shared.ctx.outcomes;
-    let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
-    outcomes.watch(&ids, out);
-    for &id in &ids {
-        if let Ok(Lookup::Done(result)) = shared.ctx.journal.lookup(id) {
-            if outcomes.unwatch(id, out) {
-                let response = Response::Done(Report::from(&result));
-                let _ = out.send(Delivery {
-                    response,
-                    release: 1,
-                });
-            }
-        }
+/// Answers submissions in the order they came, each once the intake has made it durable.
+async fn ack_loop(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<Intake>, out: Waiter) {
+    while let Some(intake) = queue.recv().await {
+        shared.ctx.jobs.acknowledge(intake, &out).await;
     }
 }
 

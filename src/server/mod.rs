@@ -2,7 +2,6 @@
 //! accepting connections until shutdown, and the state that connection handlers share.
 
 mod admin;
-mod admission;
 mod connection;
 mod limits;
 mod path;
@@ -19,9 +18,9 @@ use std::time::{Duration, Instant};
 use tokio::net::UnixListener;
 use tracing::{info, warn};
 
+use crate::journal::Coordination;
 use crate::pool::PoolContext;
 
-pub use admission::free_bytes;
 pub use limits::{fit_connections, raise_nofile_limit, Limits, Slots};
 pub use peer::PeerPolicy;
 
@@ -44,13 +43,13 @@ pub enum ServerError {
 /// What every connection handler needs.
 pub struct Shared {
     pub ctx: PoolContext,
+    /// Whether this daemon runs the tree (requests about its actors are refused on a standby).
+    pub coordination: Arc<dyn Coordination>,
     pub reloader: Arc<crate::reload::Reloader>,
     pub limits: Limits,
     pub peers: PeerPolicy,
     /// Connections open, against `limits.max_connections`.
     pub slots: Arc<Slots>,
-    /// Where the journal lives: its filesystem's free space is checked before accepting.
-    pub data_dir: PathBuf,
     /// Becomes true at shutdown: connections stop reading and close once their answers are out.
     pub closing: tokio::sync::watch::Receiver<bool>,
     /// Dropped with the last connection: shutdown waits for its receiver to see that.

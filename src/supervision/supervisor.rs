@@ -64,7 +64,7 @@ pub async fn spawn_named<A: Actor>(
     args: A::Arguments,
     supervisor: ActorCell,
 ) -> Result<ActorCell, SpawnErr> {
-    if let Some(previous) = ractor::registry::where_is(name.clone()) {
+    if let Some(previous) = crate::actors::cell(&name) {
         let _ = previous.kill_and_wait(Some(STOP_TIMEOUT)).await;
     }
     let (actor_ref, _) = A::spawn_linked(Some(name), actor, args, supervisor).await?;
@@ -598,7 +598,7 @@ mod tests {
     }
 
     fn kill(name: &str) {
-        ractor::registry::where_is(name)
+        crate::actors::cell(name)
             .expect("child running")
             .kill();
     }
@@ -611,7 +611,7 @@ mod tests {
         let (name, id) = tree.next_start().await;
         assert_eq!(name, "o41-a");
         assert_ne!(id, ids[0]);
-        let b = ractor::registry::where_is("o41-b").unwrap();
+        let b = crate::actors::cell("o41-b").unwrap();
         assert_eq!(b.get_id(), ids[1], "b was left alone");
         tree.supervisor.stop(None);
     }
@@ -623,7 +623,7 @@ mod tests {
         kill("r41-b");
         assert_eq!(tree.next_start().await.0, "r41-b");
         assert_eq!(tree.next_start().await.0, "r41-c");
-        let a = ractor::registry::where_is("r41-a").unwrap();
+        let a = crate::actors::cell("r41-a").unwrap();
         assert_eq!(a.get_id(), ids[0], "a started before b and was left alone");
         tree.supervisor.stop(None);
     }
@@ -655,7 +655,7 @@ mod tests {
             .wait(Some(Duration::from_secs(10)))
             .await
             .expect("the supervisor gives up");
-        assert!(ractor::registry::where_is("ri-a").is_none());
+        assert!(crate::actors::cell("ri-a").is_none());
     }
 
     #[tokio::test]
@@ -789,7 +789,7 @@ mod tests {
         next.sort();
         assert_eq!(next, ["rec-c", "rec-d"]);
         assert!(started.try_recv().is_err(), "rec-a kept running");
-        assert!(ractor::registry::where_is("rec-b").is_none());
+        assert!(crate::actors::cell("rec-b").is_none());
         let view = match supervisor
             .call(SupervisorMsg::Describe, None)
             .await

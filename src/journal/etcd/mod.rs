@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use etcd_client::{Client, Compare, ConnectOptions};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
@@ -49,10 +49,10 @@ use candidate::Candidate;
 use commit::{commit_loop, Committer, Progress};
 use store::{check_format, load, reserve_ids};
 
-use super::record::{JobRecord, StoredTask};
+use super::record::{CompleteOnce, JobRecord, StoredTask};
 use super::{
-    BoxFuture, Completion, Counts, InFlightIter, Journal, JournalError, JournalOptions, Lookup,
-    RemoteChanges, Ticket,
+    BoxFuture, Completion, Coordination, Counts, Grant, InFlightIter, Journal, JournalError,
+    JournalOptions, Lookup, RemoteChanges, Role as DaemonRole, Ticket,
 };
 use crate::event::Event;
 use crate::job::{now_ms, InFlight, Job, JobId, Task, Verdict};
@@ -85,17 +85,10 @@ fn etcd_error(operation: &'static str) -> impl Fn(String) -> JournalError {
     move |reason| JournalError::Storage { operation, reason }
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, JournalError> {
-    crate::codec::encode(value).map_err(|e| etcd_error("encode")(e.0))
-}
+use super::record::encode;
 
 fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T, JournalError> {
-    crate::codec::decode_prefix(bytes)
-        .map(|(value, _)| value)
-        .map_err(|e| JournalError::Corrupt {
-            key: String::from_utf8_lossy(key).into_owned(),
-            reason: e.to_string(),
-        })
+    super::record::decode(|| String::from_utf8_lossy(key).into_owned(), bytes)
 }
 
 /// A key the committer must write: a job record, an event, or an event to drop.
@@ -440,12 +433,9 @@ impl Journal for EtcdJournal {
         verdict: Verdict,
         attempts: u32,
     ) -> Result<(Completion, Ticket), JournalError> {
-        let mut existing = None;
+        let mut once = CompleteOnce::new(id, verdict, attempts);
         let (recorded, ticket) = self.change(id, "complete", |record, counts| {
-            let recorded = record
-                .complete(id, verdict, attempts)
-                .map_err(|answered| existing = Some(answered))
-                .ok();
+            let recorded = once.apply(record);
             // Counted under the same lock as the change, so status never sees them apart.
             if recorded.is_some() {
                 counts.in_flight = counts.in_flight.saturating_sub(1);
@@ -453,16 +443,7 @@ impl Journal for EtcdJournal {
             }
             recorded
         })?;
-        let completion = match (recorded, existing) {
-            (Some(result), _) => Completion::Recorded(result),
-            (None, Some(result)) => Completion::AlreadyRecorded(result),
-            (None, None) => {
-                return Err(JournalError::Corrupt {
-                    key: job_key(&self.target.prefix, id),
-                    reason: "completed without an outcome".into(),
-                })
-            }
-        };
+        let completion = once.completion(recorded, || job_key(&self.target.prefix, id))?;
         Ok((completion, ticket))
     }
 
@@ -574,22 +555,6 @@ impl Journal for EtcdJournal {
             .collect())
     }
 
-    fn lead(&self) -> BoxFuture<Result<(), JournalError>> {
-        Box::pin(self.candidate.clone().take_lead())
-    }
-
-    fn role(&self) -> BoxFuture<super::Role> {
-        let candidate = self.candidate.clone();
-        Box::pin(async move {
-            if lock(&candidate.state).role == Role::Leader {
-                return super::Role::Leader;
-            }
-            super::Role::Standby {
-                leader: candidate.leader_name().await,
-            }
-        })
-    }
-
     fn unavailable(&self) -> Option<String> {
         lock(&self.state).unavailable.clone()
     }
@@ -598,7 +563,41 @@ impl Journal for EtcdJournal {
         Box::pin(self.candidate.clone().catch_up(id))
     }
 
-    fn resign(&self) -> BoxFuture<()> {
+    fn flush(&self) -> Result<(), JournalError> {
+        let ticket = lock(&self.state).last_ticket;
+        let durable = self.durable(ticket);
+        // Called at shutdown from the daemon's multi-threaded runtime: wait without stalling
+        // its other workers (block_in_place would panic on any other kind).
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| JournalError::Closed)?;
+        if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            return Err(JournalError::Flush(
+                "an etcd journal flushes from a multi-threaded runtime only".into(),
+            ));
+        }
+        tokio::task::block_in_place(|| handle.block_on(durable))
+    }
+}
+
+impl Coordination for EtcdJournal {
+    fn acquire(&self) -> BoxFuture<Result<Grant, JournalError>> {
+        let candidate = self.candidate.clone();
+        // The leader runs every job: leading is being granted everything.
+        Box::pin(async move { candidate.take_lead().await.map(|()| Grant::Everything) })
+    }
+
+    fn role(&self) -> BoxFuture<DaemonRole> {
+        let candidate = self.candidate.clone();
+        Box::pin(async move {
+            if lock(&candidate.state).role == Role::Leader {
+                return DaemonRole::Leader;
+            }
+            DaemonRole::Standby {
+                leader: candidate.leader_name().await,
+            }
+        })
+    }
+
+    fn release(&self) -> BoxFuture<()> {
         let held = self
             .candidate
             .leadership
@@ -623,7 +622,7 @@ impl Journal for EtcdJournal {
             .take()
     }
 
-    fn deposed(&self) -> BoxFuture<String> {
+    fn revoked(&self) -> BoxFuture<String> {
         let mut deposed = self.deposed.clone();
         Box::pin(async move {
             let reason = deposed
@@ -635,20 +634,6 @@ impl Journal for EtcdJournal {
                 Err(_) => std::future::pending().await,
             }
         })
-    }
-
-    fn flush(&self) -> Result<(), JournalError> {
-        let ticket = lock(&self.state).last_ticket;
-        let durable = self.durable(ticket);
-        // Called at shutdown from the daemon's multi-threaded runtime: wait without stalling
-        // its other workers (block_in_place would panic on any other kind).
-        let handle = tokio::runtime::Handle::try_current().map_err(|_| JournalError::Closed)?;
-        if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
-            return Err(JournalError::Flush(
-                "an etcd journal flushes from a multi-threaded runtime only".into(),
-            ));
-        }
-        tokio::task::block_in_place(|| handle.block_on(durable))
     }
 }
 

@@ -81,6 +81,19 @@ impl Activity {
             .collect()
     }
 
+    /// The attempt running `job` now, if a tester runs it.
+    pub fn running_attempt(&self, job: JobId) -> Option<u32> {
+        self.running_jobs()
+            .into_iter()
+            .find_map(|(_, running, attempt)| (running == job).then_some(attempt))
+    }
+
+    /// The job `tester` runs now, if any.
+    pub fn running_at(&self, tester: TesterId) -> Option<JobId> {
+        let job = self.slot(tester)?.job.load(Ordering::SeqCst);
+        (job != IDLE).then_some(job)
+    }
+
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
     }

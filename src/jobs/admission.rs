@@ -6,8 +6,20 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::Shared;
 use crate::journal::JournalError;
+
+/// What a submission is checked against before it is journaled.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    /// Jobs in flight across all clients before submissions are refused as busy.
+    pub max_in_flight: u64,
+    /// Free space the journal's filesystem must keep before submissions are refused.
+    pub min_free_bytes: u64,
+    /// The most digits a number to test (or a prime to make) may have.
+    pub max_digits: usize,
+    /// Where the journal lives: its filesystem's free space is checked.
+    pub data_dir: PathBuf,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
@@ -33,19 +45,20 @@ pub enum Refusal {
     Journal(#[from] JournalError),
 }
 
-/// Admits a submission, or says why not.
-pub fn admit(shared: &Shared) -> Result<(), Refusal> {
-    if shared.ctx.activity.is_draining() {
-        return Err(Refusal::ShuttingDown);
+impl Admission {
+    /// Admits a submission, given the jobs in flight and whether the daemon is draining.
+    pub fn admit(&self, in_flight: u64, draining: bool) -> Result<(), Refusal> {
+        if draining {
+            return Err(Refusal::ShuttingDown);
+        }
+        let limit = self.max_in_flight;
+        // Checked before the batch, not with it: a batch bigger than the limit still gets in
+        // on an idle daemon (overshooting by at most one batch per connection).
+        if in_flight >= limit {
+            return Err(Refusal::Busy { in_flight, limit });
+        }
+        check_free_space(&self.data_dir, self.min_free_bytes)
     }
-    let in_flight = shared.ctx.journal.counts().in_flight;
-    let limit = shared.limits.max_in_flight;
-    // Checked before the batch, not with it: a batch bigger than the limit still gets in
-    // on an idle daemon (overshooting by at most one batch per connection).
-    if in_flight >= limit {
-        return Err(Refusal::Busy { in_flight, limit });
-    }
-    check_free_space(&shared.data_dir, shared.limits.min_free_bytes)
 }
 
 fn check_free_space(path: &Path, min_free: u64) -> Result<(), Refusal> {
@@ -80,6 +93,31 @@ pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn busy_and_draining_are_refused_before_the_disk_is_looked_at() {
+        let admission = Admission {
+            max_in_flight: 10,
+            min_free_bytes: u64::MAX,
+            max_digits: 10,
+            data_dir: PathBuf::from("/no/such/dir"),
+        };
+        assert!(matches!(
+            admission.admit(0, true),
+            Err(Refusal::ShuttingDown)
+        ));
+        assert!(matches!(
+            admission.admit(10, false),
+            Err(Refusal::Busy {
+                in_flight: 10,
+                limit: 10
+            })
+        ));
+        assert!(matches!(
+            admission.admit(9, false),
+            Err(Refusal::Statvfs { .. })
+        ));
+    }
 
     #[test]
     fn free_space_is_checked_against_the_reserve() {

@@ -1,0 +1,331 @@
+//! In-process tests of a job's life through the real supervision tree (balancer, pool,
+//! testers) on an in-memory journal: crashes of a tester and of the balancer with their
+//! replays, and a cancel racing a completion.
+//!
+//! Actors are registered under process-wide names (`balancer`, `tester-1`, …), so these tests
+//! take turns: each holds [`TURN`] while its tree runs.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorRef};
+use tokio::sync::mpsc;
+
+use super::*;
+use crate::alarms::Alarms;
+use crate::events::Events;
+use crate::faults::Faults;
+use crate::job::TesterId;
+use crate::journal::MemoryJournal;
+use crate::pool::{self, PoolContext, ToBalancer, BALANCER, BALANCER_ACTOR, MAX_TESTERS};
+use crate::protocol::Report;
+use crate::stats::Stats;
+use crate::supervision::{BackoffPolicy, Intensity, Supervisor, SupervisorMsg};
+use crate::tree::{self, TreeOptions};
+
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// How long any one expected answer may take (an answer that never comes fails the test).
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A make-prime job this big runs far longer than any test: it holds its tester until it is
+/// cancelled or killed.
+const FOREVER_DIGITS: u32 = 20_000;
+
+struct Daemon {
+    jobs: Arc<Jobs>,
+    ctx: PoolContext,
+    root: ActorRef<SupervisorMsg>,
+    journal: Arc<MemoryJournal>,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl Daemon {
+    async fn start(testers: u32) -> Daemon {
+        let turn = TURN.lock().await;
+        // A test that failed left its tree running.
+        if let Some(previous) = crate::actors::cell(tree::ROOT) {
+            let _ = previous.kill_and_wait(Some(PATIENCE)).await;
+        }
+        let journal = Arc::new(MemoryJournal::default());
+        let activity = Arc::new(Activity::new(MAX_TESTERS));
+        let admission = Admission {
+            max_in_flight: u64::MAX,
+            min_free_bytes: 0,
+            max_digits: 100_000,
+            data_dir: std::env::temp_dir(),
+        };
+        let jobs = Jobs::new(
+            journal.clone(),
+            Arc::clone(&activity),
+            Arc::new(ToBalancer),
+            admission,
+        );
+        let events = Events::new(Some(journal.clone()));
+        let ctx = PoolContext {
+            jobs: Arc::clone(&jobs),
+            stats: Arc::new(Stats::default()),
+            alarms: Alarms::new(Arc::clone(&events)),
+            events,
+            activity,
+            faults: Arc::new(Faults::default()),
+            pool_size: Arc::new(AtomicU32::new(testers)),
+            max_attempts: 3,
+            big_job_digits: u64::MAX,
+        };
+        let generous = Intensity {
+            max_restarts: 100,
+            period: Duration::from_secs(1),
+        };
+        let options = TreeOptions {
+            root: generous,
+            tester_supervisor: generous,
+            pool: generous,
+            backoff: BackoffPolicy::NONE,
+        };
+        let built = tree::build(&ctx, &options);
+        let (root, _) = Actor::spawn(Some(tree::ROOT.to_string()), Supervisor, built.root)
+            .await
+            .unwrap();
+        Daemon {
+            jobs,
+            ctx,
+            root,
+            journal,
+            _turn: turn,
+        }
+    }
+
+    /// Submits `numbers` for a client waiting on `out`.
+    async fn submit(&self, numbers: &[&str], out: &Waiter) {
+        let numbers = numbers.iter().map(|n| n.to_string()).collect();
+        let submission = self.jobs.submission(numbers).unwrap();
+        self.acknowledged(submission, out).await
+    }
+
+    /// Takes a submission in as a waiting client's connection does.
+    async fn acknowledged(&self, submission: Submission, out: &Waiter) {
+        let intake = self.jobs.accept(submission, true);
+        self.jobs.acknowledge(intake, out).await;
+    }
+
+    async fn stop(self) {
+        self.root.stop_and_wait(None, Some(PATIENCE)).await.unwrap();
+    }
+}
+
+/// The answers a waiting client gets: the acknowledgement's ids, then each job's report.
+struct Client {
+    out: Waiter,
+    answers: mpsc::UnboundedReceiver<Delivery>,
+}
+
+impl Client {
+    fn new() -> Client {
+        let (out, answers) = mpsc::unbounded_channel();
+        Client { out, answers }
+    }
+
+    async fn next(&mut self) -> Response {
+        let next = tokio::time::timeout(PATIENCE, self.answers.recv()).await;
+        next.expect("an answer within the patience")
+            .expect("the channel stays open")
+            .response
+    }
+
+    /// The ids of an acknowledgement, which must come next.
+    async fn accepted(&mut self) -> Vec<JobId> {
+        match self.next().await {
+            Response::Accepted { items } => items
+                .into_iter()
+                .map(|item| match item {
+                    Accepted::Job { id, .. } => id,
+                    other => panic!("not accepted: {other:?}"),
+                })
+                .collect(),
+            other => panic!("expected an acknowledgement, got {other:?}"),
+        }
+    }
+
+    /// The next `count` reports, by job id (a second report for one job fails the test).
+    async fn reports(&mut self, count: usize) -> HashMap<JobId, Report> {
+        let mut reports = HashMap::new();
+        while reports.len() < count {
+            match self.next().await {
+                Response::Done(report) => {
+                    let id = report.id;
+                    assert!(
+                        reports.insert(id, report).is_none(),
+                        "job {id} answered twice"
+                    );
+                }
+                other => panic!("expected a report, got {other:?}"),
+            }
+        }
+        reports
+    }
+
+    fn nothing_more(&mut self) {
+        assert!(
+            self.answers.try_recv().is_err(),
+            "no answer beyond those expected"
+        );
+    }
+}
+
+/// Submits one make-prime job that holds a tester until it is stopped, and returns its id.
+async fn occupy_a_tester(daemon: &Daemon, client: &mut Client) -> JobId {
+    daemon
+        .acknowledged(daemon.jobs.make_prime(FOREVER_DIGITS), &client.out)
+        .await;
+    client.accepted().await[0]
+}
+
+/// Waits (without sleeping) until a tester runs `id`.
+async fn running(daemon: &Daemon, id: JobId) -> TesterId {
+    let activity = &daemon.ctx.activity;
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let Some((tester, ..)) = activity
+                .running_jobs()
+                .into_iter()
+                .find(|&(_, job, _)| job == id)
+            {
+                return tester;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the job starts")
+}
+
+const PRIMES: [&str; 4] = ["97", "1000000007", "18446744073709551557", "2"];
+const COMPOSITES: [&str; 3] = ["91", "1000000008", "18446744073709551555"];
+
+fn verdicts(reports: &HashMap<JobId, Report>, ids: &[JobId]) -> Vec<Verdict> {
+    ids.iter().map(|id| reports[id].verdict.clone()).collect()
+}
+
+const PRIME: Verdict = Verdict::Prime;
+const COMPOSITE: Verdict = Verdict::Composite;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submission_is_acknowledged_then_answered_once() {
+    let daemon = Daemon::start(2).await;
+    let mut client = Client::new();
+    daemon.submit(&["97", "91", "x"], &client.out).await;
+    let Response::Accepted { items } = client.next().await else {
+        panic!("expected an acknowledgement first");
+    };
+    assert!(matches!(items[2], Accepted::Invalid { .. }), "{items:?}");
+    let ids: Vec<JobId> = items
+        .iter()
+        .filter_map(|i| match i {
+            Accepted::Job { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    let reports = client.reports(2).await;
+    assert_eq!(verdicts(&reports, &ids), [PRIME, COMPOSITE]);
+    client.nothing_more();
+    assert_eq!(daemon.jobs.counts().completed, 2);
+    daemon.stop().await;
+}
+
+/// A tester killed mid-job loses its queue; its successor asks the balancer for its jobs
+/// again and runs them all, counting the attempt that was cut short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_tester_is_sent_its_jobs_again() {
+    let daemon = Daemon::start(1).await;
+    let mut client = Client::new();
+    let long = occupy_a_tester(&daemon, &mut client).await;
+    let tester = running(&daemon, long).await;
+    let numbers: Vec<&str> = PRIMES.iter().chain(&COMPOSITES).copied().collect();
+    daemon.submit(&numbers, &client.out).await;
+    let queued = client.accepted().await;
+    pool::tester(tester)
+        .get()
+        .unwrap()
+        .kill_and_wait(Some(PATIENCE))
+        .await
+        .unwrap();
+    // The successor runs the long job again first or later; stop it so the rest can run.
+    running(&daemon, long).await;
+    daemon.jobs.cancel(long).await.unwrap();
+    let reports = client.reports(queued.len() + 1).await;
+    assert_eq!(
+        verdicts(&reports, &queued),
+        [PRIME, PRIME, PRIME, PRIME, COMPOSITE, COMPOSITE, COMPOSITE]
+    );
+    assert_eq!(reports[&long].verdict, Verdict::Cancelled);
+    assert_eq!(reports[&long].attempts, 2, "the killed attempt counts");
+    assert_eq!(daemon.ctx.stats.get(&tester.name()).restarts(), 1);
+    client.nothing_more();
+    daemon.stop().await;
+}
+
+/// The balancer's load table lives only in memory: killed while jobs wait at the testers, it
+/// is restarted with the pool (rest_for_one), and the new one places every job the journal has
+/// in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_balancer_places_the_journals_jobs_again() {
+    let daemon = Daemon::start(1).await;
+    let mut client = Client::new();
+    let long = occupy_a_tester(&daemon, &mut client).await;
+    running(&daemon, long).await;
+    daemon.submit(&COMPOSITES, &client.out).await;
+    let queued = client.accepted().await;
+    BALANCER_ACTOR
+        .get()
+        .unwrap()
+        .kill_and_wait(Some(PATIENCE))
+        .await
+        .unwrap();
+    running(&daemon, long).await;
+    daemon.jobs.cancel(long).await.unwrap();
+    let reports = client.reports(queued.len() + 1).await;
+    assert_eq!(
+        verdicts(&reports, &queued),
+        [COMPOSITE, COMPOSITE, COMPOSITE]
+    );
+    assert_eq!(daemon.ctx.stats.get(BALANCER).restarts(), 1);
+    assert_eq!(daemon.journal.counts().in_flight, 0);
+    client.nothing_more();
+    daemon.stop().await;
+}
+
+/// A cancel and a tester's verdict race for every job: each job is answered exactly once, and
+/// a cancel succeeds exactly when `Cancelled` is the answer recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_racing_a_completion_is_answered_once() {
+    const JOBS: usize = 2000;
+    let daemon = Daemon::start(2).await;
+    let mut client = Client::new();
+    let numbers: Vec<String> = (0..JOBS as u64)
+        .map(|k| (1_000_003 + 2 * k).to_string())
+        .collect();
+    let submission = daemon.jobs.submission(numbers).unwrap();
+    daemon.acknowledged(submission, &client.out).await;
+    let ids = client.accepted().await;
+    let cancels = ids.iter().map(|&id| {
+        let jobs = Arc::clone(&daemon.jobs);
+        tokio::spawn(async move { (id, jobs.cancel(id).await.is_ok()) })
+    });
+    let mut cancelled = HashMap::new();
+    for cancel in cancels.collect::<Vec<_>>() {
+        let (id, ok) = cancel.await.unwrap();
+        cancelled.insert(id, ok);
+    }
+    let reports = client.reports(JOBS).await;
+    for (id, report) in &reports {
+        let was_cancelled = report.verdict == Verdict::Cancelled;
+        assert_eq!(cancelled[id], was_cancelled, "job {id}: {report:?}");
+    }
+    let counts = daemon.journal.counts();
+    assert_eq!((counts.in_flight, counts.completed), (0, JOBS as u64));
+    client.nothing_more();
+    daemon.stop().await;
+}
