@@ -151,23 +151,44 @@ pub enum SupervisorMsg {
     Reconcile(RpcReplyPort<()>),
 }
 
+/// One supervised child, as OTP's `#child{}` record: how to start it, the actor running now
+/// (none while it is being restarted), the generation of its last change, and its backoff.
+struct Child {
+    spec: Arc<dyn ChildSpec>,
+    cell: Option<ActorCell>,
+    /// Bumped whenever the child is started, stopped or seen to exit.
+    generation: u64,
+    backoff: Backoff,
+}
+
+impl Child {
+    fn new(spec: Arc<dyn ChildSpec>) -> Child {
+        Child {
+            spec,
+            cell: None,
+            generation: 0,
+            backoff: Backoff::default(),
+        }
+    }
+
+    fn name(&self) -> String {
+        self.spec.name()
+    }
+}
+
 pub struct SupervisorState {
     spec: SupervisorSpec,
-    /// The specs of the children below, in start order (a snapshot of `spec.children`).
-    children: Vec<Arc<dyn ChildSpec>>,
+    /// The children below, in start order (made from a snapshot of `spec.children`).
+    children: Vec<Child>,
     next_generation: u64,
     log: RestartLog,
-    backoff: Vec<Backoff>,
-    cells: Vec<Option<ActorCell>>,
-    /// Bumped whenever a child is started, stopped or seen to exit.
-    generation: Vec<u64>,
 }
 
 impl SupervisorState {
     fn index_of(&self, id: ActorId) -> Option<usize> {
-        self.cells
+        self.children
             .iter()
-            .position(|cell| cell.as_ref().is_some_and(|c| c.get_id() == id))
+            .position(|child| child.cell.as_ref().is_some_and(|c| c.get_id() == id))
     }
 
     fn child_name(&self, i: usize) -> String {
@@ -176,18 +197,20 @@ impl SupervisorState {
 
     fn bump(&mut self, i: usize) {
         self.next_generation += 1;
-        self.generation[i] = self.next_generation;
+        self.children[i].generation = self.next_generation;
     }
 
     fn describe(&self) -> SupervisorView {
         SupervisorView {
             strategy: self.spec.strategy,
             intensity: self.spec.intensity,
-            children: (0..self.children.len())
-                .map(|i| ChildView {
-                    name: self.child_name(i),
-                    supervisor: self.children[i].is_supervisor(),
-                    running: self.cells[i].is_some(),
+            children: self
+                .children
+                .iter()
+                .map(|child| ChildView {
+                    name: child.name(),
+                    supervisor: child.spec.is_supervisor(),
+                    running: child.cell.is_some(),
                 })
                 .collect(),
         }
@@ -208,21 +231,14 @@ impl SupervisorState {
                 reason: "removed from its supervisor",
                 failed: false,
             };
-            self.children[i].exited(removed);
-            self.children.remove(i);
-            self.cells.remove(i);
-            self.generation.remove(i);
-            self.backoff.remove(i);
+            self.children.remove(i).spec.exited(removed);
             info!(supervisor = %self.spec.name, actor = %name, event = "child_removed",
                   "child stopped and removed");
         }
         let first_new = self.children.len();
         for spec in wanted {
             if !self.children.iter().any(|c| c.name() == spec.name()) {
-                self.children.push(spec);
-                self.cells.push(None);
-                self.generation.push(0);
-                self.backoff.push(Backoff::default());
+                self.children.push(Child::new(spec));
                 self.bump(self.children.len() - 1);
             }
         }
@@ -232,7 +248,9 @@ impl SupervisorState {
     }
 
     fn is_current(&self, i: usize, generation: u64) -> bool {
-        self.generation.get(i) == Some(&generation) && self.cells[i].is_none()
+        self.children
+            .get(i)
+            .is_some_and(|child| child.generation == generation && child.cell.is_none())
     }
 
     fn event(&self, kind: EventKind, i: usize) -> Event {
@@ -241,8 +259,8 @@ impl SupervisorState {
 
     async fn start_child(&mut self, i: usize, myself: ActorCell) -> Result<(), SpawnErr> {
         let name = self.child_name(i);
-        let cell = self.children[i].start(myself).await?;
-        self.backoff[i].started(Instant::now());
+        let cell = self.children[i].spec.start(myself).await?;
+        self.children[i].backoff.started(Instant::now());
         let restarts = self.spec.stats.record_start(&name);
         let supervisor = self.spec.name.as_str();
         if restarts == 0 {
@@ -253,7 +271,7 @@ impl SupervisorState {
                 .events
                 .record(self.event(EventKind::Restart, i).count(restarts));
         }
-        self.cells[i] = Some(cell);
+        self.children[i].cell = Some(cell);
         self.bump(i);
         Ok(())
     }
@@ -261,7 +279,7 @@ impl SupervisorState {
     /// Starts the not-running children of `range` in order; a failure is handled as an exit.
     async fn start_children(&mut self, range: std::ops::Range<usize>, myself: ActorCell) {
         for i in range {
-            if self.cells[i].is_some() {
+            if self.children[i].cell.is_some() {
                 continue;
             }
             if let Err(e) = self.start_child(i, myself.clone()).await {
@@ -271,7 +289,7 @@ impl SupervisorState {
                 self.spec
                     .events
                     .record(self.event(EventKind::StartFailed, i).reason(&reason));
-                let retry = SupervisorMsg::StartFailed(i, self.generation[i], reason);
+                let retry = SupervisorMsg::StartFailed(i, self.children[i].generation, reason);
                 let _ = ActorRef::<SupervisorMsg>::from(myself).send_message(retry);
                 return;
             }
@@ -283,7 +301,7 @@ impl SupervisorState {
         for i in range.rev() {
             // Whatever was pending for the child (a delayed restart) is void now.
             self.bump(i);
-            if let Some(cell) = self.cells[i].take() {
+            if let Some(cell) = self.children[i].cell.take() {
                 let _ = cell.kill_and_wait(Some(STOP_TIMEOUT)).await;
             }
         }
@@ -302,9 +320,9 @@ impl SupervisorState {
         let delay = match blame {
             Blame::Input => Duration::ZERO,
             Blame::Child if !self.log.record(now) => return Err(self.give_up(i, reason).await),
-            Blame::Child => self.backoff[i].next_delay(&self.spec.backoff, now),
+            Blame::Child => self.children[i].backoff.next_delay(&self.spec.backoff, now),
         };
-        let affected = self.spec.strategy.affected(i, self.cells.len());
+        let affected = self.spec.strategy.affected(i, self.children.len());
         self.stop_children(affected.clone()).await;
         if delay.is_zero() {
             self.start_children(affected, myself).await;
@@ -316,7 +334,7 @@ impl SupervisorState {
         self.spec
             .events
             .record(self.event(EventKind::Backoff, i).delay(delay));
-        let generation = self.generation[i];
+        let generation = self.children[i].generation;
         ActorRef::<SupervisorMsg>::from(myself)
             .send_after(delay, move || SupervisorMsg::Restart(i, generation));
         Ok(())
@@ -342,7 +360,7 @@ impl SupervisorState {
                 .count(u64::from(max_restarts)),
         );
         self.spec.events.set_escalation(&message);
-        self.stop_children(0..self.cells.len()).await;
+        self.stop_children(0..self.children.len()).await;
         message.into()
     }
 }
@@ -357,17 +375,18 @@ impl Actor for Supervisor {
         myself: ActorRef<Self::Msg>,
         spec: SupervisorSpec,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let children = spec.children.snapshot();
         let mut state = SupervisorState {
             log: RestartLog::new(spec.intensity),
-            backoff: vec![Backoff::default(); children.len()],
-            cells: vec![None; children.len()],
-            generation: vec![0; children.len()],
             next_generation: 0,
-            children,
+            children: spec
+                .children
+                .snapshot()
+                .into_iter()
+                .map(Child::new)
+                .collect(),
             spec,
         };
-        for i in 0..state.cells.len() {
+        for i in 0..state.children.len() {
             if let Err(e) = state.start_child(i, myself.get_cell()).await {
                 state.stop_children(0..i).await;
                 return Err(format!("child {} failed to start: {e}", state.child_name(i)).into());
@@ -381,7 +400,12 @@ impl Actor for Supervisor {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        for cell in state.cells.iter_mut().rev().filter_map(Option::take) {
+        for cell in state
+            .children
+            .iter_mut()
+            .rev()
+            .filter_map(|c| c.cell.take())
+        {
             let _ = cell.stop_and_wait(None, Some(STOP_TIMEOUT)).await;
         }
         Ok(())
@@ -395,7 +419,7 @@ impl Actor for Supervisor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             SupervisorMsg::Restart(i, generation) if state.is_current(i, generation) => {
-                let affected = state.spec.strategy.affected(i, state.cells.len());
+                let affected = state.spec.strategy.affected(i, state.children.len());
                 state.start_children(affected, myself.get_cell()).await;
                 Ok(())
             }
@@ -436,13 +460,13 @@ impl Actor for Supervisor {
         let Some(i) = state.index_of(who.get_id()) else {
             return Ok(());
         };
-        state.cells[i] = None;
+        state.children[i].cell = None;
         state.bump(i);
         let exit = ChildExit {
             reason: &reason,
             failed,
         };
-        let blame = state.children[i].exited(exit);
+        let blame = state.children[i].spec.exited(exit);
         let blame_name = match blame {
             Blame::Child => "child",
             Blame::Input => "input",
@@ -598,9 +622,7 @@ mod tests {
     }
 
     fn kill(name: &str) {
-        crate::actors::cell(name)
-            .expect("child running")
-            .kill();
+        crate::actors::cell(name).expect("child running").kill();
     }
 
     #[tokio::test]
