@@ -17,21 +17,27 @@
 //!
 //! The work:
 //! - [`job`]: the vocabulary of jobs: ids, tasks, verdicts, results.
+//! - [`jobs`]: a job's life in the daemon (intake, admission, acknowledgement, placement,
+//!   finishing once, cancel, remote changes): the one way in for connections, operator
+//!   requests, testers and the etcd follower.
 //! - [`number`]: client input parsed into canonical numbers; a job's cost.
 //! - [`primality`]: the one place that decides whether a number is prime.
 //! - [`rng`]: a small seedable generator (make-prime candidates, bench mixes).
 //! - [`area`]: the book's area server.
 //!
 //! Supervision and the actors:
+//! - [`actors`]: typed handles to named actors; the one place a name is looked up.
 //! - [`supervision`]: OTP strategies, restart intensity, backoff, the generic supervisor.
 //! - [`tree`]: the supervision tree as child specs, and its live view.
-//! - [`pool`]: the balancer, the testers and their load table.
+//! - [`pool`]: the balancer, the testers and their load table; it implements
+//!   [`jobs::Placement`].
 //! - [`faults`]: fault injection for tests.
 //! - [`stats`]: counters that outlive the actors they count.
 //! - [`outcomes`]: delivering durable answers to the clients waiting for them.
 //!
 //! Durability and what operators see:
-//! - [`journal`]: the `Journal` trait; sled (with its mark and checks on open) and etcd.
+//! - [`journal`]: the `Journal` trait (storage) and `Coordination` (which work this daemon may
+//!   run); sled (with its mark and checks on open) and etcd.
 //! - [`codec`]: the one bincode codec, decoding under a limit.
 //! - [`event`]: one supervision event (plain data).
 //! - [`events`]: the persistent event log and the restart-rate counters.
@@ -39,7 +45,7 @@
 //!
 //! The socket:
 //! - [`protocol`]: the hello, frames and messages (and their JSON shapes).
-//! - [`server`]: socket ownership and path safety, peer checks, connection limits, admission,
+//! - [`server`]: socket ownership and path safety, peer checks, connection limits,
 //!   connections, operator requests.
 //! - [`client`]: the CLI's client commands, their arguments and output.
 //! - [`bench`]: `primed bench`, the load generator.

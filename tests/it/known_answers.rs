@@ -1,9 +1,7 @@
 //! Done-when 1: the hard cases of primality, answered right through the socket.
 //! Every expected value was checked independently (sympy.isprime) before it went in here.
 
-mod common;
-
-use common::{describe, mersenne, parse_lines, Daemon};
+use crate::common::{describe, mersenne, parse_lines, Daemon};
 
 fn hard_cases() -> Vec<(String, bool)> {
     let fixed: &[(&str, bool)] = &[
@@ -118,6 +116,10 @@ fn stdin_streams_in_pipelined_batches_and_keeps_input_order() {
     for (i, line) in lines.iter().enumerate() {
         let n = i as u64 * 7 + 1;
         assert_eq!(line["n"], n.to_string());
-        assert_eq!(line["prime"], common::is_prime_by_trial_division(n), "{n}");
+        assert_eq!(
+            line["prime"],
+            crate::common::is_prime_by_trial_division(n),
+            "{n}"
+        );
     }
 }

@@ -1,11 +1,9 @@
 //! `primed reload` and SIGHUP: the pool grows and shrinks live without losing or duplicating a
 //! job (a removed tester's queue goes back to the balancer), and the log level changes live.
 
-mod common;
-
 use std::process::Command;
 
-use common::{block_a_tester, describe, is_prime_by_trial_division, write_config, Daemon};
+use crate::common::{block_a_tester, describe, is_prime_by_trial_division, write_config, Daemon};
 use serde_json::Value;
 
 fn testers_in_tree(daemon: &Daemon) -> Vec<String> {
@@ -33,7 +31,11 @@ fn the_pool_shrinks_and_grows_live_without_losing_a_job() {
     let config = |testers: u32| write_config(tmp.path(), &format!("[pool]\ntesters = {testers}\n"));
     let path = config(2);
     let path = path.to_str().expect("utf-8 path");
-    let daemon = Daemon::start_in(tmp.path(), 0, &["--config", path]);
+    let daemon = Daemon::builder()
+        .dir(tmp.path())
+        .testers(0)
+        .args(&["--config", path])
+        .start();
     assert_eq!(testers_in_tree(&daemon), ["tester-1", "tester-2"]);
 
     // Both testers busy, so the small jobs queue up at both.
@@ -121,7 +123,11 @@ fn the_pool_shrinks_and_grows_live_without_losing_a_job() {
 fn the_log_level_changes_live_and_a_bad_config_is_refused() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let path = write_config(tmp.path(), "[daemon]\nlog_level = \"info\"\n");
-    let daemon = Daemon::start_in(tmp.path(), 1, &["--config", path.to_str().expect("utf-8")]);
+    let daemon = Daemon::builder()
+        .dir(tmp.path())
+        .testers(1)
+        .args(&["--config", path.to_str().expect("utf-8")])
+        .start();
     // JSON lines are flattened: the message is a top-level field.
     let is_testing = |l: &Value| l["level"] == "DEBUG" && l["message"] == "testing";
     assert_eq!(daemon.json(&["check", "97"])[0]["prime"], true);

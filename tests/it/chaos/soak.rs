@@ -1,484 +1,23 @@
-//! Chaos soak: the real daemon under a stream of jobs while testers, the balancer and the whole
-//! process are killed at random; at the end every acknowledged job must have exactly one,
-//! correct answer.
-//!
-//! - Jobs go through the protocol (`Submit { wait: true }`, pipelined batches within a window of
-//!   unanswered jobs), so the soak sees every ack (with its ids) and every `Done`.
-//! - Kills: ~70% `Kill { actor: "tester-K" }`, ~20% `Kill { actor: "balancer" }`, ~10% kill -9
-//!   of the daemon followed by a restart on the same socket and data dir. They are spread over
-//!   the acks of the stream, plus a few during the final sweep (across failovers: ~50% testers,
-//!   ~20% balancer, ~30% process kills, at least 3). A daemon that exits on its own
-//!   (the root gave up: escalation) is restarted the same way and counted apart.
-//! - After a kill -9, numbers whose batch was not acked are forgotten by the soak (they may
-//!   still run under ids it never saw). Acked ids still unanswered are asked again on the new
-//!   connection with `Results { wait: true }`; at the end, all unanswered ids are swept that
-//!   way on a fresh connection, and a sample of all ids is audited once more.
-//! - Oracle, independent of the daemon: a sieve of Eratosthenes below `LIMIT` (10^8), Lucas-Lehmer for
-//!   the few big Mersenne numbers, and products of two big numbers (composite by construction).
-//!
-//! Prints `jobs=N acked=N results=N lost=0 wrong=0 duplicates=0 kills=N`, then the kill
-//! breakdown and some statistics, and fails on any loss, wrong answer or duplicate.
-//!
-//! Across failovers (`chaos_soak_failover_*`): two daemons on an etcd journal (a three-member
-//! cluster on loopback), each in its own dir as on two machines. The soak talks to the
-//! leader; a process kill is a kill -9 of the leader, after which the soak goes on with the
-//! standby (which takes over) and the killed daemon comes back in its dir as the new standby.
-//!
-//! Environment: `CHAOS_SEED` (random seed, printed), `CHAOS_JOBS`, `CHAOS_KILLS`,
-//! `CHAOS_TESTERS` (default 2). The long soaks:
-//!
-//! ```sh
-//! cargo test --release --test chaos -- --ignored --nocapture chaos_soak_long
-//! cargo xtask test --release --test chaos -- --ignored --nocapture chaos_soak_failover_long
-//! ```
+//! The soak itself: the stream of jobs, the kills, the sweep and the audit.
 
-mod common;
-
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::{BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::thread;
-use std::time::{Duration, Instant};
-
-use common::etcd::{etcd_primed, Cluster};
-use common::{is_prime_by_trial_division, Daemon};
-use num_bigint::BigUint;
-use primed::job::{JobId, Verdict};
-use primed::protocol::{self, Accepted, Report, Request, Response};
-use primed::rng::SplitMix64;
-
-/// Laid over the embedded defaults with `--config`. Restart intensity is set so high that the
-/// soak's own kills never make a supervisor give up. (Keys may be renamed: keep them here.)
-const CONFIG: &str = "\
-[supervision]
-max_restarts = 100000
-period_secs = 1
-";
-
-/// Numbers per Submit frame.
-const BATCH: usize = 512;
-/// Most jobs (submitted or asked for) one connection may have unanswered; well under the
-/// daemon's `limits.max_outstanding_per_connection`, so it never stops reading from us.
-const WINDOW: usize = 8192;
-/// Most ids per Results frame.
-const RESULTS_CHUNK: usize = 2048;
-/// One big number per this many jobs, on average.
-const BIG_EVERY: u64 = 2000;
-/// A number every tester panics on (fault injection): a poison job.
-const POISON: u64 = 1_000_000_007;
-/// One poison job per this many jobs, on average.
-const POISON_EVERY: u64 = 5000;
-/// Small numbers are below this (the sieve's size).
-const LIMIT: u64 = 100_000_000;
-/// Ids audited again after the sweep.
-const AUDIT_SAMPLE: usize = 20_000;
-/// No answer at all for this long while jobs are outstanding fails the soak.
-const STALL_TIMEOUT: Duration = Duration::from_secs(120);
-/// Any single socket operation or kill request.
-const IO_TIMEOUT: Duration = Duration::from_secs(60);
-
-#[test]
-fn chaos_soak_short() {
-    run(Params::from_env(20_000, 30));
-}
-
-#[test]
-#[ignore = "long soak: cargo test --release --test chaos -- --ignored --nocapture chaos_soak_long"]
-fn chaos_soak_long() {
-    run(Params::from_env(1_000_000, 1_000));
-}
-
-#[test]
-#[cfg(feature = "etcd")]
-fn chaos_soak_failover_short() {
-    let mut params = Params::from_env(20_000, 12);
-    params.failover = true;
-    params.min_process_kills = 3;
-    params.process_percent = 30;
-    run(params);
-}
-
-#[test]
-#[cfg(feature = "etcd")]
-#[ignore = "long soak: cargo xtask test --release --test chaos -- --ignored --nocapture chaos_soak_failover_long"]
-fn chaos_soak_failover_long() {
-    let mut params = Params::from_env(200_000, 200);
-    params.failover = true;
-    params.min_process_kills = 20;
-    params.process_percent = 30;
-    run(params);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Parameters and randomness
-
-#[derive(Debug, Clone)]
-struct Params {
-    jobs: u64,
-    kills: u64,
-    testers: u32,
-    seed: u64,
-    /// Process kills forced if chance did not bring this many.
-    min_process_kills: u64,
-    /// Two daemons on an etcd journal: a process kill is a failover.
-    failover: bool,
-    /// The share of kills that kill the process, in percent.
-    process_percent: u64,
-}
-
-impl Params {
-    fn from_env(jobs: u64, kills: u64) -> Params {
-        let seed = match std::env::var("CHAOS_SEED") {
-            Ok(_) => env_u64("CHAOS_SEED", 0),
-            Err(_) => {
-                let nanos = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos() as u64);
-                nanos ^ (u64::from(std::process::id()) << 32)
-            }
-        };
-        let testers = env_u64("CHAOS_TESTERS", 2);
-        Params {
-            jobs: env_u64("CHAOS_JOBS", jobs),
-            kills: env_u64("CHAOS_KILLS", kills),
-            testers: u32::try_from(testers)
-                .ok()
-                .filter(|&t| t > 0)
-                .expect("CHAOS_TESTERS must be between 1 and 2^32-1"),
-            seed,
-            min_process_kills: 2,
-            failover: false,
-            process_percent: 10,
-        }
-    }
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(text) => text
-            .trim()
-            .parse()
-            .unwrap_or_else(|e| panic!("{name}={text:?} is not a non-negative integer: {e}")),
-        Err(_) => default,
-    }
-}
-
-/// Seedable, good enough to pick numbers and victims (the crate's SplitMix64).
-struct Rng(SplitMix64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0.below(n)
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The oracle
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Num {
-    Small(u64),
-    /// Index into `Oracle::big`.
-    Big(usize),
-    /// [`POISON`]: the daemon runs with `--panic-on` it, so it must come back quarantined.
-    Poison,
-}
-
-#[derive(Debug)]
-enum Expected {
-    Tested(Verdict),
-    Quarantined,
-}
-
-impl Expected {
-    fn matches(&self, verdict: &Verdict) -> bool {
-        match self {
-            Expected::Tested(expected) => expected == verdict,
-            Expected::Quarantined => matches!(verdict, Verdict::Quarantined { .. }),
-        }
-    }
-}
-
-struct BigNumber {
-    label: String,
-    text: String,
-    prime: bool,
-}
-
-struct Oracle {
-    /// Bit i set: 2i+1 is composite (odd numbers only).
-    composite_odd: Vec<u64>,
-    limit: u64,
-    big: Vec<BigNumber>,
-}
-
-impl Oracle {
-    fn new(limit: u64) -> Oracle {
-        let odd = limit / 2 + 1;
-        let mut bits = vec![0u64; odd.div_ceil(64) as usize];
-        bits[0] |= 1; // 1 is not prime
-        let mut i = 1u64;
-        while (2 * i + 1) * (2 * i + 1) < limit {
-            if bits[(i / 64) as usize] & (1 << (i % 64)) == 0 {
-                let p = 2 * i + 1;
-                let mut j = p * p / 2;
-                while j < odd {
-                    bits[(j / 64) as usize] |= 1 << (j % 64);
-                    j += p;
-                }
-            }
-            i += 1;
-        }
-        let oracle = Oracle {
-            composite_odd: bits,
-            limit,
-            big: big_numbers(),
-        };
-        oracle.self_check();
-        oracle
-    }
-
-    fn small_is_prime(&self, n: u64) -> bool {
-        assert!(n < self.limit, "{n} is beyond the sieve");
-        match n {
-            0 | 1 => false,
-            2 => true,
-            _ if n.is_multiple_of(2) => false,
-            _ => {
-                let i = n / 2;
-                self.composite_odd[(i / 64) as usize] & (1 << (i % 64)) == 0
-            }
-        }
-    }
-
-    /// The answer `num` must get.
-    fn expected(&self, num: Num) -> Expected {
-        match num {
-            Num::Small(n) => Expected::Tested(Verdict::tested(self.small_is_prime(n))),
-            Num::Big(i) => Expected::Tested(Verdict::tested(self.big[i].prime)),
-            Num::Poison => Expected::Quarantined,
-        }
-    }
-
-    fn text(&self, num: Num) -> String {
-        match num {
-            Num::Small(n) => n.to_string(),
-            Num::Big(i) => self.big[i].text.clone(),
-            Num::Poison => POISON.to_string(),
-        }
-    }
-
-    fn describe(&self, num: Num) -> String {
-        match num {
-            Num::Small(n) => n.to_string(),
-            Num::Big(i) => self.big[i].label.clone(),
-            Num::Poison => format!("poison {POISON}"),
-        }
-    }
-
-    /// The sieve against known prime counts and against trial division.
-    fn self_check(&self) {
-        let count = |below: u64| (0..below).filter(|&n| self.small_is_prime(n)).count();
-        assert_eq!(count(100), 25, "oracle self-check: pi(100)");
-        assert_eq!(
-            count(100_000.min(self.limit)),
-            9592,
-            "oracle self-check: pi(10^5)"
-        );
-        let known = [(10_000_000u64, 664_579u64), (100_000_000, 5_761_455)];
-        if let Some(&(_, pi)) = known.iter().find(|(n, _)| *n == self.limit) {
-            // Odd numbers below the limit are bits 0 .. limit/2; add 1 for the prime 2.
-            let odd = (self.limit / 2) as usize;
-            let bits = &self.composite_odd;
-            let mut composites: u64 = bits[..odd / 64]
-                .iter()
-                .map(|w| u64::from(w.count_ones()))
-                .sum();
-            if !odd.is_multiple_of(64) {
-                composites += u64::from((bits[odd / 64] & ((1 << (odd % 64)) - 1)).count_ones());
-            }
-            assert_eq!(
-                odd as u64 - composites + 1,
-                pi,
-                "oracle self-check: pi({})",
-                self.limit
-            );
-        }
-        let mut rng = Rng(SplitMix64::new(0x5eed));
-        for _ in 0..2000 {
-            let n = rng.below(self.limit);
-            assert_eq!(
-                self.small_is_prime(n),
-                is_prime_by_trial_division(n),
-                "oracle self-check: sieve and trial division disagree on {n}"
-            );
-        }
-    }
-}
-
-fn mersenne_number(p: u32) -> BigUint {
-    (BigUint::from(1u8) << p) - 1u8
-}
-
-/// Lucas-Lehmer: for an odd prime p, 2^p - 1 is prime iff s_{p-2} = 0 (s_0 = 4, s_{k+1} = s_k^2 - 2).
-fn lucas_lehmer(p: u32) -> bool {
-    assert!(
-        p > 2 && is_prime_by_trial_division(u64::from(p)),
-        "Lucas-Lehmer needs an odd prime exponent, not {p}"
-    );
-    let m = mersenne_number(p);
-    let mut s = BigUint::from(4u8);
-    for _ in 0..p - 2 {
-        s = (&s * &s + &m - 2u8) % &m;
-    }
-    s == BigUint::from(0u8)
-}
-
-/// A few big numbers that keep a tester busy long enough for kills to land mid-job.
-fn big_numbers() -> Vec<BigNumber> {
-    let mut big = Vec::new();
-    // Known Mersenne prime exponents, confirmed here by Lucas-Lehmer.
-    for p in [521, 607, 1279, 2203, 2281] {
-        assert!(
-            lucas_lehmer(p),
-            "oracle self-check: 2^{p}-1 is a Mersenne prime"
-        );
-        big.push(BigNumber {
-            label: format!("2^{p}-1"),
-            text: mersenne_number(p).to_string(),
-            prime: true,
-        });
-    }
-    // Prime exponents whose Mersenne numbers are composite (2^1277-1 has no known factor, so
-    // only a full probable-prime test can tell).
-    for p in [523, 1277] {
-        assert!(!lucas_lehmer(p), "oracle self-check: 2^{p}-1 is composite");
-        big.push(BigNumber {
-            label: format!("2^{p}-1"),
-            text: mersenne_number(p).to_string(),
-            prime: false,
-        });
-    }
-    // Products of two big primes: composite by construction, no small factor.
-    for (a, b) in [(521, 607), (607, 1279)] {
-        big.push(BigNumber {
-            label: format!("(2^{a}-1)(2^{b}-1)"),
-            text: (mersenne_number(a) * mersenne_number(b)).to_string(),
-            prime: false,
-        });
-    }
-    big
-}
-
-// ---------------------------------------------------------------------------------------------
-// A blocking protocol connection: the caller writes frames, a thread reads them
-
-struct Conn {
-    stream: UnixStream,
-    /// Responses in order; an `Err` is the last item: the connection ended (and why).
-    rx: Receiver<Result<Response, String>>,
-    /// The `Err` has been received.
-    ended: bool,
-}
-
-impl Conn {
-    fn connect(socket: &Path) -> Conn {
-        Conn::try_connect(socket)
-            .unwrap_or_else(|e| panic!("connecting to the daemon at {}: {e}", socket.display()))
-    }
-
-    fn try_connect(socket: &Path) -> std::io::Result<Conn> {
-        let mut stream = UnixStream::connect(socket)?;
-        stream
-            .set_write_timeout(Some(IO_TIMEOUT))
-            .expect("set a write timeout");
-        stream
-            .set_read_timeout(Some(IO_TIMEOUT))
-            .expect("set a read timeout for the hello");
-        stream
-            .write_all(&protocol::hello())
-            .expect("send our hello");
-        let mut hello = [0; protocol::HELLO_LEN];
-        stream
-            .read_exact(&mut hello)
-            .expect("read the daemon's hello");
-        protocol::check_hello(hello).expect("the daemon's hello");
-        stream
-            .set_read_timeout(None)
-            .expect("clear the read timeout");
-        let reader = stream.try_clone().expect("clone the socket for reading");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut reader = BufReader::with_capacity(1 << 16, reader);
-            let end = loop {
-                let mut header = [0; 4];
-                match reader.read_exact(&mut header) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                        break "the daemon closed the connection".to_string()
-                    }
-                    Err(e) => break format!("reading a frame header: {e}"),
-                }
-                let len = match protocol::frame_len(header, protocol::MAX_FRAME_BYTES) {
-                    Ok(len) => len,
-                    Err(e) => break e.to_string(),
-                };
-                let mut payload = vec![0; len];
-                if let Err(e) = reader.read_exact(&mut payload) {
-                    break format!("reading a frame of {len} bytes: {e}");
-                }
-                match protocol::decode::<Response>(&payload) {
-                    Ok(response) => {
-                        if tx.send(Ok(response)).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => break e.to_string(),
-                }
-            };
-            let _ = tx.send(Err(end));
-        });
-        Ok(Conn {
-            stream,
-            rx,
-            ended: false,
-        })
-    }
-
-    fn send(&mut self, request: &Request) -> Result<(), String> {
-        let frame =
-            protocol::encode_frame(request, protocol::MAX_FRAME_BYTES).expect("encode a request");
-        self.stream
-            .write_all(&frame)
-            .map_err(|e| format!("sending a request: {e}"))
-    }
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        // Ends the reader thread (it sees end of stream).
-        let _ = self.stream.shutdown(std::net::Shutdown::Both);
-    }
-}
+use super::*;
 
 /// The connection jobs and results go through, and what it owes us.
-struct Session {
-    conn: Conn,
+pub(super) struct Session {
+    pub(super) conn: Conn,
     /// Submitted batches not yet acked, in order (acks come in submission order).
-    unacked: VecDeque<Vec<Num>>,
-    unacked_numbers: usize,
+    pub(super) unacked: VecDeque<Vec<Num>>,
+    pub(super) unacked_numbers: usize,
     /// Ids this connection owes one `Done` for (acked with wait, or asked with Results).
-    watched: HashSet<JobId>,
+    pub(super) watched: HashSet<JobId>,
     /// Ids this connection has answered.
-    answered: HashSet<JobId>,
+    pub(super) answered: HashSet<JobId>,
     /// Ids to ask for with `Results { wait: true }`, not yet sent.
-    to_request: Vec<JobId>,
+    pub(super) to_request: Vec<JobId>,
 }
 
 impl Session {
-    fn new(socket: &Path, to_request: Vec<JobId>) -> Session {
+    pub(super) fn new(socket: &Path, to_request: Vec<JobId>) -> Session {
         Session {
             conn: Conn::connect(socket),
             unacked: VecDeque::new(),
@@ -489,59 +28,56 @@ impl Session {
         }
     }
 
-    fn outstanding(&self) -> usize {
+    pub(super) fn outstanding(&self) -> usize {
         self.unacked_numbers + self.watched.len()
     }
 
-    fn idle(&self) -> bool {
+    pub(super) fn idle(&self) -> bool {
         self.outstanding() == 0 && self.to_request.is_empty()
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// The soak
-
-struct JobRecord {
-    num: Num,
+pub(super) struct JobRecord {
+    pub(super) num: Num,
     /// The first answer seen.
-    verdict: Option<Verdict>,
+    pub(super) verdict: Option<Verdict>,
 }
 
 #[derive(Default, Debug)]
-struct Counters {
+pub(super) struct Counters {
     /// Process kills after which the standby took over.
-    failovers: u64,
-    submitted: u64,
-    acked: u64,
-    results: u64,
-    wrong: u64,
-    duplicates: u64,
+    pub(super) failovers: u64,
+    pub(super) submitted: u64,
+    pub(super) acked: u64,
+    pub(super) results: u64,
+    pub(super) wrong: u64,
+    pub(super) duplicates: u64,
     /// Acked ids a Results request called unknown.
-    forgotten: u64,
+    pub(super) forgotten: u64,
     /// Valid numbers the daemon called invalid.
-    invalid_jobs: u64,
+    pub(super) invalid_jobs: u64,
     /// Numbers the daemon did not accept for now (`Accepted::Refused`): not acked, not failed.
-    refused_jobs: u64,
+    pub(super) refused_jobs: u64,
     /// Numbers submitted but not acked when the daemon died.
-    unacked_at_crash: u64,
+    pub(super) unacked_at_crash: u64,
     /// `Done` for ids never acked to us (ignored, as allowed).
-    unacked_done: u64,
-    retried: u64,
+    pub(super) unacked_done: u64,
+    pub(super) retried: u64,
     /// Poison jobs answered as quarantined (as they must be).
-    quarantined: u64,
-    max_attempts: u32,
+    pub(super) quarantined: u64,
+    pub(super) max_attempts: u32,
     /// The job that took the most attempts.
-    most_attempted: String,
-    tester_kills: u64,
-    balancer_kills: u64,
-    process_kills: u64,
-    escalations: u64,
-    kills_refused: u64,
+    pub(super) most_attempted: String,
+    pub(super) tester_kills: u64,
+    pub(super) balancer_kills: u64,
+    pub(super) process_kills: u64,
+    pub(super) escalations: u64,
+    pub(super) kills_refused: u64,
     /// Daemon restarts (after process kills and escalations).
-    restarts: u64,
+    pub(super) restarts: u64,
 }
 
-enum Cause {
+pub(super) enum Cause {
     Killed,
     /// The connection ended though the soak did not kill the daemon.
     Lost(String),
@@ -550,7 +86,7 @@ enum Cause {
 /// Where the daemons run: one on its own journal, restarted in place; or a leader and a
 /// standby on an etcd cluster, the standby taking over. (One per soak: its size is no matter.)
 #[allow(clippy::large_enum_variant)]
-enum Deployment {
+pub(super) enum Deployment {
     Single,
     Pair {
         cluster: Cluster,
@@ -559,25 +95,25 @@ enum Deployment {
     },
 }
 
-struct Soak {
-    params: Params,
-    config: PathBuf,
+pub(super) struct Soak {
+    pub(super) params: Params,
+    pub(super) config: PathBuf,
     /// The dir of the daemon the soak talks to.
-    dir: PathBuf,
-    daemon: Daemon,
-    deployment: Deployment,
-    session: Session,
-    admin: Conn,
-    oracle: Oracle,
-    numbers: Rng,
-    chaos: Rng,
-    jobs: HashMap<JobId, JobRecord>,
-    c: Counters,
-    problems: Vec<String>,
-    phase: &'static str,
+    pub(super) dir: PathBuf,
+    pub(super) daemon: Daemon,
+    pub(super) deployment: Deployment,
+    pub(super) session: Session,
+    pub(super) admin: Conn,
+    pub(super) oracle: Oracle,
+    pub(super) numbers: Rng,
+    pub(super) chaos: Rng,
+    pub(super) jobs: HashMap<JobId, JobRecord>,
+    pub(super) c: Counters,
+    pub(super) problems: Vec<String>,
+    pub(super) phase: &'static str,
 }
 
-fn run(params: Params) {
+pub(super) fn run(params: Params) {
     println!(
         "chaos: seed={} jobs={} kills={} testers={} (set CHAOS_SEED to replay the same numbers and kill choices)",
         params.seed, params.jobs, params.kills, params.testers
@@ -624,7 +160,12 @@ fn run(params: Params) {
 }
 
 /// A daemon in `dir`; on the etcd journal at `journal` if given.
-fn start_daemon(dir: &Path, config: &Path, testers: u32, journal: Option<&str>) -> Daemon {
+pub(super) fn start_daemon(
+    dir: &Path,
+    config: &Path,
+    testers: u32,
+    journal: Option<&str>,
+) -> Daemon {
     let config = config.to_str().expect("temp dir path is UTF-8");
     let poison = POISON.to_string();
     let mut args = vec!["--config", config, "--panic-on", &poison];
@@ -632,14 +173,27 @@ fn start_daemon(dir: &Path, config: &Path, testers: u32, journal: Option<&str>) 
         Some(url) => {
             args.extend(["--journal", url]);
             std::fs::create_dir_all(dir).expect("daemon dir");
-            Daemon::start_binary(etcd_primed(), dir, testers, &args)
+            Daemon::builder()
+                .binary(etcd_primed())
+                .dir(dir)
+                .testers(testers)
+                .args(&args)
+                .start()
         }
-        None => Daemon::start_in(dir, testers, &args),
+        None => Daemon::builder()
+            .dir(dir)
+            .testers(testers)
+            .args(&args)
+            .start(),
     }
 }
 
 /// A cluster, a leader in `<dir>/a` and its standby in `<dir>/b`.
-fn deploy_pair(dir: &Path, config: &Path, testers: u32) -> (Daemon, Deployment, PathBuf) {
+pub(super) fn deploy_pair(
+    dir: &Path,
+    config: &Path,
+    testers: u32,
+) -> (Daemon, Deployment, PathBuf) {
     let cluster = Cluster::start(&dir.join("etcd"));
     let url = cluster.url();
     let (a, b) = (dir.join("a"), dir.join("b"));
@@ -656,11 +210,11 @@ fn deploy_pair(dir: &Path, config: &Path, testers: u32) -> (Daemon, Deployment, 
 }
 
 impl Soak {
-    fn kills(&self) -> u64 {
+    pub(super) fn kills(&self) -> u64 {
         self.c.tester_kills + self.c.balancer_kills + self.c.process_kills
     }
 
-    fn fail(&self, message: &str) -> ! {
+    pub(super) fn fail(&self, message: &str) -> ! {
         panic!(
             "{message}\nphase: {}\ncounters: {:?}\nfirst problems: {:#?}\ndaemon log (last lines):\n{}",
             self.phase,
@@ -670,7 +224,7 @@ impl Soak {
         );
     }
 
-    fn problem(&mut self, message: String) {
+    pub(super) fn problem(&mut self, message: String) {
         if self.problems.len() < 50 {
             eprintln!("chaos problem: {message}");
             self.problems.push(message);
@@ -678,7 +232,7 @@ impl Soak {
     }
 
     /// The job stream, with kills spread over its acks.
-    fn stream(&mut self) {
+    pub(super) fn stream(&mut self) {
         let sweep_kills = if self.params.kills >= 2 {
             (self.params.kills / 10).clamp(1, 10)
         } else {
@@ -706,7 +260,7 @@ impl Soak {
 
     /// Asks for every acked id still unanswered on a fresh connection, with the remaining
     /// kills spread over the answers.
-    fn sweep(&mut self) {
+    pub(super) fn sweep(&mut self) {
         self.phase = "sweep";
         let mut pending = self.drain_and_close();
         pending.sort_unstable();
@@ -739,7 +293,7 @@ impl Soak {
 
     /// Asks once more, on a fresh connection, for a sample of all acked ids: every answer
     /// must match the first one seen.
-    fn audit(&mut self) {
+    pub(super) fn audit(&mut self) {
         self.phase = "audit";
         let leftover = self.drain_and_close();
         assert!(
@@ -765,7 +319,7 @@ impl Soak {
 
     /// Processes what the current session has already received, closes it, and returns the
     /// ids it still owed (plus those not yet asked for).
-    fn drain_and_close(&mut self) -> Vec<JobId> {
+    pub(super) fn drain_and_close(&mut self) -> Vec<JobId> {
         while let Ok(next) = self.session.conn.rx.try_recv() {
             match next {
                 Ok(response) => self.handle(response),
@@ -781,7 +335,7 @@ impl Soak {
     }
 
     /// Sends Results requests (first) and new batches while the window has room.
-    fn fill_window(&mut self, submit: bool) {
+    pub(super) fn fill_window(&mut self, submit: bool) {
         loop {
             let room = WINDOW.saturating_sub(self.session.outstanding());
             if !self.session.to_request.is_empty() {
@@ -822,7 +376,7 @@ impl Soak {
         }
     }
 
-    fn next_number(&mut self) -> Num {
+    pub(super) fn next_number(&mut self) -> Num {
         let r = &mut self.numbers;
         if r.below(POISON_EVERY) == 0 {
             Num::Poison
@@ -837,7 +391,7 @@ impl Soak {
     }
 
     /// Waits for the session's next response and handles it.
-    fn receive(&mut self) {
+    pub(super) fn receive(&mut self) {
         match self.session.conn.rx.recv_timeout(STALL_TIMEOUT) {
             Ok(Ok(response)) => self.handle(response),
             Ok(Err(why)) => {
@@ -860,7 +414,7 @@ impl Soak {
         }
     }
 
-    fn handle(&mut self, response: Response) {
+    pub(super) fn handle(&mut self, response: Response) {
         match response {
             Response::Accepted { items } => self.accepted(items),
             Response::Done(report) => self.done(report),
@@ -879,7 +433,7 @@ impl Soak {
         }
     }
 
-    fn accepted(&mut self, items: Vec<Accepted>) {
+    pub(super) fn accepted(&mut self, items: Vec<Accepted>) {
         let Some(batch) = self.session.unacked.pop_front() else {
             self.fail(&format!(
                 "an Accepted of {} items with no submission awaiting its ack",
@@ -935,7 +489,7 @@ impl Soak {
         }
     }
 
-    fn done(&mut self, report: Report) {
+    pub(super) fn done(&mut self, report: Report) {
         let id = report.id;
         let Some(job) = self.jobs.get(&id) else {
             // Never acked to us (its ack was lost with a killed daemon): ignored.
@@ -1007,7 +561,7 @@ impl Soak {
 
     /// One kill of a random kind; false if it did not happen (the actor was restarting, or
     /// the daemon had died on its own).
-    fn kill(&mut self) -> bool {
+    pub(super) fn kill(&mut self) -> bool {
         let remaining = self.params.kills - self.kills();
         let process_needed = self
             .params
@@ -1084,7 +638,7 @@ impl Soak {
 
     /// kill -9 (or reap a daemon that exited on its own), start a new daemon on the same dir,
     /// and ask the new one for everything the old connection still owed.
-    fn restart(&mut self, cause: Cause) {
+    pub(super) fn restart(&mut self, cause: Cause) {
         if let Cause::Lost(why) = &cause {
             eprintln!("chaos: connection lost without a kill ({why}); awaiting the daemon's exit");
             // The only expected way to lose a connection is the root giving up: the daemon
@@ -1124,7 +678,7 @@ impl Soak {
 
     /// After a kill: the same dir again, or the standby (which takes over) while the killed
     /// daemon comes back in its dir as the new standby.
-    fn replace_daemon(&mut self) {
+    pub(super) fn replace_daemon(&mut self) {
         let testers = self.params.testers;
         match &mut self.deployment {
             Deployment::Single => {
@@ -1144,7 +698,12 @@ impl Soak {
         }
     }
 
-    fn report(&mut self, oracle_time: Duration, stream_time: Duration, elapsed: Duration) {
+    pub(super) fn report(
+        &mut self,
+        oracle_time: Duration,
+        stream_time: Duration,
+        elapsed: Duration,
+    ) {
         let lost = self.jobs.values().filter(|j| j.verdict.is_none()).count() as u64;
         let results = self.jobs.values().filter(|j| j.verdict.is_some()).count() as u64;
         let c = &self.c;

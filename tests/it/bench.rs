@@ -1,11 +1,9 @@
 //! `primed bench` against a running daemon and against the journal alone: it answers every
 //! job and prints the one JSON line its contract promises. (It measures; it asserts no speed.)
 
-mod common;
-
 use std::process::Command;
 
-use common::{describe, parse_lines, Daemon, BIN};
+use crate::common::{describe, parse_lines, Daemon, BIN};
 use serde_json::Value;
 
 fn assert_report(line: &Value, jobs: u64) {

@@ -1,8 +1,6 @@
 //! Done-when 2 and 3: killing a tester mid-job, and killing the balancer with jobs queued.
 
-mod common;
-
-use common::{describe, mersenne, Daemon};
+use crate::common::{describe, mersenne, Daemon};
 use serde_json::Value;
 
 fn id_of(line: &Value) -> u64 {
@@ -116,7 +114,7 @@ fn a_killed_balancer_restarts_the_pool_and_every_job_completes_exactly_once() {
     for (i, line) in results.iter().enumerate() {
         let expected = match i {
             0..8 => i % 2 == 0,
-            _ => common::is_prime_by_trial_division(1000 + i as u64 - 8),
+            _ => crate::common::is_prime_by_trial_division(1000 + i as u64 - 8),
         };
         assert_eq!(line["prime"], expected, "{line}");
     }

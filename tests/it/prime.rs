@@ -1,11 +1,9 @@
 //! `primed prime --digits K`: a uniformly random K-digit prime, made by a journaled job that
 //! survives a kill -9 and that Ctrl-C cancels.
 
-mod common;
-
 use std::process::Command;
 
-use common::{describe, is_prime_by_trial_division, occupy_a_tester, Daemon};
+use crate::common::{describe, is_prime_by_trial_division, occupy_a_tester, Daemon};
 use num_bigint::BigUint;
 use serde_json::Value;
 
@@ -58,11 +56,11 @@ fn makes_primes_of_exactly_k_digits() {
 #[test]
 fn a_make_prime_job_survives_kill_9() {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let mut daemon = Daemon::start_in(tmp.path(), 1, &[]);
+    let mut daemon = Daemon::builder().dir(tmp.path()).testers(1).start();
     // The only tester is busy, so the make-prime job is still queued at the kill.
     occupy_a_tester(&daemon);
     let mut client = daemon.spawn_cli(&["prime", "--digits", "40", "--json"]);
-    let id = common::accepted_id(&mut client);
+    let id = crate::common::accepted_id(&mut client);
     let jobs = daemon.json(&["jobs"]);
     assert!(
         jobs.iter()
@@ -78,7 +76,7 @@ fn a_make_prime_job_survives_kill_9() {
         describe(&out)
     );
 
-    let restarted = Daemon::start_in(tmp.path(), 2, &[]);
+    let restarted = Daemon::builder().dir(tmp.path()).testers(2).start();
     let result = restarted.json(&["result", "--wait", &id.to_string()]);
     assert_made(&result[0], 40);
     assert_eq!(result[0]["id"], id);
@@ -87,9 +85,9 @@ fn a_make_prime_job_survives_kill_9() {
 #[test]
 fn ctrl_c_cancels_the_job() {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let mut daemon = Daemon::start_in(tmp.path(), 1, &[]);
+    let mut daemon = Daemon::builder().dir(tmp.path()).testers(1).start();
     let mut client = daemon.spawn_cli(&["prime", "--digits", "5000"]);
-    let id = common::accepted_id(&mut client);
+    let id = crate::common::accepted_id(&mut client);
     daemon.wait_for("the make-prime job starts", |l| {
         l["event"] == "job_start" && l["job"] == id && l["digits"] == 5000
     });
@@ -117,7 +115,7 @@ fn ctrl_c_cancels_the_job() {
     );
     let answer = daemon.cli(&["result", &id.to_string(), "--json"]);
     assert_eq!(answer.status.code(), Some(1), "{}", describe(&answer));
-    let answer = common::parse_lines(&answer.stdout);
+    let answer = crate::common::parse_lines(&answer.stdout);
     assert_eq!(answer[0]["error"], "cancelled", "{:?}", answer);
     assert_eq!(daemon.json(&["check", "97"])[0]["prime"], true);
     let again = daemon.cli(&["cancel", &id.to_string()]);
@@ -126,7 +124,7 @@ fn ctrl_c_cancels_the_job() {
 
     // Cancelled is an answer: a restart does not run the job again.
     assert!(daemon.terminate().success());
-    let restarted = Daemon::start_in(tmp.path(), 1, &[]);
+    let restarted = Daemon::builder().dir(tmp.path()).testers(1).start();
     assert!(restarted.json(&["jobs"]).is_empty());
     let listing = restarted.cli(&["jobs"]);
     assert_eq!(
@@ -143,7 +141,7 @@ fn ctrl_c_cancels_the_job() {
 #[test]
 fn a_cancelled_job_answers_its_waiting_check_with_an_error() {
     let daemon = Daemon::start(1);
-    let client = daemon.spawn_cli(&["check", &common::mersenne(19937)]);
+    let client = daemon.spawn_cli(&["check", &crate::common::mersenne(19937)]);
     let started = daemon.wait_for("the long job starts", |l| l["event"] == "job_start");
     let id = started["job"].as_u64().expect("job id");
     let out = daemon.cli(&["cancel", &id.to_string()]);

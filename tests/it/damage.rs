@@ -2,12 +2,10 @@
 //! data dir that is not primed's, a snapshot sled never finished. Each is refused with a clear
 //! error (or, for the unfinished snapshot, shed), never started short or from job id 1.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 
-use common::{block_a_tester, describe, refused_start, Daemon};
+use crate::common::{block_a_tester, describe, refused_start, Daemon};
 
 /// Submits `count` numbers with the only tester busy, so they all stay in flight and the log's
 /// tail is their records; returns once they are acknowledged.
@@ -34,7 +32,7 @@ fn cut_tail(log: &Path, bytes: u64) {
 #[test]
 fn a_lost_tail_after_kill_9_is_refused_not_started_short_with_ids_reused() {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let mut daemon = Daemon::start_in(tmp.path(), 1, &[]);
+    let mut daemon = Daemon::builder().dir(tmp.path()).testers(1).start();
     let _blocker = block_a_tester(&daemon);
     submit_in_flight(&daemon, 20_000);
     daemon.kill9();
@@ -49,7 +47,7 @@ fn a_lost_tail_after_kill_9_is_refused_not_started_short_with_ids_reused() {
 #[test]
 fn a_journal_without_its_mark_is_refused() {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let mut daemon = Daemon::start_in(tmp.path(), 1, &[]);
+    let mut daemon = Daemon::builder().dir(tmp.path()).testers(1).start();
     submit_in_flight(&daemon, 2_000);
     assert!(daemon.terminate().success());
     let journal = daemon.data_dir.join("journal");
@@ -80,7 +78,7 @@ fn a_data_dir_that_is_not_primeds_is_refused() {
 #[test]
 fn an_unfinished_snapshot_is_shed_and_every_job_kept() {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let mut daemon = Daemon::start_in(tmp.path(), 1, &[]);
+    let mut daemon = Daemon::builder().dir(tmp.path()).testers(1).start();
     submit_in_flight(&daemon, 2_000);
     assert!(daemon.terminate().success());
     let unfinished = daemon
@@ -88,7 +86,7 @@ fn an_unfinished_snapshot_is_shed_and_every_job_kept() {
         .join("journal/snap.FFFFFFFFFFFFFFFF.generating");
     fs::write(&unfinished, b"").expect("an empty snapshot");
 
-    let again = Daemon::start_in(tmp.path(), 1, &[]);
+    let again = Daemon::builder().dir(tmp.path()).testers(1).start();
     again.wait_for("shed", |l| l["event"] == "snapshot_dropped");
     let status = again.status();
     let jobs =

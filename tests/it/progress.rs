@@ -2,8 +2,6 @@
 //! a pseudo-terminal the test reads from its master side), cleared at the end, never mixed into
 //! stdout, and absent when stderr is a pipe or the numbers come as arguments.
 
-mod common;
-
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -13,7 +11,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Instant;
 
-use common::{describe, is_prime_by_trial_division, occupy_a_tester, parse_lines, Daemon, BIN};
+use crate::common::{
+    describe, is_prime_by_trial_division, occupy_a_tester, parse_lines, Daemon, BIN,
+};
 
 /// What the terminal received, growing as the reader thread reads it.
 #[derive(Default)]
@@ -25,7 +25,7 @@ struct Screen {
 impl Screen {
     /// Waits until the terminal has shown `needle`, or fails.
     fn wait_for(&self, needle: &str) {
-        let deadline = Instant::now() + common::EVENT_TIMEOUT;
+        let deadline = Instant::now() + crate::common::EVENT_TIMEOUT;
         let mut bytes = self.bytes.lock().unwrap();
         while !String::from_utf8_lossy(&bytes.0).contains(needle) {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -40,7 +40,7 @@ impl Screen {
 
     /// Waits until every writer has closed the terminal, then returns all it got.
     fn wait_closed(&self) -> String {
-        let deadline = Instant::now() + common::EVENT_TIMEOUT;
+        let deadline = Instant::now() + crate::common::EVENT_TIMEOUT;
         let mut bytes = self.bytes.lock().unwrap();
         while !bytes.1 {
             let left = deadline.saturating_duration_since(Instant::now());

@@ -1,11 +1,9 @@
 //! Shell completions and the man page come from the CLI definition itself, so they list every
 //! command the binary has.
 
-mod common;
-
 use std::process::Command;
 
-use common::{describe, BIN};
+use crate::common::{describe, BIN};
 
 fn stdout_of(args: &[&str]) -> String {
     let out = Command::new(BIN).args(args).output().expect("run primed");

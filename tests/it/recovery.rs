@@ -1,14 +1,12 @@
 //! Done-when 4: kill -9 with thousands of acknowledged jobs in flight, then start again on the
 //! same data dir: every job gets its correct answer, and the stale socket does not block.
 
-mod common;
-
-use common::{describe, is_prime_by_trial_division, occupy_a_tester, parse_lines, Daemon};
+use crate::common::{describe, is_prime_by_trial_division, occupy_a_tester, parse_lines, Daemon};
 
 #[test]
 fn kill_9_with_thousands_in_flight_loses_nothing() {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let mut daemon = Daemon::start_in(tmp.path(), 1, &[]);
+    let mut daemon = Daemon::builder().dir(tmp.path()).testers(1).start();
     // Keep the only tester busy so the small jobs queue up behind this one.
     let long_id = occupy_a_tester(&daemon);
 
@@ -33,7 +31,7 @@ fn kill_9_with_thousands_in_flight_loses_nothing() {
         daemon.socket.exists(),
         "kill -9 leaves the socket file behind"
     );
-    let restarted = Daemon::start_in(tmp.path(), 2, &[]);
+    let restarted = Daemon::builder().dir(tmp.path()).testers(2).start();
     let replay = restarted.wait_for("balancer replay", |l| {
         l["event"] == "replay" && l["actor"] == "balancer"
     });
@@ -73,7 +71,7 @@ fn a_check_client_exits_with_code_2_when_the_daemon_dies_under_it() {
     occupy_a_tester(&daemon);
     // More numbers than the client's window, all stuck behind the long job.
     let input: String = (0..40_000u64).map(|n| format!("{n}\n")).collect();
-    let mut client = std::process::Command::new(common::BIN)
+    let mut client = std::process::Command::new(crate::common::BIN)
         .args(["check", "--socket"])
         .arg(&daemon.socket)
         .stdin(std::process::Stdio::piped())
@@ -92,7 +90,7 @@ fn a_check_client_exits_with_code_2_when_the_daemon_dies_under_it() {
     let (done, exited) = std::sync::mpsc::channel();
     std::thread::spawn(move || done.send(client.wait_with_output()));
     let out = exited
-        .recv_timeout(common::EVENT_TIMEOUT)
+        .recv_timeout(crate::common::EVENT_TIMEOUT)
         .expect("the client exits instead of hanging")
         .expect("client output");
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));

@@ -1,9 +1,7 @@
 //! The area server: answers the book's shapes, and when a shape it cannot measure crashes it
 //! (the book's deliberate bug), the root restarts it alone: the tester pool is never touched.
 
-mod common;
-
-use common::{block_a_tester, describe, Daemon};
+use crate::common::{block_a_tester, describe, Daemon};
 use serde_json::Value;
 
 #[test]

@@ -36,98 +36,128 @@ pub struct Daemon {
     _tmp: Option<tempfile::TempDir>,
 }
 
+/// How to start a test daemon: `Daemon::builder().testers(2).args(&[…]).start()`. By default
+/// in a fresh temp dir (removed with the daemon), with the pool size of its configuration.
+#[must_use]
+pub struct Builder {
+    binary: PathBuf,
+    dir: Option<PathBuf>,
+    testers: u32,
+    args: Vec<String>,
+    env: Vec<(String, PathBuf)>,
+    config: Option<String>,
+    customize: Option<Box<dyn FnOnce(&mut Command)>>,
+}
+
+impl Builder {
+    /// `--testers n` (without it, the configuration's `pool.testers` applies and a reload can
+    /// change it).
+    pub fn testers(mut self, testers: u32) -> Builder {
+        self.testers = testers;
+        self
+    }
+
+    /// Socket and data dir in `dir` (another start on the same dir replays it), which the
+    /// caller keeps.
+    pub fn dir(mut self, dir: &Path) -> Builder {
+        self.dir = Some(dir.to_path_buf());
+        self
+    }
+
+    /// More `serve` arguments.
+    pub fn args(mut self, args: &[&str]) -> Builder {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &Path) -> Builder {
+        self.env.push((key.to_string(), value.to_path_buf()));
+        self
+    }
+
+    /// A config file (TOML) laid over the embedded defaults, written into the daemon's dir.
+    pub fn config(mut self, toml: &str) -> Builder {
+        self.config = Some(toml.to_string());
+        self
+    }
+
+    /// Another build of primed.
+    pub fn binary(mut self, binary: &Path) -> Builder {
+        self.binary = binary.to_path_buf();
+        self
+    }
+
+    /// Applied to the command before it runs (resource limits, say).
+    pub fn customize(mut self, customize: impl FnOnce(&mut Command) + 'static) -> Builder {
+        self.customize = Some(Box::new(customize));
+        self
+    }
+
+    /// Starts the daemon and waits until it listens.
+    pub fn start(self) -> Daemon {
+        let daemon = self.spawn();
+        daemon.wait_for("listening", |l| l["event"] == "listening");
+        daemon
+    }
+
+    /// Starts the daemon without waiting for it to listen.
+    pub fn spawn(self) -> Daemon {
+        let (tmp, dir) = match &self.dir {
+            Some(dir) => (None, dir.clone()),
+            None => {
+                let tmp = tempfile::tempdir().expect("temp dir");
+                let dir = tmp.path().to_path_buf();
+                (Some(tmp), dir)
+            }
+        };
+        let mut args = self.args;
+        if let Some(toml) = &self.config {
+            let file = write_config(&dir, toml);
+            args.extend(["--config".to_string(), file.display().to_string()]);
+        }
+        let mut command = Command::new(&self.binary);
+        if let Some(customize) = self.customize {
+            customize(&mut command);
+        }
+        let mut daemon = Daemon::launch(command, &dir, self.testers, &args, &self.env);
+        daemon._tmp = tmp;
+        daemon
+    }
+}
+
 impl Daemon {
     /// A daemon with `testers` testers in a fresh temp dir, ready (listening) on return.
     pub fn start(testers: u32) -> Daemon {
-        let tmp = tempfile::tempdir().expect("temp dir");
-        let dir = tmp.path().to_path_buf();
-        let mut daemon = Daemon::start_in(&dir, testers, &[]);
-        daemon._tmp = Some(tmp);
-        daemon
+        Daemon::builder().testers(testers).start()
     }
 
-    /// A daemon with `testers` testers in a fresh temp dir, with `config` (TOML) laid over the
-    /// embedded defaults.
-    pub fn with_config(testers: u32, config: &str) -> Daemon {
-        let tmp = tempfile::tempdir().expect("temp dir");
-        let file = write_config(tmp.path(), config);
-        let args = ["--config", file.to_str().expect("utf-8 path")];
-        let mut daemon = Daemon::start_in(tmp.path(), testers, &args);
-        daemon._tmp = Some(tmp);
-        daemon
+    pub fn builder() -> Builder {
+        Builder {
+            binary: PathBuf::from(BIN),
+            dir: None,
+            testers: 0,
+            args: Vec::new(),
+            env: Vec::new(),
+            config: None,
+            customize: None,
+        }
     }
 
-    /// A daemon on `dir`'s socket and data dir (another start on the same dir replays it).
-    pub fn start_in(dir: &Path, testers: u32, extra: &[&str]) -> Daemon {
-        let daemon = Daemon::spawn(dir, testers, extra);
-        daemon.wait_for("listening", |l| l["event"] == "listening");
-        daemon
-    }
-
-    /// Spawns without waiting for readiness.
-    pub fn spawn(dir: &Path, testers: u32, extra: &[&str]) -> Daemon {
-        Daemon::spawn_with_env(dir, testers, extra, &[])
-    }
-
-    /// Spawns with extra environment variables.
-    pub fn spawn_with_env(
+    fn launch(
+        mut command: Command,
         dir: &Path,
         testers: u32,
-        extra: &[&str],
-        env: &[(&str, &Path)],
-    ) -> Daemon {
-        Daemon::spawn_binary(Path::new(BIN), dir, testers, extra, env)
-    }
-
-    /// Spawns `binary` (another build of primed) and waits until it listens.
-    pub fn start_binary(binary: &Path, dir: &Path, testers: u32, extra: &[&str]) -> Daemon {
-        let daemon = Daemon::spawn_binary(binary, dir, testers, extra, &[]);
-        daemon.wait_for("listening", |l| l["event"] == "listening");
-        daemon
-    }
-
-    pub fn spawn_binary(
-        binary: &Path,
-        dir: &Path,
-        testers: u32,
-        extra: &[&str],
-        env: &[(&str, &Path)],
-    ) -> Daemon {
-        Daemon::spawn_customized(binary, dir, testers, extra, env, |_| {})
-    }
-
-    /// Starts the daemon with `customize` applied to its command first (resource limits, say),
-    /// and waits until it listens.
-    pub fn start_customized(
-        dir: &Path,
-        testers: u32,
-        customize: impl FnOnce(&mut Command),
-    ) -> Daemon {
-        let daemon = Daemon::spawn_customized(Path::new(BIN), dir, testers, &[], &[], customize);
-        daemon.wait_for("listening", |l| l["event"] == "listening");
-        daemon
-    }
-
-    fn spawn_customized(
-        binary: &Path,
-        dir: &Path,
-        testers: u32,
-        extra: &[&str],
-        env: &[(&str, &Path)],
-        customize: impl FnOnce(&mut Command),
+        extra: &[String],
+        env: &[(String, PathBuf)],
     ) -> Daemon {
         let socket = dir.join("primed.sock");
         let data_dir = dir.join("data");
-        let mut command = Command::new(binary);
-        customize(&mut command);
         let mut child = command
             .arg("serve")
             .arg("--socket")
             .arg(&socket)
             .arg("--data-dir")
             .arg(&data_dir)
-            // 0: no --testers, so the config file's pool.testers applies (and a reload can
-            // change it).
             .args(
                 (testers > 0)
                     .then(|| ["--testers".to_string(), testers.to_string()])
@@ -136,7 +166,7 @@ impl Daemon {
             )
             .args(["--log-format", "json"])
             .args(extra)
-            .envs(env.iter().map(|&(k, v)| (k, v)))
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .env_remove("PRIMED_SOCKET")
             .stdin(Stdio::null())

@@ -4,8 +4,6 @@
 //! symlinked locks and fake daemons. The daemon stays up, its own user is served, and the log
 //! stays readable. The tests that act as another user need root.
 
-mod common;
-
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -15,8 +13,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::raw::{connect, error_frame, handshake, rest};
-use common::{describe, is_prime_by_trial_division, parse_lines, Daemon, BIN};
+use crate::common::raw::{connect, error_frame, handshake, rest};
+use crate::common::{describe, is_prime_by_trial_division, parse_lines, Daemon, BIN};
 use primed::protocol::{self, Request, Response};
 
 const NOBODY: u32 = 65_534;
@@ -206,11 +204,11 @@ fn twenty_thousand_fuzzed_frames_during_a_check_change_no_answer() {
 /// closed after the read timeout.
 #[test]
 fn silent_connections_are_closed_but_one_owed_an_answer_is_kept() {
-    let daemon = Daemon::with_config(
-        1,
-        "[limits]\nidle_timeout_secs = 0.5\nread_timeout_secs = 0.5\n",
-    );
-    let blocker = common::block_a_tester(&daemon);
+    let daemon = Daemon::builder()
+        .testers(1)
+        .config("[limits]\nidle_timeout_secs = 0.5\nread_timeout_secs = 0.5\n")
+        .start();
+    let blocker = crate::common::block_a_tester(&daemon);
     // Owed an answer: a raw client waiting for the blocked job.
     let mut waiter = handshake(&daemon);
     let ask = Request::Results {
@@ -243,7 +241,10 @@ fn silent_connections_are_closed_but_one_owed_an_answer_is_kept() {
 
 #[test]
 fn past_the_connection_cap_a_client_is_told_so_and_others_still_served() {
-    let daemon = Daemon::with_config(1, "[limits]\nmax_connections = 8\n");
+    let daemon = Daemon::builder()
+        .testers(1)
+        .config("[limits]\nmax_connections = 8\n")
+        .start();
     let held: Vec<UnixStream> = (0..8).map(|_| handshake(&daemon)).collect();
     let out = daemon.cli(&["status"]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
@@ -321,21 +322,25 @@ fn another_users_thousand_sockets_under_ulimit_256_lock_nobody_out() {
     let tmp = tempfile::tempdir().expect("temp dir");
     fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
     // As `ulimit -n 256` before `primed serve`: its cap is fitted under that at start.
-    let daemon = Daemon::start_customized(tmp.path(), 1, |command| {
-        // SAFETY: setrlimit is async-signal-safe, and the rlimit outlives the call.
-        unsafe {
-            command.pre_exec(|| {
-                let limit = libc::rlimit {
-                    rlim_cur: 256,
-                    rlim_max: 256,
-                };
-                match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
-                    0 => Ok(()),
-                    _ => Err(std::io::Error::last_os_error()),
-                }
-            });
-        }
-    });
+    let daemon = Daemon::builder()
+        .dir(tmp.path())
+        .testers(1)
+        .customize(|command| {
+            // SAFETY: setrlimit is async-signal-safe, and the rlimit outlives the call.
+            unsafe {
+                command.pre_exec(|| {
+                    let limit = libc::rlimit {
+                        rlim_cur: 256,
+                        rlim_max: 256,
+                    };
+                    match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                        0 => Ok(()),
+                        _ => Err(std::io::Error::last_os_error()),
+                    }
+                });
+            }
+        })
+        .start();
     let listening = daemon.wait_for("listening", |l| l["event"] == "listening");
     assert_eq!(listening["max_connections"], 192, "256 less the reserve");
     fs::set_permissions(&daemon.socket, fs::Permissions::from_mode(0o666)).expect("chmod");
@@ -494,8 +499,11 @@ fn the_client_refuses_a_daemon_of_another_user() {
 /// hold its slot (and descriptor) until every job it had asked about was done.
 #[test]
 fn a_client_that_hangs_up_owed_answers_frees_its_connection() {
-    let daemon = Daemon::with_config(1, "[limits]\nmax_connections = 4\n");
-    let blocker = common::block_a_tester(&daemon);
+    let daemon = Daemon::builder()
+        .testers(1)
+        .config("[limits]\nmax_connections = 4\n")
+        .start();
+    let blocker = crate::common::block_a_tester(&daemon);
     let ask = Request::Results {
         ids: vec![blocker.id],
         wait: true,
@@ -540,10 +548,10 @@ fn a_lookup_of_more_ids_than_a_batch_is_refused() {
 /// longer than the idle timeout the daemon gives up on it, freeing its connection.
 #[test]
 fn a_client_that_never_reads_is_given_up_on() {
-    let daemon = Daemon::with_config(
-        1,
-        "[limits]\nmax_connections = 1\nidle_timeout_secs = 0.5\n",
-    );
+    let daemon = Daemon::builder()
+        .testers(1)
+        .config("[limits]\nmax_connections = 1\nidle_timeout_secs = 0.5\n")
+        .start();
     let mut greedy = handshake(&daemon);
     let ask = protocol::encode_frame(&Request::Status, 1 << 20).expect("encode");
     greedy

@@ -2,9 +2,7 @@
 //! backlog, restart_storm and disk_nearly_full; each set and clear is logged, stored in the
 //! event log, and `primed alarms` lists what is active.
 
-mod common;
-
-use common::{block_a_tester, describe, write_config, Daemon};
+use crate::common::{block_a_tester, describe, write_config, Daemon};
 use serde_json::Value;
 
 fn alarm_names(daemon: &Daemon) -> Vec<(String, String)> {
@@ -81,7 +79,11 @@ fn the_monitor_raises_backlog_restart_storm_and_disk_alarms() {
          check_interval_ms = 20\n",
     );
     let config = config.to_str().expect("utf-8 path");
-    let daemon = Daemon::start_in(tmp.path(), 1, &["--config", config]);
+    let daemon = Daemon::builder()
+        .dir(tmp.path())
+        .testers(1)
+        .args(&["--config", config])
+        .start();
     let disk = daemon.wait_for("disk alarm", |l| {
         is_alarm(l, "alarm_set", "disk_nearly_full")
     });

@@ -10,14 +10,12 @@
 
 #![cfg(feature = "etcd")]
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::etcd::{etcd_primed, Cluster};
-use common::{
+use crate::common::etcd::{etcd_primed, Cluster};
+use crate::common::{
     block_a_tester, describe, is_prime_by_trial_division, parse_lines, write_config, Daemon,
 };
 
@@ -51,7 +49,12 @@ fn acknowledged_jobs_survive_a_kill_9_and_move_to_another_data_dir() {
     let url = cluster.url();
     let first_dir = tmp.path().join("a");
     std::fs::create_dir_all(&first_dir).expect("dir a");
-    let mut first = Daemon::start_binary(binary, &first_dir, 1, &["--journal", &url]);
+    let mut first = Daemon::builder()
+        .binary(binary)
+        .dir(&first_dir)
+        .testers(1)
+        .args(&["--journal", &url])
+        .start();
     let _blocker = block_a_tester(&first);
     let numbers: Vec<u64> = (0..2000u64).map(|i| 1_000_003 + 2 * i).collect();
     let ids = submit(&first, &numbers);
@@ -61,7 +64,12 @@ fn acknowledged_jobs_survive_a_kill_9_and_move_to_another_data_dir() {
     // Another data dir, as on another machine: everything it needs is in etcd.
     let second_dir = tmp.path().join("b");
     std::fs::create_dir_all(&second_dir).expect("dir b");
-    let second = Daemon::start_binary(binary, &second_dir, 2, &["--journal", &url]);
+    let second = Daemon::builder()
+        .binary(binary)
+        .dir(&second_dir)
+        .testers(2)
+        .args(&["--journal", &url])
+        .start();
     let opened = second.wait_for("journal open", |l| l["event"] == "journal_open");
     assert_eq!(opened["in_flight"], 2001, "{opened}");
     assert_answers(&second, &ids, &numbers);
@@ -75,7 +83,12 @@ fn quorum_loss_refuses_new_jobs_and_service_resumes_with_it() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let mut cluster = Cluster::start(&tmp.path().join("etcd"));
     let url = cluster.url();
-    let daemon = Daemon::start_binary(binary, tmp.path(), 2, &["--journal", &url]);
+    let daemon = Daemon::builder()
+        .binary(binary)
+        .dir(tmp.path())
+        .testers(2)
+        .args(&["--journal", &url])
+        .start();
     let before: Vec<u64> = (0..100u64).map(|i| 2_000_003 + 2 * i).collect();
     let before_ids = submit(&daemon, &before);
 
@@ -126,7 +139,12 @@ fn quorum_loss_refuses_new_jobs_and_service_resumes_with_it() {
     daemon.kill9();
     let elsewhere = tmp.path().join("elsewhere");
     std::fs::create_dir_all(&elsewhere).expect("dir");
-    let other = Daemon::start_binary(binary, &elsewhere, 2, &["--journal", &url]);
+    let other = Daemon::builder()
+        .binary(binary)
+        .dir(&elsewhere)
+        .testers(2)
+        .args(&["--journal", &url])
+        .start();
     assert_answers(&other, &before_ids, &before);
     assert_answers(&other, &one_down_ids, &one_down);
 }
@@ -140,7 +158,12 @@ fn records_of_big_numbers_stay_under_etcds_limits() {
     let config = write_config(tmp.path(), "[limits]\nmax_digits = 30000\n");
     let config = config.to_str().expect("utf-8 path");
     let extra = ["--journal", &url, "--config", config];
-    let mut daemon = Daemon::start_binary(binary, tmp.path(), 1, &extra);
+    let mut daemon = Daemon::builder()
+        .binary(binary)
+        .dir(tmp.path())
+        .testers(1)
+        .args(&extra)
+        .start();
     let _blocker = block_a_tester(&daemon);
     // 400 numbers of 30,000 digits (12.5 KB records): more than one 4 MiB reply holds when
     // they are read back. (That batches stay under etcd's request limit is a unit test.)
@@ -152,7 +175,12 @@ fn records_of_big_numbers_stay_under_etcds_limits() {
 
     let elsewhere = tmp.path().join("elsewhere");
     std::fs::create_dir_all(&elsewhere).expect("dir");
-    let other = Daemon::start_binary(binary, &elsewhere, 1, &extra);
+    let other = Daemon::builder()
+        .binary(binary)
+        .dir(&elsewhere)
+        .testers(1)
+        .args(&extra)
+        .start();
     let opened = other.wait_for("journal open", |l| l["event"] == "journal_open");
     assert_eq!(opened["in_flight"], 401, "{opened}");
 }
@@ -195,7 +223,12 @@ fn start_on(cluster: &Cluster, dir: &Path, testers: u32, config: Option<&Path>) 
     if let Some(config) = config {
         extra.extend(["--config", config.to_str().expect("utf-8 path")]);
     }
-    Daemon::start_binary(etcd_primed(), dir, testers, &extra)
+    Daemon::builder()
+        .binary(etcd_primed())
+        .dir(dir)
+        .testers(testers)
+        .args(&extra)
+        .start()
 }
 
 /// A pair, and `jobs` jobs acknowledged by the leader and kept in flight behind a blocked
@@ -205,7 +238,7 @@ struct Failover {
     _cluster: Cluster,
     leader: Daemon,
     standby: Daemon,
-    _blocker: common::Blocker,
+    _blocker: crate::common::Blocker,
     ids: Vec<u64>,
     numbers: Vec<u64>,
 }
@@ -268,7 +301,7 @@ fn a_standby_takes_over_when_the_leader_is_killed() {
 
 /// `primed submit --json` streaming `numbers` from stdin; its stdout lines as they come.
 fn stream_submit(daemon: &Daemon, numbers: &[u64]) -> (Child, impl Iterator<Item = String>) {
-    let mut child = Command::new(common::BIN)
+    let mut child = Command::new(crate::common::BIN)
         .args(["submit", "--json", "--socket"])
         .arg(&daemon.socket)
         .stdin(Stdio::piped())
@@ -395,7 +428,7 @@ fn a_standby_serves_its_clients_and_the_leader_runs_their_jobs() {
 /// killed daemon's return as the standby. Prints, per kill, how long until the standby leads
 /// (elected and caught up) and until it answers a `check` sent right after the kill.
 #[test]
-#[ignore = "benchmark: cargo xtask test --release --test etcd -- --ignored --nocapture failover_time"]
+#[ignore = "benchmark: cargo xtask test --release --test it -- --ignored --nocapture failover_time"]
 fn failover_time() {
     let rounds: usize = std::env::var("FAILOVERS")
         .ok()
@@ -521,8 +554,12 @@ fn a_journal_in_another_format_is_refused() {
         "/primed-test/format",
         &3u32.to_be_bytes(),
     );
-    let mut daemon =
-        Daemon::spawn_binary(binary, tmp.path(), 1, &["--journal", &cluster.url()], &[]);
+    let mut daemon = Daemon::builder()
+        .binary(binary)
+        .dir(tmp.path())
+        .testers(1)
+        .args(&["--journal", &cluster.url()])
+        .spawn();
     let status = daemon.wait_exit();
     assert_eq!(status.code(), Some(1));
     let refused = daemon.wait_for("the refusal", |l| l["level"] == "ERROR");

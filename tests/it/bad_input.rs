@@ -1,12 +1,10 @@
 //! Done-when 5: bad input gets a clear error per item; garbage on the socket closes only that
 //! connection; the daemon keeps running and other jobs are unaffected.
 
-mod common;
-
 use std::io::Write;
 
-use common::raw::{connect, error_frame, handshake, rest};
-use common::{describe, mersenne, parse_lines, Daemon};
+use crate::common::raw::{connect, error_frame, handshake, rest};
+use crate::common::{describe, mersenne, parse_lines, Daemon};
 use primed::protocol;
 
 #[test]
@@ -108,7 +106,7 @@ fn garbage_on_the_socket_closes_only_that_connection() {
 #[test]
 fn an_unreachable_daemon_is_exit_code_2() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let out = std::process::Command::new(common::BIN)
+    let out = std::process::Command::new(crate::common::BIN)
         .args(["status", "--socket"])
         .arg(dir.path().join("nobody.sock"))
         .output()

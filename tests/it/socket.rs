@@ -2,15 +2,13 @@
 //! every peer is checked with SO_PEERCRED, so even a socket whose mode was loosened by hand
 //! refuses other users. The tests that run a client as another user need root.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{describe, write_config, Daemon, BIN};
+use crate::common::{describe, write_config, Daemon, BIN};
 
 const NOBODY: u32 = 65_534;
 /// Not in any group we configure.
@@ -73,7 +71,7 @@ fn another_user_is_refused_even_through_a_loosened_socket() {
     }
     let tmp = tempfile::tempdir().expect("temp dir");
     open_up(tmp.path(), 0o755);
-    let daemon = Daemon::start_in(tmp.path(), 1, &[]);
+    let daemon = Daemon::builder().dir(tmp.path()).testers(1).start();
     open_up(&daemon.socket, 0o666);
 
     let out = status_as(&daemon.socket, NOBODY, NOBODY);
@@ -98,7 +96,11 @@ fn a_socket_group_admits_its_members_and_only_them() {
     open_up(tmp.path(), 0o755);
     let config = write_config(tmp.path(), "[daemon]\nsocket_group = \"nogroup\"\n");
     let args = ["--config", config.to_str().expect("utf-8 path")];
-    let daemon = Daemon::start_in(tmp.path(), 1, &args);
+    let daemon = Daemon::builder()
+        .dir(tmp.path())
+        .testers(1)
+        .args(&args)
+        .start();
     let metadata = fs::metadata(&daemon.socket).expect("socket");
     assert_eq!(metadata.permissions().mode() & 0o777, 0o660);
     assert_eq!(metadata.gid(), NOBODY, "the socket belongs to nogroup");

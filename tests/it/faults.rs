@@ -2,10 +2,10 @@
 //! daemon down, a tester that cannot restart escalates to a non-zero exit (with backoff and
 //! escalation kept in the event log), and a full daemon answers "busy".
 
-mod common;
-
-use common::Daemon;
-use common::{describe, is_prime_by_trial_division, occupy_a_tester, parse_lines, write_config};
+use crate::common::Daemon;
+use crate::common::{
+    describe, is_prime_by_trial_division, occupy_a_tester, parse_lines, write_config,
+};
 use serde_json::Value;
 
 const POISON: u64 = 1_000_003;
@@ -14,7 +14,11 @@ const POISON: u64 = 1_000_003;
 fn a_burst_of_poison_jobs_is_quarantined_and_every_other_job_is_answered() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let poison = POISON.to_string();
-    let daemon = Daemon::start_in(tmp.path(), 2, &["--panic-on", &poison]);
+    let daemon = Daemon::builder()
+        .dir(tmp.path())
+        .testers(2)
+        .args(&["--panic-on", &poison])
+        .start();
     // 100 poison jobs among 400 good ones: 300 crashes, far past the restart intensity
     // (10 in 10 s) had they counted.
     let good: Vec<u64> = (0..400u64).map(|i| 2_000_000 + i).collect();
@@ -94,7 +98,11 @@ fn a_tester_that_cannot_restart_escalates_to_a_non_zero_exit_and_the_journal_rep
     );
     let config = config.to_str().expect("utf-8 path");
     let args = ["--config", config, "--fail-restart", "tester-1"];
-    let mut daemon = Daemon::start_in(tmp.path(), 2, &args);
+    let mut daemon = Daemon::builder()
+        .dir(tmp.path())
+        .testers(2)
+        .args(&args)
+        .start();
     let long = occupy_a_tester(&daemon);
     let out = daemon.cli(&["kill", "tester-1"]);
     assert!(out.status.success(), "{}", describe(&out));
@@ -112,7 +120,7 @@ fn a_tester_that_cannot_restart_escalates_to_a_non_zero_exit_and_the_journal_rep
     assert!(reason.contains("fails every restart"), "{reason}");
 
     // The next start (without the fault) has the story in its event log, and the job.
-    let daemon = Daemon::start_in(tmp.path(), 2, &[]);
+    let daemon = Daemon::builder().dir(tmp.path()).testers(2).start();
     let events = daemon.json(&["events"]);
     let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
     for kind in [
@@ -153,7 +161,11 @@ fn a_tester_that_cannot_restart_escalates_to_a_non_zero_exit_and_the_journal_rep
 #[test]
 fn past_max_in_flight_submissions_are_refused_as_busy_and_others_still_served() {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let daemon = Daemon::start_in(tmp.path(), 1, &["--max-in-flight", "3"]);
+    let daemon = Daemon::builder()
+        .dir(tmp.path())
+        .testers(1)
+        .args(&["--max-in-flight", "3"])
+        .start();
     occupy_a_tester(&daemon);
     let queued = daemon.json(&["submit", "97", "89"]);
     assert_eq!(queued.len(), 2);
@@ -186,7 +198,7 @@ fn events_follow_streams_crashes_and_restarts_as_they_happen() {
     use std::process::{Command, Stdio};
 
     let daemon = Daemon::start(1);
-    let mut follower = Command::new(common::BIN)
+    let mut follower = Command::new(crate::common::BIN)
         .args(["events", "--follow", "--json", "--socket"])
         .arg(&daemon.socket)
         .stdout(Stdio::piped())
@@ -204,7 +216,7 @@ fn events_follow_streams_crashes_and_restarts_as_they_happen() {
     });
     let next = |what: &str| {
         lines
-            .recv_timeout(common::EVENT_TIMEOUT)
+            .recv_timeout(crate::common::EVENT_TIMEOUT)
             .unwrap_or_else(|_| panic!("no event line while waiting for {what}"))
     };
     // The stored history comes first; once it has, the follower is subscribed.
@@ -232,7 +244,7 @@ fn the_event_log_of_a_stopped_daemon_is_read_from_its_data_dir() {
     use std::process::Command;
 
     let tmp = tempfile::tempdir().expect("temp dir");
-    let mut daemon = Daemon::start_in(tmp.path(), 1, &[]);
+    let mut daemon = Daemon::builder().dir(tmp.path()).testers(1).start();
     let out = daemon.cli(&["kill", "tester-1"]);
     assert!(out.status.success(), "{}", describe(&out));
     daemon.wait_for("the restart", |l| {
@@ -242,7 +254,7 @@ fn the_event_log_of_a_stopped_daemon_is_read_from_its_data_dir() {
     assert_eq!(daemon.json(&["check", "97"])[0]["prime"], true);
     let data_dir = daemon.data_dir.clone();
     let offline = |args: &[&str]| {
-        Command::new(common::BIN)
+        Command::new(crate::common::BIN)
             .args(["events", "--json", "--data-dir"])
             .arg(&data_dir)
             .args(args)
@@ -269,7 +281,7 @@ fn the_event_log_of_a_stopped_daemon_is_read_from_its_data_dir() {
     let recent = offline(&["--since", "1h"]);
     assert_eq!(parse_lines(&recent.stdout).len(), events.len());
 
-    let nowhere = Command::new(common::BIN)
+    let nowhere = Command::new(crate::common::BIN)
         .args(["events", "--data-dir"])
         .arg(tmp.path().join("nothing"))
         .output()

@@ -2,14 +2,12 @@
 //! are refused with a clear error once free space falls below the reserve, work accepted
 //! before still completes, and the daemon takes new work again once space returns.
 
-mod common;
-
 use std::fs::File;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{describe, occupy_a_tester, parse_lines, write_config, Daemon};
+use crate::common::{describe, occupy_a_tester, parse_lines, write_config, Daemon};
 
 /// A tmpfs mounted for the test, unmounted when dropped.
 struct Mount(PathBuf);
@@ -64,7 +62,11 @@ fn below_the_disk_reserve_submissions_are_refused_and_accepted_work_completes() 
         "[limits]\nmin_free_disk_mb = 8\n[journal]\ncache_capacity_mb = 8\n",
     );
     let args = ["--config", config.to_str().expect("utf-8 path")];
-    let daemon = Daemon::start_in(tmp.path(), 1, &args);
+    let daemon = Daemon::builder()
+        .dir(tmp.path())
+        .testers(1)
+        .args(&args)
+        .start();
     let long = occupy_a_tester(&daemon);
     let queued = daemon.json(&["submit", "97", "91", "7919"]);
 
@@ -104,14 +106,18 @@ fn a_start_on_a_full_disk_says_disk_full_and_the_next_start_has_every_job() {
         "[limits]\nmin_free_disk_mb = 1\n[journal]\ncache_capacity_mb = 8\n",
     );
     let args = ["--config", config.to_str().expect("utf-8 path")];
-    let mut daemon = Daemon::start_in(tmp.path(), 1, &args);
+    let mut daemon = Daemon::builder()
+        .dir(tmp.path())
+        .testers(1)
+        .args(&args)
+        .start();
     let input: String = (1..=2000).map(|n| format!("{n}\n")).collect();
     let out = daemon.cli_stdin(&["submit"], Some(input.as_bytes()));
     assert!(out.status.success(), "{}", describe(&out));
     assert!(daemon.terminate().success());
 
     let filler = fill(&data, 0);
-    let out = Command::new(common::BIN)
+    let out = Command::new(crate::common::BIN)
         .arg("serve")
         .args(args)
         .arg("--socket")
@@ -133,7 +139,11 @@ fn a_start_on_a_full_disk_says_disk_full_and_the_next_start_has_every_job() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
     std::fs::remove_file(filler).expect("free the space");
-    let again = Daemon::start_in(tmp.path(), 1, &args);
+    let again = Daemon::builder()
+        .dir(tmp.path())
+        .testers(1)
+        .args(&args)
+        .start();
     let status = again.status();
     let jobs =
         status["in_flight"].as_u64().unwrap_or(0) + status["completed"].as_u64().unwrap_or(0);

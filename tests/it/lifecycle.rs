@@ -1,19 +1,17 @@
 //! Start and stop: SIGTERM drains and shuts down cleanly, one data dir and one socket serve one
 //! daemon, and a damaged journal is refused rather than started empty.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::{
+use crate::common::{
     describe, mersenne, occupy_a_tester, parse_lines, refused_start, write_config, Daemon, BIN,
 };
 
 #[test]
 fn sigterm_exits_zero_removes_the_socket_and_the_next_start_keeps_the_results() {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let mut daemon = Daemon::start_in(tmp.path(), 1, &[]);
+    let mut daemon = Daemon::builder().dir(tmp.path()).testers(1).start();
     let id = daemon.json(&["check", "7919"])[0]["id"]
         .as_u64()
         .expect("id");
@@ -25,7 +23,7 @@ fn sigterm_exits_zero_removes_the_socket_and_the_next_start_keeps_the_results() 
     );
     daemon.wait_for("stopped", |l| l["event"] == "stopped");
 
-    let again = Daemon::start_in(tmp.path(), 1, &[]);
+    let again = Daemon::builder().dir(tmp.path()).testers(1).start();
     let result = again.json(&["result", &id.to_string()]).remove(0);
     assert_eq!(result["prime"], true);
     assert_eq!(again.status()["completed"], 1);
@@ -61,7 +59,11 @@ fn sigterm_lets_the_running_job_finish_and_leaves_queued_ones_for_the_next_start
     let tmp = tempfile::tempdir().expect("temp dir");
     let config = write_config(tmp.path(), "[daemon]\nshutdown_grace_secs = 120\n");
     let args = ["--config", config.to_str().expect("utf-8 path")];
-    let mut daemon = Daemon::start_in(tmp.path(), 1, &args);
+    let mut daemon = Daemon::builder()
+        .dir(tmp.path())
+        .testers(1)
+        .args(&args)
+        .start();
     // `check` watches its job from the ack on, before the job is dispatched: once the job
     // has started, the waiting client is registered.
     let waiter = {
@@ -88,7 +90,7 @@ fn sigterm_lets_the_running_job_finish_and_leaves_queued_ones_for_the_next_start
     assert!(answer.status.success(), "{}", describe(&answer));
     assert_eq!(parse_lines(&answer.stdout)[0]["prime"], true);
 
-    let again = Daemon::start_in(tmp.path(), 1, &[]);
+    let again = Daemon::builder().dir(tmp.path()).testers(1).start();
     let done = again.json(&["result", &running.to_string()]).remove(0);
     assert_eq!(
         done["attempts"], 1,
@@ -109,13 +111,17 @@ fn a_job_still_running_after_the_grace_period_replays_on_the_next_start() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let config = write_config(tmp.path(), "[daemon]\nshutdown_grace_secs = 0.2\n");
     let args = ["--config", config.to_str().expect("utf-8 path")];
-    let mut daemon = Daemon::start_in(tmp.path(), 1, &args);
+    let mut daemon = Daemon::builder()
+        .dir(tmp.path())
+        .testers(1)
+        .args(&args)
+        .start();
     let running = occupy_a_tester(&daemon);
     let status = daemon.terminate();
     assert!(status.success(), "{status:?}\n{}", daemon.log_tail(20));
     daemon.wait_for("drain timeout", |l| l["event"] == "drain_timeout");
 
-    let again = Daemon::start_in(tmp.path(), 1, &[]);
+    let again = Daemon::builder().dir(tmp.path()).testers(1).start();
     let done = again
         .json(&["result", "--wait", &running.to_string()])
         .remove(0);
@@ -146,7 +152,7 @@ fn a_second_daemon_on_the_same_socket_is_refused_and_the_live_socket_kept() {
 #[test]
 fn a_damaged_journal_is_refused_with_a_clear_error_never_started_empty() {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let mut daemon = Daemon::start_in(tmp.path(), 1, &[]);
+    let mut daemon = Daemon::builder().dir(tmp.path()).testers(1).start();
     let input: String = (1..=2000).map(|n| format!("{n}\n")).collect();
     let out = daemon.cli_stdin(&["submit"], Some(input.as_bytes()));
     assert!(out.status.success(), "{}", describe(&out));
@@ -171,7 +177,7 @@ fn a_damaged_journal_is_refused_with_a_clear_error_never_started_empty() {
     // As the error says: restore the data dir from a backup (a failed open rewrites files).
     std::fs::remove_dir_all(&journal).expect("remove the damaged journal");
     copy_dir(&backup, &journal);
-    let again = Daemon::start_in(tmp.path(), 1, &[]);
+    let again = Daemon::builder().dir(tmp.path()).testers(1).start();
     let status = again.status();
     let jobs =
         status["in_flight"].as_u64().unwrap_or(0) + status["completed"].as_u64().unwrap_or(0);
@@ -202,7 +208,7 @@ impl NotifySocket {
         let path = dir.join("notify.sock");
         let socket = std::os::unix::net::UnixDatagram::bind(&path).expect("bind");
         socket
-            .set_read_timeout(Some(common::EVENT_TIMEOUT))
+            .set_read_timeout(Some(crate::common::EVENT_TIMEOUT))
             .expect("timeout");
         NotifySocket { path, socket }
     }
@@ -218,7 +224,11 @@ impl NotifySocket {
 fn serve_tells_systemd_when_it_is_ready_and_when_it_stops() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let notify = NotifySocket::bind(tmp.path());
-    let mut daemon = Daemon::spawn_with_env(tmp.path(), 1, &[], &[("NOTIFY_SOCKET", &notify.path)]);
+    let mut daemon = Daemon::builder()
+        .dir(tmp.path())
+        .testers(1)
+        .env("NOTIFY_SOCKET", &notify.path)
+        .spawn();
     assert_eq!(notify.next(), "READY=1");
     let out = daemon.cli(&["check", "97"]);
     assert!(
@@ -237,7 +247,12 @@ fn log_file_takes_the_structured_log() {
     let logs = tmp.path().join("logs");
     let log_file = logs.join("primed.log");
     let args = ["--log-file", log_file.to_str().expect("utf-8 path")];
-    let daemon = Daemon::spawn_with_env(tmp.path(), 1, &args, &[("NOTIFY_SOCKET", &notify.path)]);
+    let daemon = Daemon::builder()
+        .dir(tmp.path())
+        .testers(1)
+        .args(&args)
+        .env("NOTIFY_SOCKET", &notify.path)
+        .spawn();
     assert_eq!(notify.next(), "READY=1");
     // A served request means the accept loop (which logs `listening`) has begun.
     assert!(daemon.cli(&["check", "97"]).status.success());
