@@ -46,8 +46,11 @@ pub struct Builder {
     args: Vec<String>,
     env: Vec<(String, PathBuf)>,
     config: Option<String>,
-    customize: Option<Box<dyn FnOnce(&mut Command)>>,
+    customize: Option<Customize>,
 }
+
+/// Applied to the daemon's command before it runs.
+type Customize = Box<dyn FnOnce(&mut Command)>;
 
 impl Builder {
     /// `--testers n` (without it, the configuration's `pool.testers` applies and a reload can
