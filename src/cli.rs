@@ -276,6 +276,7 @@ fn serve_options(args: ServeArgs) -> anyhow::Result<ServeOptions> {
         let config = Config::load(file.as_deref())?;
         Ok(Settings {
             testers: config::pool_size(testers_flag.unwrap_or(config.pool.testers))?,
+            retention: config.retention(),
             log_level: config.daemon.log_level,
         })
     });
@@ -329,6 +330,7 @@ fn serve_options(args: ServeArgs) -> anyhow::Result<ServeOptions> {
             pool: config.intensity(POOL),
             backoff: config.backoff(),
         },
+        retention: config.retention(),
         max_attempts: config.supervision.max_attempts,
         faults: Faults::parse(&panic_on, &fail_restart)?,
         grace: config.shutdown_grace(),

@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 
 use crate::logging::LogFormat;
+use crate::retention::Retention;
 use crate::supervision::{BackoffPolicy, Intensity};
 use crate::tree::{POOL, ROOT, TESTER_SUPERVISOR};
 
@@ -21,6 +22,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub journal: JournalConfig,
     pub supervision: SupervisionConfig,
+    pub retention: RetentionConfig,
     pub alarms: AlarmsConfig,
     pub faults: FaultsConfig,
 }
@@ -74,6 +76,14 @@ pub struct JournalConfig {
     pub lease_ttl_secs: u64,
     pub cache_capacity_mb: u64,
     pub max_events: u64,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    pub answers_secs: f64,
+    pub failures_secs: f64,
+    pub max_kept: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -187,6 +197,9 @@ impl Config {
         if self.journal.max_events == 0 {
             bail!("journal.max_events must be at least 1");
         }
+        seconds("retention.answers_secs", self.retention.answers_secs)?;
+        seconds("retention.failures_secs", self.retention.failures_secs)?;
+        self.retention().validate().map_err(anyhow::Error::msg)?;
         Ok(())
     }
 
@@ -223,6 +236,15 @@ impl Config {
             initial: Duration::from_millis(s.backoff_initial_ms),
             max: Duration::from_millis(s.backoff_max_ms),
             reset_after: secs(s.backoff_reset_secs),
+        }
+    }
+
+    pub fn retention(&self) -> Retention {
+        let r = &self.retention;
+        Retention {
+            answers: secs(r.answers_secs),
+            failures: secs(r.failures_secs),
+            max_kept: r.max_kept,
         }
     }
 

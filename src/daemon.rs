@@ -30,6 +30,7 @@ use crate::monitor;
 use crate::notify::notify;
 use crate::pool::{self, PoolContext, ToBalancer, MAX_TESTERS};
 use crate::reload::{Reloader, Settings, SettingsSource};
+use crate::retention::Retention;
 use crate::server::{self, Limits, PeerPolicy, Shared};
 use crate::stats::Stats;
 use crate::supervision::Supervisor;
@@ -52,6 +53,8 @@ pub struct ServeOptions {
     pub journal: JournalOptions,
     pub tree: TreeOptions,
     pub max_attempts: u32,
+    /// How long and how many finished jobs are kept (a reload changes it).
+    pub retention: Retention,
     pub faults: Faults,
     pub grace: Duration,
     pub alarms: AlarmOptions,
@@ -100,6 +103,7 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
         Arc::clone(&activity),
         Arc::new(ToBalancer),
         admission,
+        options.retention,
     );
     let ctx = PoolContext {
         jobs: Arc::clone(&jobs),
@@ -121,6 +125,7 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
         Settings {
             testers: options.testers,
             log_level: options.log_level.clone(),
+            retention: options.retention,
         },
     ));
     let mut tasks = Tasks::default();
@@ -129,6 +134,7 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
         tasks.spawn(follow_remote(changes, Arc::clone(&jobs)));
     }
     let (close, closing) = watch::channel(false);
+    let closing_chores = closing.clone();
     let (alive, mut connections_done) = mpsc::channel(1);
     tasks.spawn(monitor::run(
         ctx.clone(),
@@ -158,6 +164,11 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
     };
     let mut root = None;
     let ended = if leads {
+        // Pruning is the chore of the daemon that runs the work.
+        tasks.spawn(crate::jobs::pruner::run(
+            Arc::clone(&jobs),
+            closing_chores.clone(),
+        ));
         let (actor, mut root_exit) = Actor::spawn(Some(ROOT.to_string()), Supervisor, tree.root)
             .await
             .context("starting the supervision tree")?;

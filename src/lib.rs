@@ -14,6 +14,7 @@
 //! - [`man`]: `primed man`, the manual page.
 //! - [`notify`]: systemd's readiness protocol.
 //! - [`reload`]: `primed reload` / SIGHUP: what can change live.
+//! - [`retention`]: how long and how many finished jobs are kept (pure rules).
 //!
 //! The work:
 //! - [`job`]: the vocabulary of jobs: ids, tasks, verdicts, results.
@@ -75,6 +76,7 @@ pub mod pool;
 pub mod primality;
 pub mod protocol;
 pub mod reload;
+pub mod retention;
 pub mod rng;
 pub mod server;
 pub mod stats;

@@ -20,6 +20,11 @@ an unsafe socket path, another daemon on the same data dir or socket).
 The daemon could not be reached (or did not answer within \fB\-\-timeout\fR), the socket is
 served by a user the client does not trust, or the command line is wrong.
 .TP
+\fB3\fR
+\fBresult\fR: a job asked for finished long ago and was pruned under the retention policy
+(\fB[retention]\fR in the configuration): its answer is no longer kept. (An id that never
+existed is 1.)
+.TP
 \fB75\fR
 The daemon refused some jobs for now (busy, disk full, shutting down): retry later.
 .TP

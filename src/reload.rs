@@ -1,5 +1,5 @@
 //! `primed reload` and SIGHUP: re-read the configuration and apply what can change live, the
-//! pool's size and the log level. Everything else (socket, data dir, limits) is read at start.
+//! pool's size, the retention policy and the log level. Everything else (socket, data dir, limits) is read at start.
 //!
 //! Growing: the balancer's table grows first, so the new testers (idle, hence least loaded)
 //! get jobs at once; the jobs wait in the balancer until each new tester starts and asks for
@@ -17,6 +17,7 @@ use tracing::{info, warn};
 use crate::job::TesterId;
 use crate::logging::LogControl;
 use crate::pool::{BalancerMsg, PoolContext, BALANCER, BALANCER_ACTOR};
+use crate::retention::Retention;
 use crate::supervision::{Children, SupervisorMsg};
 use crate::tree::{tester_specs, POOL};
 
@@ -28,6 +29,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Settings {
     pub testers: u32,
     pub log_level: String,
+    pub retention: Retention,
 }
 
 /// Reads the settings again: the config file, under the same command-line flags.
@@ -73,6 +75,11 @@ impl Reloader {
                 current.log_level, wanted.log_level
             ));
             current.log_level = wanted.log_level;
+        }
+        if wanted.retention != current.retention {
+            self.ctx.jobs.set_retention(wanted.retention);
+            changes.push(format!("retention: {}", wanted.retention));
+            current.retention = wanted.retention;
         }
         if wanted.testers != current.testers {
             let mut change = format!("testers {} -> {}", current.testers, wanted.testers);

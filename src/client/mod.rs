@@ -30,6 +30,8 @@ pub enum Exit {
     Failed = 1,
     /// The daemon could not be reached, or the command line was wrong.
     Unreachable = 2,
+    /// A job asked for finished long ago and was pruned: its answer is no longer kept.
+    Pruned = 3,
     /// The daemon refused some jobs for now (busy, disk full): retry later. (EX_TEMPFAIL)
     Retry = 75,
     /// Interrupted by Ctrl-C, after cancelling what it had asked for (128 + SIGINT).
@@ -42,9 +44,10 @@ impl Exit {
         let rank = |e: Exit| match e {
             Exit::Ok => 0,
             Exit::Retry => 1,
-            Exit::Failed => 2,
-            Exit::Interrupted => 3,
-            Exit::Unreachable => 4,
+            Exit::Pruned => 2,
+            Exit::Failed => 3,
+            Exit::Interrupted => 4,
+            Exit::Unreachable => 5,
         };
         if rank(other) > rank(self) {
             other

@@ -278,6 +278,17 @@ impl<W: Write> Printer<W> {
         writeln!(self.out, "job {id}: pending")
     }
 
+    /// A job whose answer was pruned: said on stdout, as an answer about the job.
+    pub fn pruned(&mut self, id: JobId, reason: &str) -> io::Result<()> {
+        if self.json {
+            return self.line(&json!({ "id": id, "pruned": true, "reason": reason }));
+        }
+        writeln!(
+            self.out,
+            "job {id} finished and was pruned: its answer is no longer kept ({reason})"
+        )
+    }
+
     pub fn unknown(&mut self, id: JobId, error: &str) -> io::Result<()> {
         if self.json {
             return self.line(&json!({ "id": id, "error": error }));
@@ -340,6 +351,21 @@ impl<W: Write> Printer<W> {
             self.out,
             "restarts: {} since start, {} in the last minute",
             status.restarts, status.restarts_last_minute
+        )?;
+        let retention = &status.retention;
+        let oldest = retention.oldest_kept_ms.map_or_else(
+            || "none".to_string(),
+            |ms| {
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+                )
+                .to_string()
+            },
+        );
+        writeln!(
+            self.out,
+            "finished jobs: {} kept (oldest finished {oldest}), {} pruned",
+            retention.kept, retention.pruned
         )?;
         writeln!(
             self.out,

@@ -11,6 +11,7 @@ use crate::protocol::{Report, Request, Response};
 enum Answer {
     Done(Report),
     Pending,
+    Pruned(String),
     Unknown(String),
 }
 
@@ -36,6 +37,7 @@ pub async fn results(args: ResultArgs) -> Result<Exit, ClientError> {
             Response::Done(report) => (report.id, Answer::Done(report)),
             Response::Pending { id } => (id, Answer::Pending),
             Response::Unknown { id, error } => (id, Answer::Unknown(error)),
+            Response::Pruned { id, reason } => (id, Answer::Pruned(reason)),
             other => return Err(ClientError::Unexpected(format!("{other:?}"))),
         };
         answers.entry(id).or_insert(answer);
@@ -44,13 +46,17 @@ pub async fn results(args: ResultArgs) -> Result<Exit, ClientError> {
             match answer {
                 Answer::Done(report) => {
                     if report.verdict.is_unanswered() {
-                        exit = Exit::Failed;
+                        exit = exit.and(Exit::Failed);
                     }
                     printer.result(&report)?
                 }
                 Answer::Pending => printer.pending(ids[next])?,
+                Answer::Pruned(reason) => {
+                    exit = exit.and(Exit::Pruned);
+                    printer.pruned(ids[next], &reason)?
+                }
                 Answer::Unknown(error) => {
-                    exit = Exit::Failed;
+                    exit = exit.and(Exit::Failed);
                     printer.unknown(ids[next], &error)?
                 }
             }

@@ -9,8 +9,9 @@
 
 mod activity;
 mod admission;
+pub mod pruner;
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use tracing::info;
 
@@ -19,11 +20,12 @@ pub use admission::{free_bytes, Admission, Refusal};
 
 use crate::job::{Job, JobId, Task, Verdict};
 use crate::journal::{
-    Completion, Counts, InFlightIter, Journal, JournalError, Lookup, RemoteChange, Ticket,
+    Completion, Counts, InFlightIter, Journal, JournalError, Lookup, Pass, RemoteChange, Ticket,
 };
 use crate::number::{InputError, Number};
 use crate::outcomes::{Delivery, Outcomes, Waiter};
-use crate::protocol::{Accepted, Report, Response, MAX_BATCH};
+use crate::protocol::{Accepted, Report, Response, RetentionStatus, MAX_BATCH};
+use crate::retention::Retention;
 
 /// Where jobs run: the pool's side of a job's life.
 pub trait Placement: Send + Sync + 'static {
@@ -84,7 +86,12 @@ pub struct Jobs {
     activity: Arc<Activity>,
     placement: Arc<dyn Placement>,
     admission: Admission,
+    /// The policy in force: a reload changes it.
+    retention: RwLock<Retention>,
 }
+
+/// Records a pruning pass looks at, at most: a pass never holds the journal for long.
+const PRUNE_BUDGET: usize = 4096;
 
 impl Jobs {
     /// Starts the delivery of answers too; it ends when the `Jobs` is dropped.
@@ -93,6 +100,7 @@ impl Jobs {
         activity: Arc<Activity>,
         placement: Arc<dyn Placement>,
         admission: Admission,
+        retention: Retention,
     ) -> Arc<Jobs> {
         Arc::new(Jobs {
             outcomes: Outcomes::start(Arc::clone(&journal)),
@@ -100,7 +108,40 @@ impl Jobs {
             activity,
             placement,
             admission,
+            retention: RwLock::new(retention),
         })
+    }
+
+    pub fn retention(&self) -> Retention {
+        *self
+            .retention
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A reload's new policy, applied from the next pruning pass on.
+    pub fn set_retention(&self, retention: Retention) {
+        *self
+            .retention
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = retention;
+    }
+
+    /// One pruning pass under the policy in force (blocking: run it off the async workers).
+    pub fn prune_pass(&self) -> Result<Pass, JournalError> {
+        let policy = self.retention();
+        self.journal
+            .prune(&policy, crate::job::now_ms(), PRUNE_BUDGET)
+    }
+
+    /// What is kept of finished jobs, and what was pruned.
+    pub fn retained(&self) -> RetentionStatus {
+        let retained = self.journal.retained();
+        RetentionStatus {
+            kept: retained.kept,
+            pruned: retained.pruned,
+            oldest_kept_ms: retained.oldest_kept_ms,
+        }
     }
 
     pub fn activity(&self) -> &Arc<Activity> {
@@ -243,6 +284,10 @@ impl Jobs {
         }
         Some(match lookup {
             Ok(Lookup::Done(result)) => Response::Done(Report::from(&result)),
+            Ok(Lookup::Pruned) => Response::Pruned {
+                id,
+                reason: format!("retention: {}", self.retention()),
+            },
             Ok(Lookup::Pending) | Ok(Lookup::Unknown) => Response::Unknown {
                 id,
                 error: format!("no job with id {id}"),
@@ -310,6 +355,9 @@ impl Jobs {
     fn not_in_flight(&self, id: JobId) -> String {
         match self.journal.lookup(id) {
             Ok(Lookup::Unknown) => format!("cannot cancel job {id}: there is no such job"),
+            Ok(Lookup::Pruned) => {
+                format!("cannot cancel job {id}: it finished long ago and was pruned")
+            }
             Ok(_) => {
                 format!("cannot cancel job {id}: it has already finished (primed result {id})")
             }

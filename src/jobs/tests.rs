@@ -62,6 +62,7 @@ impl Daemon {
             Arc::clone(&activity),
             Arc::new(ToBalancer),
             admission,
+            crate::retention::Retention::DEFAULT,
         );
         let events = Events::new(Some(journal.clone()));
         let ctx = PoolContext {

@@ -23,6 +23,7 @@ mod migrate;
 mod record;
 mod sled_journal;
 mod sled_keys;
+mod sled_prune;
 mod window;
 
 use std::path::PathBuf;
@@ -66,6 +67,7 @@ impl Backend {
 
 use crate::event::Event;
 use crate::job::{InFlight, Job, JobId, JobResult, Task, Verdict};
+use crate::retention::Retention;
 
 pub use crate::BoxFuture;
 
@@ -114,7 +116,27 @@ pub enum JournalError {
 pub enum Lookup {
     Done(JobResult),
     Pending,
+    /// It finished, and its record was pruned under the retention policy.
+    Pruned,
     Unknown,
+}
+
+/// What one pruning pass did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pass {
+    /// Records deleted.
+    pub pruned: u64,
+    /// Whether it stopped at its budget with more to look at (run the next one soon).
+    pub more: bool,
+}
+
+/// What the journal keeps of finished jobs, and what it pruned (since it was made).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Retained {
+    pub kept: u64,
+    pub pruned: u64,
+    /// When the oldest finished job still kept finished, as last seen by a pass.
+    pub oldest_kept_ms: Option<u64>,
 }
 
 /// What completing a job did: results are recorded once, however often the job ran.
@@ -187,5 +209,25 @@ pub trait Journal: Send + Sync + 'static {
     /// Why the journal cannot commit right now (a replicated one without its quorum), if so.
     fn unavailable(&self) -> Option<String> {
         None
+    }
+
+    /// One pruning pass: deletes finished jobs that `policy` lets go, oldest first, looking
+    /// at most at `budget` records. Blocking (it writes). A backend that does not prune keeps
+    /// everything.
+    fn prune(
+        &self,
+        _policy: &Retention,
+        _now_ms: u64,
+        _budget: usize,
+    ) -> Result<Pass, JournalError> {
+        Ok(Pass::default())
+    }
+
+    /// How many finished jobs are kept, and how many were pruned.
+    fn retained(&self) -> Retained {
+        Retained {
+            kept: self.counts().completed,
+            ..Retained::default()
+        }
     }
 }

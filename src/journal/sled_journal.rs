@@ -33,12 +33,15 @@ use super::record::{CompleteOnce, JobRecord, StoredTask, FORMAT};
 use super::sled_keys::{
     corrupt, decode, describe, encode, job_key, storage, FORMAT_KEY, LOW_WATER_KEY, NEXT_ID_KEY,
 };
+use super::sled_prune::{self, PruneState};
 use super::window::DoneWindow;
 use super::{
-    BoxFuture, Completion, Counts, GroupCommit, InFlightIter, Journal, JournalError, Lookup, Ticket,
+    BoxFuture, Completion, Counts, GroupCommit, InFlightIter, Journal, JournalError, Lookup, Pass,
+    Retained, Ticket,
 };
 use crate::event::Event;
 use crate::job::{now_ms, InFlight, Job, JobId, Task, Verdict};
+use crate::retention::Retention;
 
 /// Most jobs per sled batch when accepting. sled 0.34 keeps memory in proportion to the size
 /// of the batch a record was written in until the record is rewritten: a million jobs
@@ -73,6 +76,8 @@ pub struct SledJournal {
     /// Which ids are done (the low-water mark), and how many are not: shared with the
     /// flusher, which stores the mark.
     window: Arc<Mutex<DoneWindow>>,
+    /// The prune floor and what is kept below it; held for a whole pass (one at a time).
+    prune: Mutex<PruneState>,
 }
 
 fn be_u64(key: &[u8], bytes: &[u8]) -> Result<u64, JournalError> {
@@ -254,7 +259,16 @@ impl SledJournal {
         // Which of the jobs from the mark on are done is learnt as the replay reads them.
         let window = Arc::new(Mutex::new(DoneWindow::new(low_water, next_id)));
         let commits = start_flusher(dir, &tree, &window, &stable)?;
+        let prune = PruneState::load(&tree)?;
+        // Pruned ids are done, and the replay will not read them: the window learns it here.
+        for id in low_water..prune.floor().min(next_id) {
+            if !prune.is_kept(id) {
+                lock(&window).mark_done(id);
+            }
+        }
+        let prune = Mutex::new(prune);
         Ok(Self {
+            prune,
             tree,
             events,
             event_seq: AtomicU64::new(event_seq),
@@ -371,7 +385,12 @@ impl SledJournal {
     }
 }
 
-fn read_counter(tree: &sled::Tree, key: &[u8]) -> Result<u64, JournalError> {
+/// The id in a job record's key.
+pub(super) fn job_id(key: &[u8]) -> Result<JobId, JournalError> {
+    be_u64(key, key.get(1..).unwrap_or_default())
+}
+
+pub(super) fn read_counter(tree: &sled::Tree, key: &[u8]) -> Result<u64, JournalError> {
     match tree.get(key).map_err(storage("read counter"))? {
         Some(bytes) => be_u64(key, &bytes),
         None => Ok(0),
@@ -472,8 +491,34 @@ impl Journal for SledJournal {
     fn lookup(&self, id: JobId) -> Result<Lookup, JournalError> {
         Ok(match self.read_job(id)? {
             Some(record) => record.result(id).map_or(Lookup::Pending, Lookup::Done),
+            // Below the floor only what was kept apart has a record left.
+            None if id > 0 && id < lock(&self.prune).floor() => Lookup::Pruned,
             None => Lookup::Unknown,
         })
+    }
+
+    fn prune(&self, policy: &Retention, now_ms: u64, budget: usize) -> Result<Pass, JournalError> {
+        let mut state = lock(&self.prune);
+        let next_id = *lock(&self.next_id);
+        let completed = self.counts().completed;
+        let pass = sled_prune::pass(
+            &self.tree,
+            &mut state,
+            (next_id, completed),
+            policy,
+            now_ms,
+            budget,
+        )?;
+        if pass.pruned > 0 {
+            // Durable with the next flush; a crash before it only brings records back.
+            self.commits.record();
+        }
+        Ok(pass)
+    }
+
+    fn retained(&self) -> Retained {
+        let completed = self.counts().completed;
+        lock(&self.prune).retained(completed)
     }
 
     fn counts(&self) -> Counts {
@@ -743,6 +788,101 @@ mod tests {
             "{:?}",
             refused.err()
         );
+    }
+
+    /// Prunes with `policy` at `now_ms` until a pass says there is no more.
+    fn prune_all(journal: &SledJournal, policy: &Retention, now_ms: u64) -> u64 {
+        let mut pruned = 0;
+        loop {
+            let pass = journal.prune(policy, now_ms, 64).unwrap();
+            pruned += pass.pruned;
+            if !pass.more {
+                return pruned;
+            }
+        }
+    }
+
+    const HOUR_MS: u64 = 3_600_000;
+
+    #[tokio::test]
+    async fn beyond_max_kept_the_oldest_finished_are_pruned_and_answered_as_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = Retention {
+            max_kept: 100,
+            ..Retention::DEFAULT
+        };
+        {
+            let journal = open(dir.path());
+            let (jobs, _) = journal.accept(numbers(&[97; 300])).unwrap();
+            for job in jobs.iter().take(250).filter(|j| j.id != 10) {
+                journal.complete(job.id, Verdict::Prime, 1).unwrap();
+            }
+            assert_eq!(prune_all(&journal, &policy, now_ms()), 149);
+            assert_eq!(journal.lookup(1).unwrap(), Lookup::Pruned);
+            assert_eq!(journal.lookup(150).unwrap(), Lookup::Pruned);
+            assert_eq!(
+                journal.lookup(10).unwrap(),
+                Lookup::Pending,
+                "in flight: kept"
+            );
+            assert!(matches!(journal.lookup(151).unwrap(), Lookup::Done(_)));
+            assert_eq!(journal.lookup(301).unwrap(), Lookup::Unknown);
+            assert_eq!(journal.counts().completed, 249, "pruning keeps the counts");
+            let retained = journal.retained();
+            assert_eq!((retained.kept, retained.pruned), (100, 149));
+            journal.flush().unwrap();
+        }
+        let journal = open(dir.path());
+        assert_eq!(
+            journal.lookup(2).unwrap(),
+            Lookup::Pruned,
+            "the floor survives reopening"
+        );
+        assert_eq!(journal.retained().pruned, 149);
+        let in_flight: Vec<JobId> = journal.in_flight().map(|e| e.unwrap().job.id).collect();
+        assert_eq!(in_flight[0], 10);
+        assert_eq!(in_flight.len(), 51);
+        assert_eq!(
+            journal.counts().completed,
+            249,
+            "pruned ids count as done after a restart"
+        );
+        assert_eq!(journal.retained().kept, 100);
+        // The job kept apart below the floor finishes, and goes when its turn comes.
+        journal.complete(10, Verdict::Prime, 1).unwrap();
+        assert_eq!(prune_all(&journal, &policy, now_ms()), 1);
+        assert_eq!(journal.lookup(10).unwrap(), Lookup::Pruned);
+        let (next, _) = journal.accept(numbers(&[5])).unwrap();
+        assert_eq!(next[0].id, 301, "ids are never reused");
+    }
+
+    #[tokio::test]
+    async fn answers_go_after_their_period_and_failures_after_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = open(dir.path());
+        let (jobs, _) = journal.accept(numbers(&[97; 20])).unwrap();
+        for job in &jobs {
+            let verdict = if job.id == 5 {
+                Verdict::Cancelled
+            } else {
+                Verdict::Prime
+            };
+            journal.complete(job.id, verdict, 1).unwrap();
+        }
+        let policy = Retention::DEFAULT;
+        assert_eq!(
+            prune_all(&journal, &policy, now_ms()),
+            0,
+            "all within their period"
+        );
+        assert_eq!(prune_all(&journal, &policy, now_ms() + 25 * HOUR_MS), 19);
+        assert!(
+            matches!(journal.lookup(5).unwrap(), Lookup::Done(_)),
+            "a failure is kept longer"
+        );
+        assert_eq!(prune_all(&journal, &policy, now_ms() + 8 * 24 * HOUR_MS), 1);
+        assert_eq!(journal.lookup(5).unwrap(), Lookup::Pruned);
+        assert_eq!(journal.retained().kept, 0);
     }
 
     #[test]

@@ -10,6 +10,10 @@ pub(super) const JOB: u8 = b'J';
 pub(super) const NEXT_ID_KEY: &[u8] = b"Mnext_id";
 pub(super) const LOW_WATER_KEY: &[u8] = b"Mlow_water";
 pub(super) const FORMAT_KEY: &[u8] = b"Mformat";
+/// Every finished job below this id is pruned (those still kept below it are kept apart).
+pub(super) const PRUNE_FLOOR_KEY: &[u8] = b"Mprune_floor";
+/// How many records were pruned, ever.
+pub(super) const PRUNED_KEY: &[u8] = b"Mpruned";
 
 pub(super) fn job_key(id: JobId) -> [u8; 9] {
     let mut key = [JOB; 9];

@@ -7,7 +7,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::codec;
 
 /// Bumped whenever a message changes shape; both sides refuse a peer of another version.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 /// Default hard limit on one frame's payload.
 pub const MAX_FRAME_BYTES: usize = 16 << 20;
 pub const HELLO_LEN: usize = 8;

@@ -106,6 +106,12 @@ pub enum Response {
     Error {
         message: String,
     },
+    /// The job finished, and its record was pruned under the retention policy (cited in
+    /// `reason`): its answer is no longer kept.
+    Pruned {
+        id: JobId,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,6 +184,18 @@ pub struct StatusReport {
     pub restarts: u64,
     /// Restarts within the last minute: the restart rate.
     pub restarts_last_minute: u64,
+    pub retention: RetentionStatus,
+}
+
+/// What the journal keeps of finished jobs, for `primed status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RetentionStatus {
+    /// Finished jobs kept (answerable).
+    pub kept: u64,
+    /// Finished jobs pruned since the journal was made.
+    pub pruned: u64,
+    /// When the oldest finished job kept finished (ms since the epoch), as the pruner last saw.
+    pub oldest_kept_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,5 +10,5 @@ pub use frame::{
 };
 pub use message::{
     Accepted, BalancerStatus, DaemonRole, JobInfo, NodeKind, Report, Request, Response,
-    StatusReport, TesterStatus, TreeNode, MAX_BATCH,
+    RetentionStatus, StatusReport, TesterStatus, TreeNode, MAX_BATCH,
 };

@@ -66,6 +66,7 @@ pub async fn status(shared: &Shared) -> Response {
         },
         in_flight: counts.in_flight,
         completed: counts.completed,
+        retention: ctx.jobs.retained(),
     })
 }
 

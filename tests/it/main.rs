@@ -24,4 +24,5 @@ mod prime;
 mod progress;
 mod recovery;
 mod reload;
+mod retention;
 mod socket;

@@ -153,6 +153,7 @@ pub(super) mod tests {
             },
             in_flight: 0,
             completed,
+            retention: Default::default(),
             restarts,
             restarts_last_minute: 0,
         }

@@ -1,0 +1,112 @@
+//! Retention: finished jobs beyond the policy are pruned in the background, a pruned id is
+//! answered "pruned" (exit 3), distinct from an id that never existed, the counts stay right
+//! across pruning and a restart, and the data dir stops growing under steady work.
+
+use std::path::Path;
+
+use crate::common::{describe, parse_lines, Daemon};
+
+/// Few kept, so that a test's worth of jobs goes well past them.
+const CONFIG: &str = "\
+[retention]
+max_kept = 1000
+";
+
+const ROUND: u64 = 30_000;
+
+fn dir_size(path: &Path) -> u64 {
+    std::fs::read_dir(path)
+        .expect("read the data dir")
+        .map(|entry| {
+            let entry = entry.expect("a dir entry");
+            let meta = entry.metadata().expect("metadata");
+            if meta.is_dir() {
+                dir_size(&entry.path())
+            } else {
+                meta.len()
+            }
+        })
+        .sum()
+}
+
+/// Submits a round of numbers and waits until they are answered and the pruner has caught up
+/// (its `n`th "pruned" line).
+fn round(daemon: &Daemon, k: u64, n: usize) {
+    let input: String = (0..ROUND)
+        .map(|i| format!("{}\n", 1_000_000 + k * ROUND + i))
+        .collect();
+    let out = daemon.cli_stdin(&["check", "--json"], Some(input.as_bytes()));
+    assert_eq!(
+        parse_lines(&out.stdout).len() as u64,
+        ROUND,
+        "{}",
+        describe(&out)
+    );
+    daemon.wait_for_nth("the pruner caught up", n, |l| {
+        l["event"] == "pruned" && l["kept"].as_u64().is_some_and(|kept| kept <= 1000)
+    });
+}
+
+#[test]
+fn finished_jobs_beyond_the_policy_are_pruned_and_answered_as_pruned() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let daemon = Daemon::builder()
+        .dir(tmp.path())
+        .testers(2)
+        .config(CONFIG)
+        .start();
+    let mut sizes = Vec::new();
+    for k in 0..4 {
+        round(&daemon, k, k as usize + 1);
+        sizes.push(dir_size(&daemon.data_dir));
+    }
+    let out = daemon.cli(&["result", "1"]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("job 1 finished and was pruned") && text.contains("at most the newest 1000"),
+        "{text}"
+    );
+    let json = parse_lines(&daemon.cli(&["result", "--json", "1"]).stdout);
+    assert_eq!(json[0]["pruned"], true, "{json:?}");
+    let unknown = daemon.cli(&["result", "999999999"]);
+    assert_eq!(unknown.status.code(), Some(1), "{}", describe(&unknown));
+    let waited = daemon.cli(&["result", "--wait", "2"]);
+    assert_eq!(
+        waited.status.code(),
+        Some(3),
+        "result --wait on a pruned id returns at once"
+    );
+    let status = daemon.status();
+    assert_eq!(status["completed"], 4 * ROUND, "{status}");
+    let pruned = status["retention"]["pruned"].as_u64().expect("pruned");
+    assert!(pruned >= 4 * ROUND - 1000 - 4096, "{status}");
+    eprintln!("data dir after each round of {ROUND}: {sizes:?}");
+    // Past the first rounds, the data dir stops growing.
+    assert!(
+        sizes[3] <= sizes[1] + sizes[1] / 10,
+        "data dir sizes by round: {sizes:?}"
+    );
+    drop(daemon);
+    let restarted = Daemon::builder()
+        .dir(tmp.path())
+        .testers(2)
+        .config(CONFIG)
+        .start();
+    let status = restarted.status();
+    assert_eq!(
+        status["completed"],
+        4 * ROUND,
+        "the counts survive a restart: {status}"
+    );
+    assert_eq!(
+        status["retention"]["pruned"].as_u64(),
+        Some(pruned),
+        "{status}"
+    );
+    let again = restarted.cli(&["result", "1"]);
+    assert_eq!(again.status.code(), Some(3), "{}", describe(&again));
+    let out = restarted.cli_stdin(&["submit", "--json"], Some(b"97\n"));
+    let id = parse_lines(&out.stdout)[0]["id"].as_u64().expect("id");
+    assert_eq!(id, 4 * ROUND + 1, "ids are never reused");
+}
