@@ -82,9 +82,10 @@ fn finished_jobs_beyond_the_policy_are_pruned_and_answered_as_pruned() {
     let pruned = status["retention"]["pruned"].as_u64().expect("pruned");
     assert!(pruned >= 4 * ROUND - 1000 - 4096, "{status}");
     eprintln!("data dir after each round of {ROUND}: {sizes:?}");
-    // Past the first rounds, the data dir stops growing.
+    // Past the first rounds the data dir stops growing: the last two rounds add less than half
+    // of what the first one took (without pruning each round adds about as much again).
     assert!(
-        sizes[3] <= sizes[1] + sizes[1] / 10,
+        sizes[3].saturating_sub(sizes[1]) < sizes[0] / 2,
         "data dir sizes by round: {sizes:?}"
     );
     drop(daemon);
