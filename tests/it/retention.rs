@@ -111,3 +111,61 @@ fn finished_jobs_beyond_the_policy_are_pruned_and_answered_as_pruned() {
     let id = parse_lines(&out.stdout)[0]["id"].as_u64().expect("id");
     assert_eq!(id, 4 * ROUND + 1, "ids are never reused");
 }
+
+/// The retention soak (a benchmark, not a timed test): jobs at full speed through one daemon
+/// with the default policy, a million at a time, printing for each million its jobs/s, the
+/// data dir's size, the daemon's RSS, and the kept and pruned counts (a JSON line each too).
+///
+/// ```sh
+/// SOAK_JOBS=50000000 cargo test --release --test it -- --ignored --nocapture retention_soak
+/// ```
+#[test]
+#[ignore = "benchmark: cargo test --release --test it -- --ignored --nocapture retention_soak"]
+fn retention_soak() {
+    let total: u64 = std::env::var("SOAK_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000);
+    let daemon = Daemon::start(2);
+    let step = 1_000_000;
+    for million in 1..=total / step {
+        let out = daemon.cli(&[
+            "bench",
+            "--json",
+            "--mix",
+            "u64",
+            "--jobs",
+            &step.to_string(),
+        ]);
+        assert!(out.status.success(), "{}", describe(&out));
+        let bench = &parse_lines(&out.stdout)[0];
+        let status = daemon.status();
+        let line = serde_json::json!({
+            "jobs": million * step,
+            "jobs_per_sec": bench["jobs_per_sec"],
+            "data_dir_mb": dir_size(&daemon.data_dir) as f64 / 1e6,
+            "rss_mb": rss_kb(daemon.pid()) as f64 / 1e3,
+            "kept": status["retention"]["kept"],
+            "pruned": status["retention"]["pruned"],
+        });
+        println!(
+            "after {million}M: {:.0} jobs/s, data dir {:.0} MB, RSS {:.0} MB, kept {}, pruned {}",
+            line["jobs_per_sec"].as_f64().unwrap_or(0.0),
+            line["data_dir_mb"].as_f64().unwrap_or(0.0),
+            line["rss_mb"].as_f64().unwrap_or(0.0),
+            line["kept"],
+            line["pruned"],
+        );
+        println!("{line}");
+    }
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the daemon's status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
