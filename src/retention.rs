@@ -83,6 +83,22 @@ impl Retention {
     }
 }
 
+impl Retention {
+    /// What a pruning pass does with a job still in flight at its front: it is never pruned;
+    /// it is stepped past (kept apart) only if the finished jobs after it may have to go,
+    /// because too many are kept or because it has been in flight longer than answers are
+    /// kept (it is stuck, and those after it may be past their period). Otherwise the pass
+    /// stops: all after it is younger.
+    pub fn fate_unfinished(&self, submitted_ms: u64, now_ms: u64, over: bool) -> Fate {
+        let age = Duration::from_millis(now_ms.saturating_sub(submitted_ms));
+        if over || age >= self.answers {
+            Fate::KeepApart
+        } else {
+            Fate::Stop
+        }
+    }
+}
+
 /// What a pruning pass does with a job, oldest id first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fate {
@@ -145,6 +161,24 @@ mod tests {
         let quarantined = Verdict::Quarantined { reason: "x".into() };
         assert_eq!(policy.fate(&Verdict::Prime, now, now, true), Fate::Prune);
         assert_eq!(policy.fate(&quarantined, now, now, true), Fate::Prune);
+    }
+
+    #[test]
+    fn a_job_in_flight_is_stepped_past_only_if_what_follows_may_have_to_go() {
+        let policy = Retention::DEFAULT;
+        let now = 1_000 * HOUR_MS;
+        assert_eq!(
+            policy.fate_unfinished(now - HOUR_MS, now, false),
+            Fate::Stop
+        );
+        assert_eq!(
+            policy.fate_unfinished(now - HOUR_MS, now, true),
+            Fate::KeepApart
+        );
+        assert_eq!(
+            policy.fate_unfinished(now - 25 * HOUR_MS, now, false),
+            Fate::KeepApart
+        );
     }
 
     #[test]

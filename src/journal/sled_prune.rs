@@ -148,20 +148,20 @@ pub(super) fn pass(
         let id = super::sled_journal::job_id(&key)?;
         let record: JobRecord = decode(&key, &value)?;
         let room = state.kept_apart.len() < MAX_KEPT_APART;
+        let over = tally.over(policy);
         let fate = match &record.outcome {
-            None if room => Fate::KeepApart,
-            None => Fate::Stop,
+            None => policy.fate_unfinished(record.submitted_ms, now_ms, over),
             Some(outcome) => {
-                let over = tally.over(policy);
                 let fate = policy.fate(&outcome.verdict, outcome.completed_ms, now_ms, over);
                 if fate != Fate::Prune && oldest.is_none() {
                     oldest = Some(outcome.completed_ms);
                 }
-                match fate {
-                    Fate::KeepApart if !room => Fate::Stop,
-                    fate => fate,
-                }
+                fate
             }
+        };
+        let fate = match fate {
+            Fate::KeepApart if !room => Fate::Stop,
+            fate => fate,
         };
         match fate {
             Fate::Stop => {
