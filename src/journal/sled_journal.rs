@@ -31,7 +31,8 @@ use super::mark::Mark;
 use super::migrate;
 use super::record::{CompleteOnce, JobRecord, StoredTask, FORMAT};
 use super::sled_keys::{
-    corrupt, decode, describe, encode, job_key, storage, FORMAT_KEY, LOW_WATER_KEY, NEXT_ID_KEY,
+    be_u64, corrupt, decode, describe, encode, job_key, read_counter, storage, FORMAT_KEY,
+    LOW_WATER_KEY, NEXT_ID_KEY,
 };
 use super::sled_prune::{self, PruneState};
 use super::window::DoneWindow;
@@ -78,13 +79,6 @@ pub struct SledJournal {
     window: Arc<Mutex<DoneWindow>>,
     /// The prune floor and what is kept below it; held for a whole pass (one at a time).
     prune: Mutex<PruneState>,
-}
-
-fn be_u64(key: &[u8], bytes: &[u8]) -> Result<u64, JournalError> {
-    let array: [u8; 8] = bytes
-        .try_into()
-        .map_err(|_| corrupt(key, "expected 8 bytes"))?;
-    Ok(u64::from_be_bytes(array))
 }
 
 fn be_u32(key: &[u8], bytes: &[u8]) -> Result<u32, JournalError> {
@@ -382,18 +376,6 @@ impl SledJournal {
             self.event_count.fetch_sub(1, Ordering::Relaxed);
         }
         Ok(())
-    }
-}
-
-/// The id in a job record's key.
-pub(super) fn job_id(key: &[u8]) -> Result<JobId, JournalError> {
-    be_u64(key, key.get(1..).unwrap_or_default())
-}
-
-pub(super) fn read_counter(tree: &sled::Tree, key: &[u8]) -> Result<u64, JournalError> {
-    match tree.get(key).map_err(storage("read counter"))? {
-        Some(bytes) => be_u64(key, &bytes),
-        None => Ok(0),
     }
 }
 

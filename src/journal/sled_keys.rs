@@ -47,3 +47,22 @@ pub(super) fn decode<T: for<'de> Deserialize<'de>>(
 ) -> Result<T, JournalError> {
     super::record::decode(|| describe(key), bytes)
 }
+
+pub(super) fn be_u64(key: &[u8], bytes: &[u8]) -> Result<u64, JournalError> {
+    let array: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| corrupt(key, "expected 8 bytes"))?;
+    Ok(u64::from_be_bytes(array))
+}
+
+/// The id in a job record's key.
+pub(super) fn job_id(key: &[u8]) -> Result<JobId, JournalError> {
+    be_u64(key, key.get(1..).unwrap_or_default())
+}
+
+pub(super) fn read_counter(tree: &sled::Tree, key: &[u8]) -> Result<u64, JournalError> {
+    match tree.get(key).map_err(storage("read counter"))? {
+        Some(bytes) => be_u64(key, &bytes),
+        None => Ok(0),
+    }
+}

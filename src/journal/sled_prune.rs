@@ -13,7 +13,9 @@
 use std::collections::BTreeSet;
 
 use super::record::JobRecord;
-use super::sled_keys::{decode, job_key, storage, PRUNED_KEY, PRUNE_FLOOR_KEY};
+use super::sled_keys::{
+    decode, job_id, job_key, read_counter, storage, PRUNED_KEY, PRUNE_FLOOR_KEY,
+};
 use super::{JournalError, Pass, Retained};
 use crate::job::JobId;
 use crate::retention::{Fate, Retention};
@@ -38,12 +40,12 @@ pub(super) struct PruneState {
 impl PruneState {
     /// Reads the floor and the count, and which records below the floor are kept.
     pub(super) fn load(tree: &sled::Tree) -> Result<PruneState, JournalError> {
-        let floor = super::sled_journal::read_counter(tree, PRUNE_FLOOR_KEY)?.max(1);
-        let pruned = super::sled_journal::read_counter(tree, PRUNED_KEY)?;
+        let floor = read_counter(tree, PRUNE_FLOOR_KEY)?.max(1);
+        let pruned = read_counter(tree, PRUNED_KEY)?;
         let mut kept_apart = BTreeSet::new();
         for key in tree.range(job_key(1)..job_key(floor)).keys() {
             let key = key.map_err(storage("read the records kept apart"))?;
-            kept_apart.insert(super::sled_journal::job_id(&key)?);
+            kept_apart.insert(job_id(&key)?);
         }
         Ok(PruneState {
             floor,
@@ -145,7 +147,7 @@ pub(super) fn pass(
         }
         examined += 1;
         let (key, value) = entry.map_err(storage("scan for pruning"))?;
-        let id = super::sled_journal::job_id(&key)?;
+        let id = job_id(&key)?;
         let record: JobRecord = decode(&key, &value)?;
         let room = state.kept_apart.len() < MAX_KEPT_APART;
         let over = tally.over(policy);
