@@ -60,6 +60,15 @@ max_restarts = 100000
 period_secs = 1
 ";
 
+/// Laid over [`CONFIG`] by the retention soak: answers pruned after two seconds, and at most
+/// 5,000 kept.
+const RETENTION: &str = "\
+[retention]
+answers_secs = 2
+failures_secs = 2
+max_kept = 5000
+";
+
 /// Numbers per Submit frame.
 const BATCH: usize = 512;
 /// Most jobs (submitted or asked for) one connection may have unanswered; well under the
@@ -85,6 +94,16 @@ const IO_TIMEOUT: Duration = Duration::from_secs(60);
 #[test]
 fn chaos_soak_short() {
     run(Params::from_env(20_000, 30));
+}
+
+/// With a retention of a few seconds, the pruner runs all the time beside the kills: nothing
+/// unfinished is pruned (0 lost), and an id asked for after its pruning is answered "pruned",
+/// never "no such job" and never a wrong verdict.
+#[test]
+fn chaos_soak_retention_short() {
+    let mut params = Params::from_env(20_000, 30);
+    params.retention = true;
+    run(params);
 }
 
 #[test]
@@ -129,6 +148,8 @@ struct Params {
     failover: bool,
     /// The share of kills that kill the process, in percent.
     process_percent: u64,
+    /// Finished jobs pruned after a few seconds (see [`RETENTION`]).
+    retention: bool,
 }
 
 impl Params {
@@ -154,6 +175,7 @@ impl Params {
             min_process_kills: 2,
             failover: false,
             process_percent: 10,
+            retention: false,
         }
     }
 }

@@ -41,6 +41,9 @@ pub(super) struct JobRecord {
     pub(super) num: Num,
     /// The first answer seen.
     pub(super) verdict: Option<Verdict>,
+    /// Answered "pruned" before the soak saw its verdict (its answer went to a connection a
+    /// kill cut off): finished, not lost.
+    pub(super) pruned: bool,
 }
 
 #[derive(Default, Debug)]
@@ -54,6 +57,8 @@ pub(super) struct Counters {
     pub(super) duplicates: u64,
     /// Acked ids a Results request called unknown.
     pub(super) forgotten: u64,
+    /// "Pruned" answers (to Results asked again after a kill, or in the audit).
+    pub(super) pruned: u64,
     /// Valid numbers the daemon called invalid.
     pub(super) invalid_jobs: u64,
     /// Numbers the daemon did not accept for now (`Accepted::Refused`): not acked, not failed.
@@ -108,6 +113,9 @@ pub(super) struct Soak {
     pub(super) numbers: Rng,
     pub(super) chaos: Rng,
     pub(super) jobs: HashMap<JobId, JobRecord>,
+    /// Acked ids still owed an answer when a kill cut their connection: only their answers
+    /// can have gone unseen.
+    pub(super) orphaned: HashSet<JobId>,
     pub(super) c: Counters,
     pub(super) problems: Vec<String>,
     pub(super) phase: &'static str,
@@ -124,7 +132,12 @@ pub(super) fn run(params: Params) {
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path().to_path_buf();
     let config = dir.join("chaos.toml");
-    std::fs::write(&config, CONFIG).expect("write the config file");
+    let text = if params.retention {
+        format!("{CONFIG}{RETENTION}")
+    } else {
+        CONFIG.to_string()
+    };
+    std::fs::write(&config, text).expect("write the config file");
     let (daemon, deployment, dir) = if params.failover {
         deploy_pair(&dir, &config, params.testers)
     } else {
@@ -143,6 +156,7 @@ pub(super) fn run(params: Params) {
         daemon,
         oracle,
         jobs: HashMap::new(),
+        orphaned: HashSet::new(),
         c: Counters::default(),
         problems: Vec::new(),
         phase: "stream",
@@ -264,6 +278,8 @@ impl Soak {
         self.phase = "sweep";
         let mut pending = self.drain_and_close();
         pending.sort_unstable();
+        // Answers pushed to the closed connection are not seen: these are owed elsewhere now.
+        self.orphaned.extend(pending.iter().copied());
         let total = pending.len() as u64;
         eprintln!("chaos: final sweep of {total} unanswered acked ids");
         self.session = Session::new(&self.daemon.socket, pending);
@@ -308,6 +324,11 @@ impl Soak {
             ids.swap(i, j);
         }
         ids.truncate(AUDIT_SAMPLE);
+        if self.params.retention {
+            // The audit then meets pruned ids: each must be answered "pruned".
+            self.daemon
+                .wait_for("the pruner at work", |l| l["event"] == "pruned");
+        }
         self.session = Session::new(&self.daemon.socket, ids);
         while !self.session.idle() {
             self.fill_window(false);
@@ -418,6 +439,7 @@ impl Soak {
         match response {
             Response::Accepted { items } => self.accepted(items),
             Response::Done(report) => self.done(report),
+            Response::Pruned { id, reason } => self.pruned(id, &reason),
             Response::Unknown { id, error } => {
                 if self.session.watched.remove(&id) {
                     self.c.forgotten += 1;
@@ -468,7 +490,14 @@ impl Soak {
                         ));
                         continue;
                     }
-                    self.jobs.insert(id, JobRecord { num, verdict: None });
+                    self.jobs.insert(
+                        id,
+                        JobRecord {
+                            num,
+                            verdict: None,
+                            pruned: false,
+                        },
+                    );
                     self.c.acked += 1;
                     self.session.watched.insert(id);
                 }
@@ -485,6 +514,35 @@ impl Soak {
                         eprintln!("chaos: {input} not accepted for now: {error}");
                     }
                 }
+            }
+        }
+    }
+
+    /// A job answered "pruned": right only for a job acked to us and asked for here.
+    pub(super) fn pruned(&mut self, id: JobId, reason: &str) {
+        if !self.session.watched.remove(&id) {
+            self.c.duplicates += 1;
+            self.problem(format!("Pruned for id {id} never asked here: {reason}"));
+            return;
+        }
+        self.session.answered.insert(id);
+        self.c.pruned += 1;
+        let orphaned = self.orphaned.contains(&id);
+        let phase = self.phase;
+        match self.jobs.get_mut(&id) {
+            // Answered before (the audit asks again): right.
+            Some(job) if job.verdict.is_some() => {}
+            // Its answer went to a connection that was cut off, then was pruned: finished.
+            Some(job) if orphaned => job.pruned = true,
+            Some(_) => {
+                self.c.forgotten += 1;
+                self.problem(format!(
+                    "id {id}, owed to a live connection, answered pruned ({phase})"
+                ));
+            }
+            None => {
+                self.c.forgotten += 1;
+                self.problem(format!("id {id}, never acked to us, answered pruned"));
             }
         }
     }
@@ -664,6 +722,7 @@ impl Soak {
         self.c.unacked_at_crash += self.session.unacked_numbers as u64;
         let mut orphans: Vec<JobId> = self.session.watched.drain().collect();
         orphans.append(&mut self.session.to_request);
+        self.orphaned.extend(orphans.iter().copied());
         self.c.restarts += 1;
         eprintln!(
             "chaos: daemon restart #{} ({} acked ids to ask again, {} unacked numbers dropped)",
@@ -704,14 +763,24 @@ impl Soak {
         stream_time: Duration,
         elapsed: Duration,
     ) {
-        let lost = self.jobs.values().filter(|j| j.verdict.is_none()).count() as u64;
+        let lost = self
+            .jobs
+            .values()
+            .filter(|j| j.verdict.is_none() && !j.pruned)
+            .count() as u64;
+        let pruned_unseen = self
+            .jobs
+            .values()
+            .filter(|j| j.verdict.is_none() && j.pruned)
+            .count() as u64;
         let results = self.jobs.values().filter(|j| j.verdict.is_some()).count() as u64;
         let c = &self.c;
         println!(
-            "jobs={} acked={} results={} lost={} wrong={} duplicates={} kills={}",
+            "jobs={} acked={} results={} pruned={} lost={} wrong={} duplicates={} kills={}",
             c.submitted,
             c.acked,
             results,
+            c.pruned,
             lost,
             c.wrong,
             c.duplicates,
@@ -754,9 +823,17 @@ impl Soak {
         assert_eq!(lost, 0, "acked jobs lost; {verdict}");
         assert_eq!(c.wrong, 0, "wrong answers; {verdict}");
         assert_eq!(c.duplicates, 0, "duplicate answers or ids; {verdict}");
-        assert_eq!(results, c.acked, "results for every acked job; {verdict}");
+        assert_eq!(
+            results + pruned_unseen,
+            c.acked,
+            "results for every acked job; {verdict}"
+        );
         assert_eq!(c.results, results, "first answers counted once; {verdict}");
         assert_eq!(c.invalid_jobs, 0, "valid numbers called invalid; {verdict}");
+        assert_eq!(
+            c.forgotten, 0,
+            "acked ids called unknown or pruned unseen; {verdict}"
+        );
         assert_eq!(
             self.kills(),
             self.params.kills,
