@@ -482,11 +482,12 @@ impl Journal for SledJournal {
     fn prune(&self, policy: &Retention, now_ms: u64, budget: usize) -> Result<Pass, JournalError> {
         let mut state = lock(&self.prune);
         let next_id = *lock(&self.next_id);
+        let low_water = lock(&self.window).base();
         let completed = self.counts().completed;
         let pass = sled_prune::pass(
             &self.tree,
             &mut state,
-            (next_id, completed),
+            (next_id, low_water, completed),
             policy,
             now_ms,
             budget,

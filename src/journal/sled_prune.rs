@@ -99,12 +99,13 @@ impl Deletions {
     }
 }
 
-/// One pass: those kept apart first (a few), then from the floor up, to the first answer
-/// still within its period or the budget.
+/// One pass: those kept apart first (a few); then, while too many are kept, the finished jobs
+/// below the low-water mark without reading them; then from the floor up, reading each, to the
+/// first answer still within its period or the budget.
 pub(super) fn pass(
     tree: &sled::Tree,
     state: &mut PruneState,
-    (next_id, completed): (JobId, u64),
+    (next_id, low_water, completed): (JobId, JobId, u64),
     policy: &Retention,
     now_ms: u64,
     budget: usize,
@@ -137,6 +138,20 @@ pub(super) fn pass(
                 tally.prune(state, &mut deletions, &key);
                 state.kept_apart.remove(&id);
             }
+        }
+    }
+    // Too many kept, and every job below the low-water mark is finished: those go whatever
+    // they are, without reading them (the common case under steady work).
+    let excess = tally.kept.saturating_sub(policy.max_kept);
+    let blind = excess
+        .min(low_water.saturating_sub(state.floor))
+        .min(budget.saturating_sub(examined) as u64);
+    for id in state.floor..state.floor + blind {
+        examined += 1;
+        tally.prune(state, &mut deletions, &job_key(id));
+        state.floor = id + 1;
+        if deletions.count >= DELETES_PER_BATCH {
+            deletions.apply(tree, state)?;
         }
     }
     let mut stopped = false;
