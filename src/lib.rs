@@ -19,8 +19,8 @@
 //! The work:
 //! - [`job`]: the vocabulary of jobs: ids, tasks, verdicts, results.
 //! - [`jobs`]: a job's life in the daemon (intake, admission, acknowledgement, placement,
-//!   finishing once, cancel, remote changes): the one way in for connections, operator
-//!   requests, testers and the etcd follower.
+//!   finishing once, cancel, remote changes, and the pruning chore): the one way in for
+//!   connections, operator requests, testers and the etcd follower.
 //! - [`number`]: client input parsed into canonical numbers; a job's cost.
 //! - [`primality`]: the one place that decides whether a number is prime.
 //! - [`rng`]: a small seedable generator (make-prime candidates, bench mixes).
