@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::record::{CompleteOnce, JobRecord, StoredTask};
+use super::record::{CompleteOnce, JobRecord};
 use super::{BoxFuture, Completion, Counts, InFlightIter, Journal, JournalError, Lookup, Ticket};
 use crate::event::Event;
 use crate::job::{now_ms, InFlight, Job, JobId, Task, Verdict};
@@ -54,13 +54,7 @@ impl Journal for MemoryJournal {
         for task in tasks {
             state.next_id += 1;
             let id = state.next_id;
-            let record = JobRecord {
-                task: StoredTask::from(&task),
-                submitted_ms: now_ms(),
-                attempts: 0,
-                faults: 0,
-                outcome: None,
-            };
+            let record = JobRecord::accepted(&task, now_ms());
             state.jobs.insert(id, record);
             state.counts.in_flight += 1;
             jobs.push(Job {

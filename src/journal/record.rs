@@ -124,6 +124,17 @@ impl From<&StoredTask> for Task {
 }
 
 impl JobRecord {
+    /// The record of a job just accepted: no attempt, no fault, no outcome yet.
+    pub(crate) fn accepted(task: &Task, submitted_ms: u64) -> JobRecord {
+        JobRecord {
+            task: StoredTask::from(task),
+            submitted_ms,
+            attempts: 0,
+            faults: 0,
+            outcome: None,
+        }
+    }
+
     pub(crate) fn pending(&self, id: JobId) -> Option<Job> {
         self.outcome.is_none().then(|| Job {
             id,

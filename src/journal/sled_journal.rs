@@ -29,7 +29,7 @@ use tracing::info;
 use super::integrity;
 use super::mark::Mark;
 use super::migrate;
-use super::record::{CompleteOnce, JobRecord, StoredTask, FORMAT};
+use super::record::{CompleteOnce, JobRecord, FORMAT};
 use super::sled_keys::{
     be_u64, corrupt, decode, describe, encode, job_key, read_counter, storage, FORMAT_KEY,
     LOW_WATER_KEY, NEXT_ID_KEY,
@@ -393,13 +393,7 @@ impl Journal for SledJournal {
             let (first, before) = (*next_id, jobs.len());
             let mut batch = sled::Batch::default();
             for (id, task) in (first..).zip(tasks.by_ref().take(ACCEPT_CHUNK)) {
-                let record = JobRecord {
-                    task: StoredTask::from(&task),
-                    submitted_ms,
-                    attempts: 0,
-                    faults: 0,
-                    outcome: None,
-                };
+                let record = JobRecord::accepted(&task, submitted_ms);
                 batch.insert(&job_key(id), encode(&record)?);
                 jobs.push(Job {
                     id,

@@ -399,13 +399,7 @@ impl Journal for EtcdJournal {
                     reason: "allocated an id that is already a job's: next_id is behind".into(),
                 });
             }
-            let record = JobRecord {
-                task: StoredTask::from(&task),
-                submitted_ms,
-                attempts: 0,
-                faults: 0,
-                outcome: None,
-            };
+            let record = JobRecord::accepted(&task, submitted_ms);
             state.jobs.insert(id, record);
             state.in_flight += 1;
             ticket = state.mark_job(id);
