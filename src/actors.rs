@@ -48,10 +48,6 @@ impl<M: Message> Handle<M> {
         }
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// The incarnation alive now, if any.
     pub fn get(&self) -> Option<ActorRef<M>> {
         cell(&self.name).map(ActorRef::from)

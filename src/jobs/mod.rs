@@ -144,10 +144,6 @@ impl Jobs {
         }
     }
 
-    pub fn activity(&self) -> &Arc<Activity> {
-        &self.activity
-    }
-
     /// Numbers to test, parsed against the digit limit; an over-long request is refused whole.
     pub fn submission(&self, numbers: Vec<String>) -> Result<Submission, String> {
         if numbers.len() > MAX_BATCH {

@@ -203,6 +203,21 @@ async fn running(daemon: &Daemon, id: JobId) -> TesterId {
     .expect("the job starts")
 }
 
+/// Kills `actor` while `long` holds the only tester and `queued` jobs wait behind it; once a
+/// tester runs `long` again, cancels it so the rest can run, and returns every report.
+async fn kill_then_release(
+    daemon: &Daemon,
+    client: &mut Client,
+    actor: ractor::ActorCell,
+    long: JobId,
+    queued: usize,
+) -> HashMap<JobId, Report> {
+    actor.kill_and_wait(Some(PATIENCE)).await.unwrap();
+    running(daemon, long).await;
+    daemon.jobs.cancel(long).await.unwrap();
+    client.reports(queued + 1).await
+}
+
 const PRIMES: [&str; 4] = ["97", "1000000007", "18446744073709551557", "2"];
 const COMPOSITES: [&str; 3] = ["91", "1000000008", "18446744073709551555"];
 
@@ -247,16 +262,8 @@ async fn a_crashed_tester_is_sent_its_jobs_again() {
     let numbers: Vec<&str> = PRIMES.iter().chain(&COMPOSITES).copied().collect();
     daemon.submit(&numbers, &client.out).await;
     let queued = client.accepted().await;
-    pool::tester(tester)
-        .get()
-        .unwrap()
-        .kill_and_wait(Some(PATIENCE))
-        .await
-        .unwrap();
-    // The successor runs the long job again first or later; stop it so the rest can run.
-    running(&daemon, long).await;
-    daemon.jobs.cancel(long).await.unwrap();
-    let reports = client.reports(queued.len() + 1).await;
+    let actor = pool::tester(tester).get().unwrap().get_cell();
+    let reports = kill_then_release(&daemon, &mut client, actor, long, queued.len()).await;
     assert_eq!(
         verdicts(&reports, &queued),
         [PRIME, PRIME, PRIME, PRIME, COMPOSITE, COMPOSITE, COMPOSITE]
@@ -279,15 +286,8 @@ async fn a_crashed_balancer_places_the_journals_jobs_again() {
     running(&daemon, long).await;
     daemon.submit(&COMPOSITES, &client.out).await;
     let queued = client.accepted().await;
-    BALANCER_ACTOR
-        .get()
-        .unwrap()
-        .kill_and_wait(Some(PATIENCE))
-        .await
-        .unwrap();
-    running(&daemon, long).await;
-    daemon.jobs.cancel(long).await.unwrap();
-    let reports = client.reports(queued.len() + 1).await;
+    let actor = BALANCER_ACTOR.get().unwrap().get_cell();
+    let reports = kill_then_release(&daemon, &mut client, actor, long, queued.len()).await;
     assert_eq!(
         verdicts(&reports, &queued),
         [COMPOSITE, COMPOSITE, COMPOSITE]
