@@ -320,6 +320,7 @@ fn serve_options(args: ServeArgs) -> anyhow::Result<ServeOptions> {
         backend: Backend::parse(args.journal.as_deref().unwrap_or(&config.journal.backend))
             .map_err(anyhow::Error::msg)?,
         lease_ttl: Duration::from_secs(config.journal.lease_ttl_secs),
+        compact_every: Duration::from_secs_f64(config.journal.compact_secs),
         journal: JournalOptions {
             cache_bytes: config.journal.cache_capacity_mb.saturating_mul(1 << 20),
             max_events: config.journal.max_events,

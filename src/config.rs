@@ -74,6 +74,7 @@ pub struct LimitsConfig {
 pub struct JournalConfig {
     pub backend: String,
     pub lease_ttl_secs: u64,
+    pub compact_secs: f64,
     pub cache_capacity_mb: u64,
     pub max_events: u64,
 }
@@ -193,6 +194,10 @@ impl Config {
         }
         if self.limits.max_in_flight == 0 {
             bail!("limits.max_in_flight must be at least 1");
+        }
+        seconds("journal.compact_secs", self.journal.compact_secs)?;
+        if self.journal.compact_secs < 0.1 {
+            bail!("journal.compact_secs must be at least 0.1");
         }
         if self.journal.max_events == 0 {
             bail!("journal.max_events must be at least 1");

@@ -50,6 +50,8 @@ pub struct ServeOptions {
     pub backend: Backend,
     /// TTL of an etcd journal's leadership lease: how soon a standby takes over.
     pub lease_ttl: Duration,
+    /// How often the leader of an etcd journal compacts etcd's history.
+    pub compact_every: Duration,
     pub journal: JournalOptions,
     pub tree: TreeOptions,
     pub max_attempts: u32,
@@ -314,7 +316,14 @@ async fn open_journal(options: &ServeOptions) -> anyhow::Result<Opened> {
                 options.socket.display()
             );
             let journal = Arc::new(
-                EtcdJournal::open(target.clone(), options.journal, name, options.lease_ttl).await?,
+                EtcdJournal::open(
+                    target.clone(),
+                    options.journal,
+                    name,
+                    options.lease_ttl,
+                    options.compact_every,
+                )
+                .await?,
             );
             (Arc::clone(&journal) as Arc<dyn Journal>, journal)
         }

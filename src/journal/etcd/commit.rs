@@ -9,7 +9,10 @@ use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp};
 use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 
-use super::{batch, encode, job_key, lock, Dirty, State, CALL_TIMEOUT, COMMIT_PATIENCE};
+use super::{
+    batch, encode, job_key, lock, Dirty, State, CALL_TIMEOUT, COMMIT_PATIENCE, PRUNED_KEY,
+    PRUNE_FLOOR_KEY,
+};
 use crate::journal::{JournalError, Ticket};
 
 /// Pause between retries while etcd is unavailable.
@@ -39,7 +42,8 @@ pub(super) struct Progress {
 /// overwrites the answer the leader stored since, nor holds back the other records.
 fn operations(state: &State, prefix: &str, keys: &[Dirty]) -> Result<Vec<TxnOp>, JournalError> {
     let create_only = state.fence.is_none();
-    keys.iter()
+    let mut ops = keys
+        .iter()
         .filter_map(|key| match key {
             Dirty::Job(id) => state.jobs.get(id).map(|record| {
                 let key = job_key(prefix, *id);
@@ -57,8 +61,28 @@ fn operations(state: &State, prefix: &str, keys: &[Dirty]) -> Result<Vec<TxnOp>,
             Dirty::DropEvent(name) => {
                 Some(Ok(TxnOp::delete(format!("{prefix}event/{name}"), None)))
             }
+            Dirty::Prune { id, .. } => Some(Ok(TxnOp::delete(job_key(prefix, *id), None))),
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    // Deletions queue in order, each with the counters as of itself: the last one's go with
+    // them, so etcd's counters always match the deletions it holds.
+    let counters = keys.iter().rev().find_map(|key| match key {
+        Dirty::Prune { pruned, floor, .. } => Some((*pruned, *floor)),
+        _ => None,
+    });
+    if let Some((pruned, floor)) = counters {
+        ops.push(TxnOp::put(
+            format!("{prefix}{PRUNED_KEY}"),
+            pruned.to_be_bytes().to_vec(),
+            None,
+        ));
+        ops.push(TxnOp::put(
+            format!("{prefix}{PRUNE_FLOOR_KEY}"),
+            floor.to_be_bytes().to_vec(),
+            None,
+        ));
+    }
+    Ok(ops)
 }
 
 /// What the committer needs: where to write, and the mirror (with the fence every write must
@@ -151,7 +175,8 @@ pub(super) async fn commit_loop(
                 return;
             }
             let max_ops = match state.fence {
-                Some(_) => batch::MAX_OPS,
+                // Room for the pruning counters.
+                Some(_) => batch::MAX_OPS - 2,
                 None => batch::MAX_NESTED_OPS,
             };
             let (keys, newest) = batch::take(&mut state.dirty, max_ops);

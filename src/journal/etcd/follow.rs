@@ -126,7 +126,12 @@ impl Follower {
             let Ok(id) = JobId::from_str_radix(hex, 16) else {
                 return;
             };
-            if kind != EventType::Put {
+            if kind == EventType::Delete {
+                state.forget(id);
+                return;
+            }
+            // Written before this daemon pruned it, and seen only now.
+            if state.is_pruned_here(id) {
                 return;
             }
             match decode::<JobRecord>(key, value) {
@@ -169,11 +174,32 @@ impl Follower {
             }
         };
         let mut state = lock(&self.state);
+        // Pruned while the watch was away: finished records below the floor that etcd no
+        // longer holds. (Above it, a record missing from the snapshot may be one of ours not
+        // written yet.)
+        let floor = snapshot.pruning.floor;
+        let gone: Vec<JobId> = state
+            .jobs
+            .range(..floor)
+            .filter(|(id, record)| record.outcome.is_some() && !snapshot.jobs.contains_key(id))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in gone {
+            state.forget(id);
+        }
+        state.pruning.absorb(snapshot.pruning.pruned, floor);
         for (id, record) in snapshot.jobs {
+            if state.is_pruned_here(id) {
+                continue;
+            }
             if let Some(change) = apply_job(&mut state, id, record) {
                 let _ = self.changes.send(change);
             }
         }
+        // Jobs that came and went while the watch was away are in neither: counted afresh.
+        let done = state.jobs.values().filter(|r| r.outcome.is_some()).count() as u64;
+        state.in_flight = state.jobs.len() as u64 - done;
+        state.completed = done + state.pruning.pruned;
         // Merged: events of ours not written yet stay.
         state.events.extend(snapshot.events);
         drop(state);

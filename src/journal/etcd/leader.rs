@@ -115,7 +115,7 @@ pub async fn campaign(
 /// refresh is acknowledged, yet the lease may well survive (a new raft leader renews leases),
 /// and every write is fenced anyway, so the tree keeps running and writes resume with the
 /// quorum, or are refused if another daemon took over meanwhile.
-fn keep_alive(
+pub(super) fn keep_alive(
     client: Client,
     lease: i64,
     ttl: Duration,

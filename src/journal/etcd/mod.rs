@@ -18,7 +18,9 @@
 //! (another daemon took over) deposes it.
 //!
 //! Keys under the target's prefix: `job/<id:016x>` → the job record; `next_id` → the first id
-//! not yet reserved; `event/<at_ms:016x><origin:016x><seq:016x>` → an event; `format` → the
+//! not yet reserved; `pruned` and `prune_floor` → the pruning counters (see [`prune`]);
+//! `watched/<origin:016x>` → how far that daemon's watch has got (see [`compact`]);
+//! `event/<at_ms:016x><origin:016x><seq:016x>` → an event; `format` → the
 //! record format (the sled backend's); `leader/…` → the election's keys; `epoch` → the
 //! current leader's election revision. Ids come from
 //! blocks reserved by compare-and-swap on `next_id`, so that two daemons never allocate the
@@ -27,8 +29,10 @@
 mod batch;
 mod candidate;
 mod commit;
+mod compact;
 mod follow;
 mod leader;
+mod prune;
 mod store;
 mod target;
 
@@ -52,10 +56,11 @@ use store::{check_format, load, reserve_ids};
 use super::record::{CompleteOnce, JobRecord, StoredTask};
 use super::{
     BoxFuture, Completion, Coordination, Counts, Grant, InFlightIter, Journal, JournalError,
-    JournalOptions, Lookup, RemoteChanges, Role as DaemonRole, Ticket,
+    JournalOptions, Lookup, Pass, Retained, RemoteChanges, Role as DaemonRole, Ticket,
 };
 use crate::event::Event;
 use crate::job::{now_ms, InFlight, Job, JobId, Task, Verdict};
+use crate::retention::Retention;
 
 /// Ids reserved at a time; the next block is fetched once half of one is used.
 const ID_BLOCK: u64 = 1 << 16;
@@ -70,6 +75,10 @@ const COMMIT_PATIENCE: Duration = Duration::from_secs(5);
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Jobs handed out per `in_flight` chunk.
 const SCAN_CHUNK: usize = 4096;
+/// The keys (under the prefix) of the pruning counters: finished jobs pruned, and one past the
+/// highest id pruned; both 8 bytes big-endian.
+const PRUNED_KEY: &str = "pruned";
+const PRUNE_FLOOR_KEY: &str = "prune_floor";
 
 /// What this daemon may write.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -91,12 +100,18 @@ fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T, J
     super::record::decode(|| String::from_utf8_lossy(key).into_owned(), bytes)
 }
 
-/// A key the committer must write: a job record, an event, or an event to drop.
+/// A key the committer must write: a job record, an event, or an event to drop; or a pruned
+/// job's record to delete, with the counters as of that deletion.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Dirty {
     Job(JobId),
     Event(String),
     DropEvent(String),
+    Prune {
+        id: JobId,
+        pruned: u64,
+        floor: JobId,
+    },
 }
 
 #[derive(Default)]
@@ -112,7 +127,9 @@ struct Ids {
 struct State {
     jobs: BTreeMap<JobId, JobRecord>,
     in_flight: u64,
+    /// Every job finished, the pruned ones included.
     completed: u64,
+    pruning: prune::Pruning,
     events: BTreeMap<String, Event>,
     event_seq: u64,
     ids: Ids,
@@ -196,6 +213,7 @@ impl EtcdJournal {
         options: JournalOptions,
         name: String,
         lease_ttl: Duration,
+        compact_every: Duration,
     ) -> Result<Self, JournalError> {
         let connect = ConnectOptions::new()
             .with_connect_timeout(CALL_TIMEOUT)
@@ -218,7 +236,8 @@ impl EtcdJournal {
             .jobs
             .keys()
             .next_back()
-            .map_or(1, |id| id.saturating_add(1));
+            .map_or(1, |id| id.saturating_add(1))
+            .max(state.pruning.floor);
         let (start, end) = reserve_ids(&client, &target.prefix, floor)
             .await
             .map_err(open_error)?;
@@ -268,6 +287,16 @@ impl EtcdJournal {
             changes,
         };
         tokio::spawn(follower.run(revision, stopped.clone()));
+        let compactor = compact::Compactor {
+            client: journal.client.clone(),
+            prefix: journal.target.prefix.clone(),
+            origin: journal.origin,
+            lease_ttl,
+            compact_every,
+            state: Arc::clone(&journal.state),
+            seen: journal.candidate.seen.clone(),
+        };
+        tokio::spawn(compactor.run(stopped.clone()));
         tokio::spawn(commit_loop(
             Committer {
                 client: journal.client.clone(),
@@ -289,7 +318,8 @@ impl EtcdJournal {
             .jobs
             .keys()
             .next_back()
-            .map_or(1, |id| id.saturating_add(1));
+            .map_or(1, |id| id.saturating_add(1))
+            .max(state.pruning.floor);
         let ids = &mut state.ids;
         if ids.next.saturating_add(count) > ids.end {
             match ids.spare {
@@ -482,10 +512,38 @@ impl Journal for EtcdJournal {
     }
 
     fn lookup(&self, id: JobId) -> Result<Lookup, JournalError> {
-        Ok(match lock(&self.state).jobs.get(&id) {
+        let state = lock(&self.state);
+        Ok(match state.jobs.get(&id) {
             Some(record) => record.result(id).map_or(Lookup::Pending, Lookup::Done),
+            // Below the floor an id without a record was pruned (or belonged to a block of ids
+            // a daemon reserved and never used: no client ever saw it).
+            None if id > 0 && id < state.pruning.floor => Lookup::Pruned,
             None => Lookup::Unknown,
         })
+    }
+
+    fn prune(&self, policy: &Retention, now_ms: u64, budget: usize) -> Result<Pass, JournalError> {
+        let mut state = lock(&self.state);
+        // Only the leader prunes; and not while etcd cannot take the deletions (they would
+        // only queue up).
+        if state.role != Role::Leader || state.deposed.is_some() || state.unavailable.is_some() {
+            return Ok(Pass::default());
+        }
+        let pass = state.prune_pass(policy, now_ms, budget);
+        drop(state);
+        if pass.pruned > 0 {
+            self.wake.notify_one();
+        }
+        Ok(pass)
+    }
+
+    fn retained(&self) -> Retained {
+        let state = lock(&self.state);
+        Retained {
+            kept: state.completed.saturating_sub(state.pruning.pruned),
+            pruned: state.pruning.pruned,
+            oldest_kept_ms: state.pruning.oldest_kept_ms,
+        }
     }
 
     fn counts(&self) -> Counts {

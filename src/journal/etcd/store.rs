@@ -7,6 +7,7 @@ use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
 
 use super::{
     decode, prefix_end, EtcdTarget, State, CALL_TIMEOUT, COMMIT_PATIENCE, ID_BLOCK, MAX_REPLY,
+    PRUNED_KEY, PRUNE_FLOOR_KEY,
 };
 use crate::event::Event;
 use crate::job::JobId;
@@ -23,6 +24,7 @@ pub(super) async fn load(client: &Client, prefix: &str) -> Result<(State, i64), 
     let mut state = State::default();
     let mut from = prefix.as_bytes().to_vec();
     let mut revision = 0;
+    let (mut pruned, mut floor) = (0, 0);
     loop {
         let options = GetOptions::new()
             .with_range(prefix_end(prefix))
@@ -50,6 +52,10 @@ pub(super) async fn load(client: &Client, prefix: &str) -> Result<(State, i64), 
             } else if let Some(event_key) = name.strip_prefix("event/") {
                 let event: Event = decode(kv.key(), kv.value()).map_err(|e| e.to_string())?;
                 state.events.insert(event_key.to_string(), event);
+            } else if name == PRUNED_KEY {
+                pruned = counter(&key, kv.value())?;
+            } else if name == PRUNE_FLOOR_KEY {
+                floor = counter(&key, kv.value())?;
             }
         }
         match page.kvs().last() {
@@ -57,9 +63,20 @@ pub(super) async fn load(client: &Client, prefix: &str) -> Result<(State, i64), 
                 from = last.key().to_vec();
                 from.push(0);
             }
-            _ => return Ok((state, revision)),
+            _ => {
+                // The pruned jobs finished too.
+                state.completed += pruned;
+                state.pruning.absorb(pruned, floor);
+                return Ok((state, revision));
+            }
         }
     }
+}
+
+fn counter(key: &str, value: &[u8]) -> Result<u64, String> {
+    <[u8; 8]>::try_from(value)
+        .map(u64::from_be_bytes)
+        .map_err(|_| format!("{key}: expected 8 bytes, found {}", value.len()))
 }
 
 /// Refuses a journal in another record format, and marks a new one (or one written before the
