@@ -501,26 +501,58 @@ fn a_leader_stopped_cleanly_hands_over_at_once() {
     });
 }
 
-/// Puts `value` at `key` through etcd's JSON gateway (its gRPC API over HTTP on the client
-/// port), as another program writing to the cluster would.
-fn etcd_put(port: u16, key: &str, value: &[u8]) {
+/// Calls etcd's JSON gateway (its gRPC API over HTTP on the client port), as another program
+/// using the cluster would: the reply's body, and whether etcd said 200.
+fn etcd_call(port: u16, path: &str, body: &str) -> (bool, serde_json::Value) {
     use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to etcd");
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send the request");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).expect("read the reply");
+    let body = reply.find("\r\n\r\n").map_or("", |at| &reply[at + 4..]);
+    let json = serde_json::from_str(body).unwrap_or_else(|_| body.into());
+    (reply.starts_with("HTTP/1.1 200"), json)
+}
+
+/// Puts `value` at `key`.
+fn etcd_put(port: u16, key: &str, value: &[u8]) {
     let body = format!(
         r#"{{"key":"{}","value":"{}"}}"#,
         base64(key.as_bytes()),
         base64(value)
     );
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to etcd");
-    write!(
-        stream,
-        "POST /v3/kv/put HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send the put");
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).expect("read the reply");
-    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let (ok, reply) = etcd_call(port, "/v3/kv/put", &body);
+    assert!(ok, "{reply}");
+}
+
+/// How many keys start with `prefix`, at `revision` (0: now): the count and the revision read,
+/// or etcd's error.
+fn etcd_count(port: u16, prefix: &str, revision: i64) -> Result<(u64, i64), String> {
+    let mut end = prefix.as_bytes().to_vec();
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    let body = format!(
+        r#"{{"key":"{}","range_end":"{}","count_only":true,"revision":{revision}}}"#,
+        base64(prefix.as_bytes()),
+        base64(&end)
+    );
+    let (ok, reply) = etcd_call(port, "/v3/kv/range", &body);
+    if !ok {
+        return Err(reply.to_string());
+    }
+    // The gateway writes 64-bit integers as strings, and leaves out zeros.
+    let number = |v: &serde_json::Value| v.as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+    Ok((
+        number(&reply["count"]),
+        number(&reply["header"]["revision"]) as i64,
+    ))
 }
 
 fn base64(bytes: &[u8]) -> String {
@@ -568,4 +600,87 @@ fn a_journal_in_another_format_is_refused() {
         reason.contains("format 3") && reason.contains("format 4"),
         "{reason}"
     );
+}
+
+/// Waits (within 10 s) until `daemon`'s status satisfies `done`, and returns it: a standby
+/// learns of the leader's pruning from its watch, and logs nothing of it.
+fn status_until(
+    daemon: &Daemon,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let status = daemon.status();
+        if done(&status) {
+            return status;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {status}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_leader_prunes_etcd_and_compacts_it_and_every_mirror_follows() {
+    let config = "[retention]\nmax_kept = 100\n[journal]\ncompact_secs = 0.5\n";
+    let Pair {
+        tmp: _tmp,
+        cluster,
+        mut leader,
+        standby,
+        ..
+    } = pair([2, 1], Some(config));
+    let port = cluster.client_port(0);
+    let numbers: Vec<u64> = (0..1000u64).map(|i| 1_000_003 + 2 * i).collect();
+    // Through the standby: its mirror learns the answers, then the deletions, from its watch.
+    let ids = submit(&standby, &numbers);
+    assert_answers(&standby, &ids, &numbers);
+
+    // Once the grace is over, everything but the newest 100 goes, from etcd too.
+    leader.wait_for("the pruning", |l| {
+        l["event"] == "pruned" && l["pruned_total"].as_u64() >= Some(900)
+    });
+    // Deleted from etcd by the committer, soon after the pass.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let revision = loop {
+        let (keys, revision) = etcd_count(port, "/primed-test/job/", 0).expect("count the jobs");
+        if keys == 100 {
+            break revision;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "etcd still holds {keys} records"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let status = status_until(&standby, "the standby's mirror", |s| {
+        s["retention"]["pruned"] == 900
+    });
+    assert_eq!(status["completed"], 1000, "pruning keeps the counts");
+    assert_eq!(status["retention"]["kept"], 100);
+    let out = standby.cli(&["result", &ids[0].to_string()]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("pruned"),
+        "{}",
+        describe(&out)
+    );
+    assert_answers(&standby, &ids[900..], &numbers[900..]);
+
+    // The leader compacts past the deletions: etcd's history of them is gone.
+    leader.wait_for("a compaction past the pruning", |l| {
+        l["event"] == "compacted" && l["revision"].as_i64() >= Some(revision)
+    });
+    let old = etcd_count(port, "/primed-test/job/", 1);
+    assert!(matches!(&old, Err(e) if e.contains("compacted")), "{old:?}");
+
+    // A new leader reads the counters from etcd: ids go on, counts stay.
+    leader.kill9();
+    standby.wait_for("leading", |l| l["event"] == "leading");
+    let status = standby.status();
+    assert_eq!(status["completed"], 1000);
+    assert_eq!(status["retention"]["pruned"], 900);
+    let more = submit(&standby, &[97]);
+    assert!(more[0] > ids[999], "ids are never reused");
+    assert_answers(&standby, &more, &[97]);
 }

@@ -50,11 +50,16 @@ impl Compactor {
         let mut compacted = 0;
         let mut ticks = 0u64;
         // Publications at least as often as compactions, so that each one sees fresh figures.
-        let every = PUBLISH_EVERY.min(self.compact_every).max(Duration::from_millis(100));
+        let every = PUBLISH_EVERY
+            .min(self.compact_every)
+            .max(Duration::from_millis(100));
         let per_compaction = (self.compact_every.as_secs_f64() / every.as_secs_f64()).round();
         let per_compaction = (per_compaction as u64).max(1);
         loop {
-            if lease.as_ref().is_none_or(|(_, lost, _)| lost.borrow().is_some()) {
+            if lease
+                .as_ref()
+                .is_none_or(|(_, lost, _)| lost.borrow().is_some())
+            {
                 lease = self.grant().await;
             }
             if let Some((id, _, _)) = &lease {

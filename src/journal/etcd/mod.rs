@@ -56,7 +56,7 @@ use store::{check_format, load, reserve_ids};
 use super::record::{CompleteOnce, JobRecord, StoredTask};
 use super::{
     BoxFuture, Completion, Coordination, Counts, Grant, InFlightIter, Journal, JournalError,
-    JournalOptions, Lookup, Pass, Retained, RemoteChanges, Role as DaemonRole, Ticket,
+    JournalOptions, Lookup, Pass, RemoteChanges, Retained, Role as DaemonRole, Ticket,
 };
 use crate::event::Event;
 use crate::job::{now_ms, InFlight, Job, JobId, Task, Verdict};

@@ -70,7 +70,8 @@ impl State {
                 kept -= 1;
             } else {
                 let oldest = &mut self.pruning.walk_oldest;
-                *oldest = Some(oldest.map_or(outcome.completed_ms, |o| o.min(outcome.completed_ms)));
+                *oldest =
+                    Some(oldest.map_or(outcome.completed_ms, |o| o.min(outcome.completed_ms)));
             }
         }
         let walked_all = examined < budget;
@@ -207,7 +208,10 @@ mod tests {
         assert!(state.is_pruned_here(1));
         state.forget(1);
         assert!(!state.is_pruned_here(1));
-        assert_eq!(state.pruning.pruned, 1, "its own deletion is not counted twice");
+        assert_eq!(
+            state.pruning.pruned, 1,
+            "its own deletion is not counted twice"
+        );
         // A standby learns of the leader's deletion from its watch.
         let mut standby = state_with(&[(1, 0), (2, 0)], &[]);
         standby.forget(1);
