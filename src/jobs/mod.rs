@@ -398,6 +398,11 @@ impl Jobs {
         self.journal.in_flight()
     }
 
+    /// Every job in flight from id `from` on: the backlog the balancer places as room frees.
+    pub fn in_flight_from(&self, from: JobId) -> InFlightIter {
+        self.journal.in_flight_from(from)
+    }
+
     pub fn counts(&self) -> Counts {
         self.journal.counts()
     }

@@ -330,3 +330,47 @@ async fn a_cancel_racing_a_completion_is_answered_once() {
     client.nothing_more();
     daemon.stop().await;
 }
+
+/// Past the most jobs the testers may hold, the rest wait in the journal only, and are
+/// placed, oldest first, as the queues drain: every job is still answered, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_past_what_the_testers_hold_waits_in_the_journal() {
+    let daemon = Daemon::start(1).await;
+    let mut client = Client::new();
+    let long = occupy_a_tester(&daemon, &mut client).await;
+    running(&daemon, long).await;
+    let total = pool::MAX_PLACED + 10_000;
+    let mut ids = Vec::with_capacity(total);
+    let numbers: Vec<String> = (0..crate::protocol::MAX_BATCH)
+        .map(|i| (i + 2).to_string())
+        .collect();
+    while ids.len() < total {
+        let count = crate::protocol::MAX_BATCH.min(total - ids.len());
+        let chunk: Vec<&str> = numbers[..count].iter().map(String::as_str).collect();
+        daemon.submit(&chunk, &client.out).await;
+        ids.extend(client.accepted().await);
+    }
+    let snapshot = BALANCER_ACTOR
+        .call(pool::BalancerMsg::Snapshot, PATIENCE)
+        .await
+        .expect("the balancer answers");
+    let placed: u64 = snapshot.testers.iter().map(|t| t.queued).sum();
+    assert_eq!(
+        placed as usize,
+        pool::MAX_PLACED,
+        "the rest wait in the journal"
+    );
+    assert_eq!(daemon.jobs.counts().in_flight as usize, total + 1);
+    daemon.jobs.cancel(long).await.unwrap();
+    let reports = client.reports(total + 1).await;
+    assert!(ids.iter().all(|id| reports.contains_key(id)));
+    let n = |id: JobId| reports[&id].n.clone();
+    assert_eq!(
+        n(ids[total - 1]),
+        numbers[(total - 1) % numbers.len()],
+        "the last one too"
+    );
+    client.nothing_more();
+    assert_eq!(daemon.jobs.counts().in_flight, 0);
+    daemon.stop().await;
+}

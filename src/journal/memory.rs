@@ -98,11 +98,11 @@ impl Journal for MemoryJournal {
         Ok(self.state().jobs.get(&id).and_then(|r| r.pending(id)))
     }
 
-    fn in_flight(&self) -> InFlightIter {
+    fn in_flight_from(&self, from: JobId) -> InFlightIter {
         let state = self.state();
         let jobs: Vec<_> = state
             .jobs
-            .iter()
+            .range(from..)
             .filter_map(|(&id, record)| {
                 let job = record.pending(id)?;
                 Some(Ok(InFlight {

@@ -179,8 +179,13 @@ pub trait Journal: Send + Sync + 'static {
     /// The job `id` if it is still in flight (what a restarted tester is sent again).
     fn pending(&self, id: JobId) -> Result<Option<Job>, JournalError>;
 
+    /// Every job still in flight with an id from `from` on, in id order.
+    fn in_flight_from(&self, from: JobId) -> InFlightIter;
+
     /// Every job still in flight, in id order.
-    fn in_flight(&self) -> InFlightIter;
+    fn in_flight(&self) -> InFlightIter {
+        self.in_flight_from(0)
+    }
 
     fn lookup(&self, id: JobId) -> Result<Lookup, JournalError>;
 

@@ -442,12 +442,12 @@ impl Journal for SledJournal {
         Ok(self.read_job(id)?.and_then(|record| record.pending(id)))
     }
 
-    fn in_flight(&self) -> InFlightIter {
+    fn in_flight_from(&self, from: JobId) -> InFlightIter {
         let low_water = lock(&self.window).base();
         let window = Arc::clone(&self.window);
         let jobs = self
             .tree
-            .range(job_key(low_water)..=job_key(JobId::MAX))
+            .range(job_key(low_water.max(from))..=job_key(JobId::MAX))
             .map(move |entry| {
                 let (key, value) = entry.map_err(storage("scan jobs"))?;
                 let id = be_u64(&key, &key[1..])?;

@@ -5,6 +5,11 @@
 //! The replay is streamed: once the first tester asks for its jobs (the pool starts after the
 //! balancer), the journal is read a chunk per message, so testers start on the first jobs (and
 //! new submissions are placed) while a long backlog is still being read.
+//!
+//! At most [`MAX_PLACED`] jobs are placed at once. Beyond that a job stays in the journal only
+//! (it is there already, durable or about to be), and the balancer reads it back, oldest
+//! first, as the queues drain: the same streamed read as the replay. A million jobs in flight
+//! then cost their journal records, not a copy in a queue and in the load table each.
 
 use std::collections::{HashMap, HashSet};
 
@@ -46,6 +51,30 @@ pub enum BalancerMsg {
 
 /// Jobs placed per `ReplayMore`: small enough that other messages wait at most a few ms.
 const REPLAY_CHUNK: usize = 4096;
+/// Most jobs placed at the testers at once (a second or more of small jobs for the pool).
+pub const MAX_PLACED: usize = 65_536;
+
+/// Whether a job handed to the balancer waits in the journal instead of being placed: behind a
+/// read of the journal that will reach it (first come, first placed), or when the testers hold
+/// all they may. A job below the read's position (another daemon's, seen late) is placed.
+fn defers(id: JobId, placed: usize, scan_next: Option<JobId>) -> bool {
+    match scan_next {
+        Some(next) => id >= next,
+        None => placed >= MAX_PLACED,
+    }
+}
+
+/// A read of the journal's jobs in flight, placing them as room frees.
+struct Scan {
+    jobs: InFlightIter,
+    /// The first id not read yet.
+    next: JobId,
+    /// The highest id deferred to this read: a read that ends before it starts again there.
+    deferred: JobId,
+    placed: u64,
+    /// Whether this is the replay of a (re)started balancer (logged when done).
+    replay: bool,
+}
 
 #[derive(Debug, Clone)]
 pub struct LoadSnapshot {
@@ -58,10 +87,12 @@ pub struct BalancerState {
     /// Jobs placed at a tester that was not running: handed over when it asks (no journal
     /// read needed, which matters when a whole backlog is placed before the pool starts).
     undelivered: HashMap<TesterId, Vec<Job>>,
-    /// The journal's jobs in flight still to be placed, and how many were placed so far.
-    replaying: Option<(InFlightIter, u64)>,
+    /// The journal's jobs in flight still to be placed.
+    scan: Option<Scan>,
     /// Whether placing them has begun (on the first tester's request).
     streaming: bool,
+    /// Whether a `ReplayMore` is on its way.
+    refill_queued: bool,
 }
 
 impl BalancerState {
@@ -71,6 +102,24 @@ impl BalancerState {
         if self.table.holds(job.id) {
             return Ok(());
         }
+        let scan_next = self.scan.as_ref().map(|scan| scan.next);
+        if defers(job.id, self.table.len(), scan_next) {
+            let ctx = &self.ctx;
+            let scan = self.scan.get_or_insert_with(|| Scan {
+                jobs: ctx.jobs.in_flight_from(job.id),
+                next: job.id,
+                deferred: job.id,
+                placed: 0,
+                replay: false,
+            });
+            scan.deferred = scan.deferred.max(job.id);
+            return Ok(());
+        }
+        self.assign(job)
+    }
+
+    /// Queues `job` at the least-loaded tester.
+    fn assign(&mut self, job: Job) -> Result<(), ActorProcessingErr> {
         let tester = self
             .table
             .least_loaded()
@@ -125,31 +174,61 @@ impl BalancerState {
         super::tester(tester).send(TesterMsg::Cancel(id));
     }
 
-    /// Places the next chunk of the journal's jobs in flight; false once all are placed.
-    fn replay_chunk(&mut self) -> Result<bool, ActorProcessingErr> {
-        let Some((mut jobs, mut placed)) = self.replaying.take() else {
+    /// Places the next chunk of the journal's jobs in flight, as far as there is room; true if
+    /// there is more, and room for it now.
+    fn refill(&mut self) -> Result<bool, ActorProcessingErr> {
+        let Some(mut scan) = self.scan.take() else {
             return Ok(false);
         };
         let mut in_chunk = 0;
-        for entry in jobs.by_ref().take(REPLAY_CHUNK) {
-            self.place(entry?.job)?;
+        let mut restarted = false;
+        while in_chunk < REPLAY_CHUNK && self.table.len() < MAX_PLACED {
+            let Some(entry) = scan.jobs.next() else {
+                // Jobs deferred after the read began may lie past where it ended.
+                if scan.deferred >= scan.next && !restarted {
+                    scan.jobs = self.ctx.jobs.in_flight_from(scan.next);
+                    restarted = true;
+                    continue;
+                }
+                self.scan_done(&scan);
+                return Ok(false);
+            };
+            let job = entry?.job;
+            scan.next = job.id.saturating_add(1);
+            scan.placed += 1;
             in_chunk += 1;
+            if !self.table.holds(job.id) {
+                self.assign(job)?;
+            }
         }
-        placed += in_chunk as u64;
-        if in_chunk == REPLAY_CHUNK {
-            self.replaying = Some((jobs, placed));
-            return Ok(true);
+        self.scan = Some(scan);
+        Ok(self.table.len() < MAX_PLACED)
+    }
+
+    fn scan_done(&self, scan: &Scan) {
+        if !scan.replay {
+            return;
         }
         info!(
             actor = BALANCER,
-            jobs = placed,
+            jobs = scan.placed,
             event = "replay",
             "placed every job in flight"
         );
         self.ctx
             .events
-            .record(Event::new(EventKind::Replay, BALANCER).count(placed));
-        Ok(false)
+            .record(Event::new(EventKind::Replay, BALANCER).count(scan.placed));
+    }
+
+    /// Asks itself to place more of the backlog, if there is one and the queues have drained
+    /// to half of what they may hold.
+    fn refill_soon(&mut self, myself: &ActorRef<BalancerMsg>) -> Result<(), ActorProcessingErr> {
+        let due = self.streaming && self.scan.is_some() && self.table.len() <= MAX_PLACED / 2;
+        if due && !self.refill_queued {
+            self.refill_queued = true;
+            myself.send_message(BalancerMsg::ReplayMore)?;
+        }
+        Ok(())
     }
 
     /// Sends `tester` every job it holds that is still in flight (reading each from the
@@ -220,10 +299,17 @@ impl Actor for Balancer {
             table: LoadTable::new(ctx.testers()),
             ctx,
             undelivered: HashMap::new(),
-            replaying: None,
+            scan: None,
             streaming: false,
+            refill_queued: false,
         };
-        state.replaying = Some((state.ctx.jobs.in_flight(), 0));
+        state.scan = Some(Scan {
+            jobs: state.ctx.jobs.in_flight(),
+            next: 0,
+            deferred: 0,
+            placed: 0,
+            replay: true,
+        });
         Ok(state)
     }
 
@@ -235,10 +321,12 @@ impl Actor for Balancer {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             BalancerMsg::ReplayMore => {
+                state.refill_queued = false;
                 // A message to itself runs again at once on this worker: let the rest of
                 // the tree (the pool starting up) have its turn first.
                 tokio::task::yield_now().await;
-                if state.replay_chunk()? {
+                if state.refill()? {
+                    state.refill_queued = true;
                     myself.send_message(BalancerMsg::ReplayMore)?;
                 }
             }
@@ -246,20 +334,20 @@ impl Actor for Balancer {
                 for job in jobs {
                     state.place(job)?;
                 }
+                state.refill_soon(&myself)?;
             }
             BalancerMsg::Replay(tester) => {
                 state.replay(tester)?;
                 // The pool is up (it starts after us): time to place the journal's backlog.
-                if !state.streaming && state.replaying.is_some() {
-                    state.streaming = true;
-                    myself.send_message(BalancerMsg::ReplayMore)?;
-                }
+                state.streaming = true;
+                state.refill_soon(&myself)?;
             }
             BalancerMsg::Holders(ids, reply) => {
                 let _ = reply.send(ids.iter().map(|&id| state.table.holder(id)).collect());
             }
             BalancerMsg::Done { id } => {
                 state.table.remove(id);
+                state.refill_soon(&myself)?;
             }
             BalancerMsg::Cancel { id } => state.cancel(id),
             BalancerMsg::Resize(testers, reply) => {
@@ -273,5 +361,22 @@ impl Actor for Balancer {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_waits_behind_a_read_that_will_reach_it_or_when_the_testers_are_full() {
+        assert!(!defers(7, 0, None));
+        assert!(defers(7, MAX_PLACED, None), "full: it waits in the journal");
+        assert!(defers(7, 0, Some(5)), "first come, first placed");
+        assert!(defers(5, 0, Some(5)));
+        assert!(
+            !defers(4, MAX_PLACED, Some(5)),
+            "behind the read: placed, or it would never be"
+        );
     }
 }

@@ -26,6 +26,11 @@ impl LoadTable {
         }
     }
 
+    /// How many jobs are placed.
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
     pub fn holds(&self, id: JobId) -> bool {
         self.jobs.contains_key(&id)
     }

@@ -8,7 +8,7 @@ mod tester;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-pub use balancer::{Balancer, BalancerMsg, BalancerSpec, LoadSnapshot, BALANCER};
+pub use balancer::{Balancer, BalancerMsg, BalancerSpec, LoadSnapshot, BALANCER, MAX_PLACED};
 pub use load::LoadTable;
 pub use tester::{Tester, TesterMsg, TesterSpec};
 

@@ -486,10 +486,10 @@ impl Journal for EtcdJournal {
             .and_then(|record| record.pending(id)))
     }
 
-    fn in_flight(&self) -> InFlightIter {
+    fn in_flight_from(&self, from: JobId) -> InFlightIter {
         let state = Arc::clone(&self.state);
         // The next id to look at; None once the id space is exhausted.
-        let mut from = Some(0);
+        let mut from = Some(from);
         let mut chunk: VecDeque<InFlight> = VecDeque::new();
         Box::new(std::iter::from_fn(move || {
             if chunk.is_empty() {
