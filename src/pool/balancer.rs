@@ -103,7 +103,7 @@ impl BalancerState {
             return Ok(());
         }
         let scan_next = self.scan.as_ref().map(|scan| scan.next);
-        if defers(job.id, self.table.len(), scan_next) {
+        if defers(job.id, self.table.placed(), scan_next) {
             let ctx = &self.ctx;
             let scan = self.scan.get_or_insert_with(|| Scan {
                 jobs: ctx.jobs.in_flight_from(job.id),
@@ -182,7 +182,7 @@ impl BalancerState {
         };
         let mut in_chunk = 0;
         let mut restarted = false;
-        while in_chunk < REPLAY_CHUNK && self.table.len() < MAX_PLACED {
+        while in_chunk < REPLAY_CHUNK && self.table.placed() < MAX_PLACED {
             let Some(entry) = scan.jobs.next() else {
                 // Jobs deferred after the read began may lie past where it ended.
                 if scan.deferred >= scan.next && !restarted {
@@ -202,7 +202,7 @@ impl BalancerState {
             }
         }
         self.scan = Some(scan);
-        Ok(self.table.len() < MAX_PLACED)
+        Ok(self.table.placed() < MAX_PLACED)
     }
 
     fn scan_done(&self, scan: &Scan) {
@@ -223,7 +223,7 @@ impl BalancerState {
     /// Asks itself to place more of the backlog, if there is one and the queues have drained
     /// to half of what they may hold.
     fn refill_soon(&mut self, myself: &ActorRef<BalancerMsg>) -> Result<(), ActorProcessingErr> {
-        let due = self.streaming && self.scan.is_some() && self.table.len() <= MAX_PLACED / 2;
+        let due = self.streaming && self.scan.is_some() && self.table.placed() <= MAX_PLACED / 2;
         if due && !self.refill_queued {
             self.refill_queued = true;
             myself.send_message(BalancerMsg::ReplayMore)?;

@@ -27,7 +27,7 @@ impl LoadTable {
     }
 
     /// How many jobs are placed.
-    pub fn len(&self) -> usize {
+    pub fn placed(&self) -> usize {
         self.jobs.len()
     }
 
