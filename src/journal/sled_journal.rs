@@ -554,8 +554,23 @@ mod tests {
         max_events: 3,
     };
 
+    /// Opens the journal in `dir`, which this process may just have closed: sled's own I/O
+    /// threads let go of a closed database (and of its lock) a moment later, and say nothing
+    /// when they do, so a reopen in the same process tries again for a while.
+    fn try_open(dir: &Path) -> Result<SledJournal, JournalError> {
+        for _ in 0..500 {
+            match SledJournal::open(dir, OPTIONS) {
+                Err(JournalError::Locked { .. }) => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                opened => return opened,
+            }
+        }
+        SledJournal::open(dir, OPTIONS)
+    }
+
     fn open(dir: &Path) -> SledJournal {
-        SledJournal::open(dir, OPTIONS).unwrap()
+        try_open(dir).unwrap()
     }
 
     fn numbers(values: &[u64]) -> Vec<Task> {
@@ -733,7 +748,7 @@ mod tests {
             journal.flush().unwrap();
         }
         std::fs::remove_file(dir.path().join("db")).unwrap();
-        match SledJournal::open(dir.path(), OPTIONS) {
+        match try_open(dir.path()) {
             Err(JournalError::Damaged { reason, .. }) => {
                 assert!(reason.contains("below 4"), "{reason}")
             }
@@ -752,7 +767,7 @@ mod tests {
                 .unwrap();
             journal.flush().unwrap();
         }
-        let refused = SledJournal::open(dir.path(), OPTIONS);
+        let refused = try_open(dir.path());
         assert!(
             matches!(
                 refused,

@@ -684,3 +684,52 @@ fn the_leader_prunes_etcd_and_compacts_it_and_every_mirror_follows() {
     assert!(more[0] > ids[999], "ids are never reused");
     assert_answers(&standby, &more, &[97]);
 }
+
+/// The soak of retention on etcd (a benchmark, not a test: it prints): jobs at full speed
+/// through the leader of two daemons on a three-member cluster, keeping the newest 100,000,
+/// printing for each step jobs/s, etcd's database (member 0: its file, and what is in use),
+/// each daemon's RSS, and the kept and pruned counts.
+#[test]
+#[ignore = "benchmark: SOAK_JOBS=2000000 cargo xtask test --release --test it -- --ignored --nocapture etcd_retention_soak"]
+fn etcd_retention_soak() {
+    let total: u64 = std::env::var("SOAK_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000_000);
+    let config = "[retention]\nmax_kept = 100000\n[journal]\ncompact_secs = 10\n";
+    let Pair {
+        tmp: _tmp,
+        cluster,
+        leader,
+        standby,
+        ..
+    } = pair([2, 1], Some(config));
+    let port = cluster.client_port(0);
+    let step = 200_000;
+    for n in 1..=total / step {
+        let out = leader.cli(&[
+            "bench",
+            "--json",
+            "--mix",
+            "u64",
+            "--jobs",
+            &step.to_string(),
+        ]);
+        assert!(out.status.success(), "{}", describe(&out));
+        let bench = &parse_lines(&out.stdout)[0];
+        let status = leader.status();
+        let (_, db) = etcd_call(port, "/v3/maintenance/status", "{}");
+        let number = |v: &serde_json::Value| v.as_str().and_then(|s| s.parse::<f64>().ok());
+        let line = serde_json::json!({
+            "jobs": n * step,
+            "jobs_per_sec": bench["jobs_per_sec"],
+            "etcd_db_mb": number(&db["dbSize"]).map(|b| b / 1e6),
+            "etcd_db_in_use_mb": number(&db["dbSizeInUse"]).map(|b| b / 1e6),
+            "leader_rss_mb": crate::retention::rss_kb(leader.pid()) as f64 / 1e3,
+            "standby_rss_mb": crate::retention::rss_kb(standby.pid()) as f64 / 1e3,
+            "kept": status["retention"]["kept"],
+            "pruned": status["retention"]["pruned"],
+        });
+        println!("{line}");
+    }
+}

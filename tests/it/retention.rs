@@ -160,7 +160,7 @@ fn retention_soak() {
     }
 }
 
-fn rss_kb(pid: u32) -> u64 {
+pub fn rss_kb(pid: u32) -> u64 {
     let status =
         std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the daemon's status");
     status
