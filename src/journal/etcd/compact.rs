@@ -66,7 +66,7 @@ impl Compactor {
                 self.publish(*id).await;
             }
             ticks += 1;
-            if ticks % per_compaction == 0 && lock(&self.state).role == Role::Leader {
+            if ticks.is_multiple_of(per_compaction) && lock(&self.state).role == Role::Leader {
                 compacted = self.compact(compacted).await;
             }
             tokio::select! {
