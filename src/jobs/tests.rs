@@ -374,3 +374,49 @@ async fn a_backlog_past_what_the_testers_hold_waits_in_the_journal() {
     assert_eq!(daemon.jobs.counts().in_flight, 0);
     daemon.stop().await;
 }
+
+/// Cancels free room too, without the completions that otherwise ask for the backlog: the jobs
+/// waiting in the journal are placed once the placed ones are cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_the_placed_jobs_places_the_backlog() {
+    let daemon = Daemon::start(1).await;
+    let mut client = Client::new();
+    let long = occupy_a_tester(&daemon, &mut client).await;
+    running(&daemon, long).await;
+    let total = pool::MAX_PLACED - 1 + 100;
+    let mut ids = Vec::with_capacity(total);
+    let numbers: Vec<String> = (0..crate::protocol::MAX_BATCH)
+        .map(|i| (i + 2).to_string())
+        .collect();
+    while ids.len() < total {
+        let count = crate::protocol::MAX_BATCH.min(total - ids.len());
+        let chunk: Vec<&str> = numbers[..count].iter().map(String::as_str).collect();
+        daemon.submit(&chunk, &client.out).await;
+        ids.extend(client.accepted().await);
+    }
+    for &id in &ids[..pool::MAX_PLACED - 1] {
+        daemon.jobs.cancel(id).await.unwrap();
+    }
+    // The long job still holds the tester: the backlog can only be placed, not run.
+    let placed = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let snapshot = BALANCER_ACTOR
+                .call(pool::BalancerMsg::Snapshot, PATIENCE)
+                .await
+                .expect("the balancer answers");
+            let placed: u64 = snapshot.testers.iter().map(|t| t.queued).sum();
+            if placed == 101 {
+                return placed;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(placed, Ok(101), "the long job and the 100 that waited");
+    daemon.jobs.cancel(long).await.unwrap();
+    let reports = client.reports(total + 1).await;
+    assert!(ids[pool::MAX_PLACED - 1..]
+        .iter()
+        .all(|id| reports[id].verdict != Verdict::Cancelled));
+    daemon.stop().await;
+}

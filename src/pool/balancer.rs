@@ -349,9 +349,14 @@ impl Actor for Balancer {
                 state.table.remove(id);
                 state.refill_soon(&myself)?;
             }
-            BalancerMsg::Cancel { id } => state.cancel(id),
+            // Either frees room: a cancel without the `Done` that would ask for the backlog.
+            BalancerMsg::Cancel { id } => {
+                state.cancel(id);
+                state.refill_soon(&myself)?;
+            }
             BalancerMsg::Resize(testers, reply) => {
                 state.resize(testers)?;
+                state.refill_soon(&myself)?;
                 let _ = reply.send(());
             }
             BalancerMsg::Snapshot(reply) => {
