@@ -218,6 +218,33 @@ async fn kill_then_release(
     client.reports(queued + 1).await
 }
 
+/// The number of the `i`th job [`submit_many`] submits.
+fn nth_number(i: usize) -> String {
+    (i % crate::protocol::MAX_BATCH + 2).to_string()
+}
+
+/// Submits `total` small numbers in batches as large as a frame allows; their ids, in order.
+async fn submit_many(daemon: &Daemon, client: &mut Client, total: usize) -> Vec<JobId> {
+    let mut ids = Vec::with_capacity(total);
+    while ids.len() < total {
+        let count = crate::protocol::MAX_BATCH.min(total - ids.len());
+        let numbers: Vec<String> = (ids.len()..ids.len() + count).map(nth_number).collect();
+        let chunk: Vec<&str> = numbers.iter().map(String::as_str).collect();
+        daemon.submit(&chunk, &client.out).await;
+        ids.extend(client.accepted().await);
+    }
+    ids
+}
+
+/// How many jobs the balancer has placed at the testers.
+async fn placed() -> u64 {
+    let snapshot = BALANCER_ACTOR
+        .call(pool::BalancerMsg::Snapshot, PATIENCE)
+        .await
+        .expect("the balancer answers");
+    snapshot.testers.iter().map(|t| t.queued).sum()
+}
+
 const PRIMES: [&str; 4] = ["97", "1000000007", "18446744073709551557", "2"];
 const COMPOSITES: [&str; 3] = ["91", "1000000008", "18446744073709551555"];
 
@@ -340,23 +367,9 @@ async fn a_backlog_past_what_the_testers_hold_waits_in_the_journal() {
     let long = occupy_a_tester(&daemon, &mut client).await;
     running(&daemon, long).await;
     let total = pool::MAX_PLACED + 10_000;
-    let mut ids = Vec::with_capacity(total);
-    let numbers: Vec<String> = (0..crate::protocol::MAX_BATCH)
-        .map(|i| (i + 2).to_string())
-        .collect();
-    while ids.len() < total {
-        let count = crate::protocol::MAX_BATCH.min(total - ids.len());
-        let chunk: Vec<&str> = numbers[..count].iter().map(String::as_str).collect();
-        daemon.submit(&chunk, &client.out).await;
-        ids.extend(client.accepted().await);
-    }
-    let snapshot = BALANCER_ACTOR
-        .call(pool::BalancerMsg::Snapshot, PATIENCE)
-        .await
-        .expect("the balancer answers");
-    let placed: u64 = snapshot.testers.iter().map(|t| t.queued).sum();
+    let ids = submit_many(&daemon, &mut client, total).await;
     assert_eq!(
-        placed as usize,
+        placed().await as usize,
         pool::MAX_PLACED,
         "the rest wait in the journal"
     );
@@ -364,10 +377,9 @@ async fn a_backlog_past_what_the_testers_hold_waits_in_the_journal() {
     daemon.jobs.cancel(long).await.unwrap();
     let reports = client.reports(total + 1).await;
     assert!(ids.iter().all(|id| reports.contains_key(id)));
-    let n = |id: JobId| reports[&id].n.clone();
     assert_eq!(
-        n(ids[total - 1]),
-        numbers[(total - 1) % numbers.len()],
+        reports[&ids[total - 1]].n,
+        nth_number(total - 1),
         "the last one too"
     );
     client.nothing_more();
@@ -384,31 +396,17 @@ async fn cancelling_the_placed_jobs_places_the_backlog() {
     let long = occupy_a_tester(&daemon, &mut client).await;
     running(&daemon, long).await;
     let total = pool::MAX_PLACED - 1 + 100;
-    let mut ids = Vec::with_capacity(total);
-    let numbers: Vec<String> = (0..crate::protocol::MAX_BATCH)
-        .map(|i| (i + 2).to_string())
-        .collect();
-    while ids.len() < total {
-        let count = crate::protocol::MAX_BATCH.min(total - ids.len());
-        let chunk: Vec<&str> = numbers[..count].iter().map(String::as_str).collect();
-        daemon.submit(&chunk, &client.out).await;
-        ids.extend(client.accepted().await);
-    }
+    let ids = submit_many(&daemon, &mut client, total).await;
     for &id in &ids[..pool::MAX_PLACED - 1] {
         daemon.jobs.cancel(id).await.unwrap();
     }
     // The long job still holds the tester: the backlog can only be placed, not run.
     let placed = tokio::time::timeout(PATIENCE, async {
         loop {
-            let snapshot = BALANCER_ACTOR
-                .call(pool::BalancerMsg::Snapshot, PATIENCE)
-                .await
-                .expect("the balancer answers");
-            let placed: u64 = snapshot.testers.iter().map(|t| t.queued).sum();
-            if placed == 101 {
-                return placed;
+            match placed().await {
+                101 => return 101,
+                _ => tokio::task::yield_now().await,
             }
-            tokio::task::yield_now().await;
         }
     })
     .await;

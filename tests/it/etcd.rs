@@ -692,10 +692,7 @@ fn the_leader_prunes_etcd_and_compacts_it_and_every_mirror_follows() {
 #[test]
 #[ignore = "benchmark: SOAK_JOBS=2000000 cargo xtask test --release --test it -- --ignored --nocapture etcd_retention_soak"]
 fn etcd_retention_soak() {
-    let total: u64 = std::env::var("SOAK_JOBS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2_000_000);
+    let total = crate::retention::soak_jobs(2_000_000);
     let config = "[retention]\nmax_kept = 100000\n[journal]\ncompact_secs = 10\n";
     let Pair {
         tmp: _tmp,
@@ -707,16 +704,7 @@ fn etcd_retention_soak() {
     let port = cluster.client_port(0);
     let step = 200_000;
     for n in 1..=total / step {
-        let out = leader.cli(&[
-            "bench",
-            "--json",
-            "--mix",
-            "u64",
-            "--jobs",
-            &step.to_string(),
-        ]);
-        assert!(out.status.success(), "{}", describe(&out));
-        let bench = &parse_lines(&out.stdout)[0];
+        let bench = &crate::retention::bench_u64(&leader, step);
         let status = leader.status();
         let (_, db) = etcd_call(port, "/v3/maintenance/status", "{}");
         let number = |v: &serde_json::Value| v.as_str().and_then(|s| s.parse::<f64>().ok());

@@ -122,23 +122,11 @@ fn finished_jobs_beyond_the_policy_are_pruned_and_answered_as_pruned() {
 #[test]
 #[ignore = "benchmark: cargo test --release --test it -- --ignored --nocapture retention_soak"]
 fn retention_soak() {
-    let total: u64 = std::env::var("SOAK_JOBS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000_000);
+    let total = soak_jobs(10_000_000);
     let daemon = Daemon::start(2);
     let step = 1_000_000;
     for million in 1..=total / step {
-        let out = daemon.cli(&[
-            "bench",
-            "--json",
-            "--mix",
-            "u64",
-            "--jobs",
-            &step.to_string(),
-        ]);
-        assert!(out.status.success(), "{}", describe(&out));
-        let bench = &parse_lines(&out.stdout)[0];
+        let bench = &bench_u64(&daemon, step);
         let status = daemon.status();
         let line = serde_json::json!({
             "jobs": million * step,
@@ -158,6 +146,28 @@ fn retention_soak() {
         );
         println!("{line}");
     }
+}
+
+/// How many jobs a soak runs: `SOAK_JOBS`, or `default`.
+pub fn soak_jobs(default: u64) -> u64 {
+    std::env::var("SOAK_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `primed bench` of `jobs` u64 jobs against `daemon`: its JSON line.
+pub fn bench_u64(daemon: &Daemon, jobs: u64) -> serde_json::Value {
+    let out = daemon.cli(&[
+        "bench",
+        "--json",
+        "--mix",
+        "u64",
+        "--jobs",
+        &jobs.to_string(),
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    parse_lines(&out.stdout).swap_remove(0)
 }
 
 pub fn rss_kb(pid: u32) -> u64 {

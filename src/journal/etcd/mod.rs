@@ -151,6 +151,17 @@ impl State {
         self.last_ticket
     }
 
+    /// The lowest id a new block may start at: past every job this daemon knows of, and past
+    /// every id pruned.
+    fn id_floor(&self) -> JobId {
+        let known = self
+            .jobs
+            .keys()
+            .next_back()
+            .map_or(1, |id| id.saturating_add(1));
+        known.max(self.pruning.floor)
+    }
+
     /// Queues job `id` with its record's size, so that batches stay under etcd's limit.
     fn mark_job(&mut self, id: JobId) -> Ticket {
         let size = self.jobs.get(&id).map_or(64, record_size);
@@ -232,12 +243,7 @@ impl EtcdJournal {
         check_format(&client, &target).await?;
         let (mut state, revision) = load(&client, &target.prefix).await.map_err(open_error)?;
         // Never below an id already used, whatever next_id says.
-        let floor = state
-            .jobs
-            .keys()
-            .next_back()
-            .map_or(1, |id| id.saturating_add(1))
-            .max(state.pruning.floor);
+        let floor = state.id_floor();
         let (start, end) = reserve_ids(&client, &target.prefix, floor)
             .await
             .map_err(open_error)?;
@@ -314,12 +320,7 @@ impl EtcdJournal {
     /// Takes `count` ids, reserving the next block in the background when this one runs low
     /// (or has run out: a failed reservation is tried again on the next call).
     fn allocate(&self, state: &mut State, count: u64) -> Result<u64, JournalError> {
-        let floor = state
-            .jobs
-            .keys()
-            .next_back()
-            .map_or(1, |id| id.saturating_add(1))
-            .max(state.pruning.floor);
+        let floor = state.id_floor();
         let ids = &mut state.ids;
         if ids.next.saturating_add(count) > ids.end {
             match ids.spare {
