@@ -106,7 +106,6 @@ impl TesterState {
                 Task::Test(Number::Small(n)) => {
                     debug!(actor = %self.name, job = job.id, attempt = job.attempts, "testing");
                     let prime = is_prime_u64(*n);
-                    self.ctx.activity.end(self.id);
                     self.finish(job, Verdict::tested(prime))?;
                 }
                 _ => self.spawn_blocking(job, myself),
@@ -159,10 +158,14 @@ impl TesterState {
         })
     }
 
+    /// Records the verdict, and only then counts the tester idle: a shutdown's drain waits for
+    /// running jobs to end, and must find this one's answer published when it does.
     fn finish(&mut self, job: Job, verdict: Verdict) -> Result<(), ActorProcessingErr> {
         self.held.remove(&job.id);
-        record(&self.ctx, self.id, job.id, verdict, job.attempts)?;
-        Ok(())
+        let recorded = record(&self.ctx, self.id, job.id, verdict, job.attempts);
+        // Ended whether or not it was recorded: a journal that fails is not the job's fault.
+        self.ctx.activity.end(self.id);
+        Ok(recorded?)
     }
 
     /// Drops a cancelled job: stops it if it runs (dropping `Running` sets its cancel flag, and
@@ -187,12 +190,10 @@ impl TesterState {
         let Some(running) = self.running.take_if(|r| r.job.id == id) else {
             return Ok(());
         };
-        if verdict.is_ok() {
-            self.ctx.activity.end(self.id);
-        }
         match verdict {
             Ok(Ok(verdict)) => self.finish(running.job, verdict),
             Ok(Err(Cancelled)) => {
+                self.ctx.activity.end(self.id);
                 Err(format!("job {id} was cancelled while its tester lived").into())
             }
             Err(panic) => Err(format!("testing job {id} panicked: {panic}").into()),
