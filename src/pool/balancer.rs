@@ -93,6 +93,11 @@ pub struct BalancerState {
     streaming: bool,
     /// Whether a `ReplayMore` is on its way.
     refill_queued: bool,
+    /// Jobs cancelled or finished before the read reached them: a read may hand out what it
+    /// saw before their answer was recorded (the memory and etcd journals read ahead), and a
+    /// job placed after its cancel was dropped would hold its tester for nothing, for ever if
+    /// it is a make-prime that cannot finish. At most the jobs in flight; cleared with the read.
+    ended_ahead: HashSet<JobId>,
 }
 
 impl BalancerState {
@@ -163,8 +168,18 @@ impl BalancerState {
         Ok(())
     }
 
+    /// Forgets `id`, which has its answer, or keeps the read ahead from placing it.
+    fn ended(&mut self, id: JobId) {
+        if self.table.holds(id) {
+            self.table.remove(id);
+        } else if self.scan.as_ref().is_some_and(|scan| id >= scan.next) {
+            self.ended_ahead.insert(id);
+        }
+    }
+
     fn cancel(&mut self, id: JobId) {
         let Some(tester) = self.table.holder(id) else {
+            self.ended(id);
             return;
         };
         self.table.remove(id);
@@ -191,13 +206,14 @@ impl BalancerState {
                     continue;
                 }
                 self.scan_done(&scan);
+                self.ended_ahead.clear();
                 return Ok(false);
             };
             let job = entry?.job;
             scan.next = job.id.saturating_add(1);
             scan.placed += 1;
             in_chunk += 1;
-            if !self.table.holds(job.id) {
+            if !self.table.holds(job.id) && !self.ended_ahead.remove(&job.id) {
                 self.assign(job)?;
             }
         }
@@ -302,6 +318,7 @@ impl Actor for Balancer {
             scan: None,
             streaming: false,
             refill_queued: false,
+            ended_ahead: HashSet::new(),
         };
         state.scan = Some(Scan {
             jobs: state.ctx.jobs.in_flight(),
@@ -346,7 +363,7 @@ impl Actor for Balancer {
                 let _ = reply.send(ids.iter().map(|&id| state.table.holder(id)).collect());
             }
             BalancerMsg::Done { id } => {
-                state.table.remove(id);
+                state.ended(id);
                 state.refill_soon(&myself)?;
             }
             // Either frees room: a cancel without the `Done` that would ask for the backlog.
