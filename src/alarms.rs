@@ -26,7 +26,7 @@ pub const JOURNAL_UNAVAILABLE: &str = "journal_unavailable";
 pub const DAEMON: &str = "daemon";
 
 /// An active alarm: `{"alarm":"big_job","subject":"tester-2","since_ms":…,"detail":"…"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Alarm {
     pub alarm: String,
     /// What it is about: a tester, or `daemon`.

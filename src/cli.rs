@@ -85,6 +85,14 @@ pub struct ServeArgs {
     /// Unix socket to listen on.
     #[arg(long, env = "PRIMED_SOCKET")]
     pub socket: Option<PathBuf>,
+    /// Unix socket of the HTTP/JSON API (default: <socket's name>.http.sock beside the
+    /// socket; "" turns it off).
+    #[arg(long, value_name = "PATH")]
+    pub http_socket: Option<PathBuf>,
+    /// Also serve the HTTP API on this TCP address (e.g. 127.0.0.1:8787), every request with
+    /// Authorization: Bearer <the token in the data dir's http.token>.
+    #[arg(long, value_name = "ADDR")]
+    pub http_listen: Option<String>,
     /// Journal: sled (in the data dir) or etcd://host:port,…[/prefix].
     #[arg(long, value_name = "URL")]
     pub journal: Option<String>,
@@ -280,14 +288,27 @@ fn serve_options(args: ServeArgs) -> anyhow::Result<ServeOptions> {
             log_level: config.daemon.log_level,
         })
     });
+    let socket = args
+        .socket
+        .or(config.daemon.socket.clone())
+        .unwrap_or_else(config::default_socket);
+    let http = crate::http::HttpOptions {
+        socket: config::http_socket(
+            args.http_socket.or(config.daemon.http_socket.clone()),
+            &socket,
+        ),
+        listen: args
+            .http_listen
+            .or(config.daemon.http_listen.clone())
+            .map(|addr| config::http_listen(&addr))
+            .transpose()?,
+    };
     Ok(ServeOptions {
         settings,
         log,
         log_level: config.daemon.log_level.clone(),
-        socket: args
-            .socket
-            .or(config.daemon.socket.clone())
-            .unwrap_or_else(config::default_socket),
+        socket,
+        http,
         data_dir: args
             .data_dir
             .or(config.daemon.data_dir.clone())

@@ -42,6 +42,8 @@ pub struct AlarmsConfig {
 pub struct DaemonConfig {
     pub socket: Option<PathBuf>,
     pub socket_group: Option<String>,
+    pub http_socket: Option<PathBuf>,
+    pub http_listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub shutdown_grace_secs: f64,
     pub log_format: LogFormat,
@@ -156,6 +158,9 @@ impl Config {
         }
         if !(1024..=1 << 30).contains(&self.limits.max_frame_bytes) {
             bail!("limits.max_frame_bytes must be from 1024 to 1073741824");
+        }
+        if let Some(addr) = &self.daemon.http_listen {
+            http_listen(addr)?;
         }
         if self.limits.max_connections == 0 {
             bail!("limits.max_connections must be at least 1");
@@ -293,6 +298,28 @@ fn env_dir(var: &str) -> Option<PathBuf> {
 }
 
 /// Where `serve` listens and clients connect when neither --socket nor PRIMED_SOCKET says.
+/// A `daemon.http_listen` / `--http-listen` address.
+pub fn http_listen(addr: &str) -> anyhow::Result<std::net::SocketAddr> {
+    addr.parse().map_err(|e| {
+        anyhow::anyhow!("daemon.http_listen must be an address and port such as 127.0.0.1:8787, not {addr:?}: {e}")
+    })
+}
+
+/// The HTTP API's socket beside the CLI's: `primed.sock` → `primed.http.sock`. An empty path
+/// (configured) turns it off.
+pub fn http_socket(configured: Option<PathBuf>, cli_socket: &std::path::Path) -> Option<PathBuf> {
+    match configured {
+        Some(path) if path.as_os_str().is_empty() => None,
+        Some(path) => Some(path),
+        None => {
+            let stem = cli_socket
+                .file_stem()
+                .map_or_else(|| "primed".into(), |s| s.to_string_lossy().into_owned());
+            Some(cli_socket.with_file_name(format!("{stem}.http.sock")))
+        }
+    }
+}
+
 pub fn default_socket() -> PathBuf {
     match env_dir("XDG_RUNTIME_DIR") {
         Some(dir) => dir.join("primed").join("primed.sock"),

@@ -43,6 +43,8 @@ const CONNECTIONS_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct ServeOptions {
     pub socket: PathBuf,
+    /// The HTTP API's Unix socket and optional TCP address.
+    pub http: crate::http::HttpOptions,
     pub socket_group: Option<String>,
     pub data_dir: PathBuf,
     pub testers: u32,
@@ -88,6 +90,7 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
     let (journal, coordination) = open_journal(&options).await?;
     let peers = PeerPolicy::new(options.socket_group.as_deref())?;
     let listener = server::bind(&options.socket, &peers)?;
+    let http = crate::http::bind(&options.http, &peers, &options.data_dir).await?;
     let events = Events::new(Some(Arc::clone(&journal)));
     events.record(Event::new(EventKind::DaemonStart, ROOT).count(journal.counts().in_flight));
     if !options.faults.is_empty() {
@@ -159,7 +162,15 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
     if let Err(e) = notify("READY=1") {
         warn!(reason = %e, "cannot tell the service manager we are ready");
     }
-    let mut serving = Box::pin(listener.serve(shared, shutdown_signal()?));
+    let signal = shutdown_signal()?;
+    let cli = Arc::clone(&shared);
+    // Both sockets, until a signal; dropping this stops accepting and removes them.
+    let mut serving = Box::pin(async move {
+        tokio::select! {
+            () = listener.serve(cli, signal) => {}
+            () = http.serve(shared) => {}
+        }
+    });
     let leads = tokio::select! {
         () = &mut serving => false,
         granted = coordination.acquire() => { granted?; true }
@@ -183,9 +194,8 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
     } else {
         Ended::Signal
     };
-    // Stop accepting at once: the socket goes, new clients are told nobody is there.
+    // Stop accepting at once: the sockets go, new clients are told nobody is there.
     drop(serving);
-    drop(listener);
     match ended {
         Ended::Signal => {}
         Ended::RootGaveUp => {

@@ -65,6 +65,7 @@ impl Events {
     }
 
     pub fn record(&self, event: Event) {
+        crate::metrics::global().event(event.kind.name());
         if event.kind == EventKind::Restart {
             self.count_restart(Instant::now());
         }

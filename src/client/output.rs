@@ -10,88 +10,8 @@ use crate::alarms::Alarm;
 use crate::area::Shape;
 use crate::event::Event;
 use crate::job::{JobId, Verdict};
+use crate::protocol::json::{not_prime, timestamp, EventJson, ReportJson, TreeJson};
 use crate::protocol::{DaemonRole, JobInfo, NodeKind, Report, StatusReport, TreeNode};
-
-/// The JSON shape of an answer: `prime` for a tested job, `error` for a quarantined one.
-#[derive(Serialize)]
-struct ReportJson<'a> {
-    id: JobId,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    digits: Option<u32>,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    n: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    prime: Option<bool>,
-    /// Only for 0 and 1, which are `"prime": false` but not composite either.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    neither_prime_nor_composite: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-    attempts: u32,
-}
-
-/// What a number the tester found not prime is: 0 and 1 are neither prime nor composite.
-fn not_prime(n: &str) -> &'static str {
-    match n {
-        "0" | "1" => "neither prime nor composite",
-        _ => "composite",
-    }
-}
-
-#[derive(Serialize)]
-struct EventJson<'a> {
-    at: String,
-    at_ms: u64,
-    event: &'static str,
-    actor: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    supervisor: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    job: Option<JobId>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    attempt: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    delay_ms: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    count: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    alarm: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'a str>,
-}
-
-fn tree_json(node: &TreeNode) -> serde_json::Value {
-    let mut value = json!({
-        "name": node.name,
-        "running": node.running,
-        "restarts": node.restarts,
-    });
-    match &node.kind {
-        NodeKind::Supervisor {
-            strategy,
-            max_restarts,
-            period_ms,
-        } => {
-            value["kind"] = "supervisor".into();
-            value["strategy"] = strategy.as_str().into();
-            value["intensity"] = json!({ "max_restarts": max_restarts, "period_ms": period_ms });
-            value["children"] = node.children.iter().map(tree_json).collect();
-        }
-        NodeKind::Worker => {
-            value["kind"] = "worker".into();
-            for (key, field) in [
-                ("job", node.job),
-                ("queued", node.queued),
-                ("load", node.load),
-            ] {
-                if let Some(v) = field {
-                    value[key] = v.into();
-                }
-            }
-        }
-    }
-    value
-}
 
 /// One line per node, indented under its supervisor as `tree(1)` draws directories.
 fn tree_lines(root: &TreeNode) -> Vec<String> {
@@ -176,23 +96,7 @@ impl<W: Write> Printer<W> {
     }
 
     fn report_json(&mut self, report: &Report) -> io::Result<()> {
-        let (prime, error) = match &report.verdict {
-            Verdict::Prime => (Some(true), None),
-            Verdict::Composite => (Some(false), None),
-            Verdict::Quarantined { reason } => (None, Some(format!("quarantined: {reason}"))),
-            Verdict::Made { .. } => (None, None),
-            Verdict::Cancelled => (None, Some("cancelled".to_string())),
-        };
-        self.line(&ReportJson {
-            id: report.id,
-            digits: report.digits,
-            n: &report.n,
-            prime,
-            neither_prime_nor_composite: prime == Some(false)
-                && not_prime(&report.n) != "composite",
-            error,
-            attempts: report.attempts,
-        })
+        self.line(&ReportJson::from(report))
     }
 
     /// A job that has no answer (quarantined, cancelled): said on stderr.
@@ -384,19 +288,7 @@ impl<W: Write> Printer<W> {
 
     /// `{"at":"2026-…Z","at_ms":…,"event":"restart","actor":"tester-1",…}`: absent fields omitted.
     pub fn event(&mut self, event: &Event) -> io::Result<()> {
-        let view = EventJson {
-            at: timestamp(event.at_ms),
-            at_ms: event.at_ms,
-            event: event.kind.name(),
-            actor: &event.actor,
-            supervisor: event.supervisor.as_deref(),
-            job: event.job,
-            attempt: event.attempt,
-            delay_ms: event.delay_ms,
-            count: event.count,
-            alarm: event.alarm.as_deref(),
-            reason: event.reason.as_deref(),
-        };
+        let view = EventJson::from(event);
         if self.json {
             return self.line(&view);
         }
@@ -449,7 +341,7 @@ impl<W: Write> Printer<W> {
     /// The tree, drawn with box characters, or one JSON object (children nested).
     pub fn tree(&mut self, root: &TreeNode) -> io::Result<()> {
         if self.json {
-            return self.line(&tree_json(root));
+            return self.line(&TreeJson::from(root));
         }
         for line in tree_lines(root) {
             writeln!(self.out, "{line}")?;
@@ -484,11 +376,6 @@ impl<W: Write> Printer<W> {
 }
 
 /// `2026-11-25T10:04:05.123Z` for milliseconds since the Unix epoch (UTC).
-fn timestamp(ms: u64) -> String {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-    humantime::format_rfc3339_millis(at).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -80,6 +80,24 @@ pub struct Intake {
     wait: bool,
 }
 
+/// Why a cancel was refused, for callers that map it (the HTTP API's status codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelRefusal {
+    NoSuchJob,
+    Finished,
+    Pruned,
+    /// The journal failed: the same cancel may succeed later.
+    Journal,
+}
+
+/// A refused cancel: the kind, and the sentence the CLI prints.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct CancelError {
+    pub why: CancelRefusal,
+    pub message: String,
+}
+
 pub struct Jobs {
     journal: Arc<dyn Journal>,
     outcomes: Arc<Outcomes>,
@@ -233,6 +251,7 @@ impl Jobs {
             // Journaled, just not known to be durable: they run, and may be answered.
             return self.placement.place(jobs);
         }
+        crate::metrics::global().submitted.inc_by(u64::from(count));
         let accepted = jobs.iter().map(|job| Accepted::Job {
             id: job.id,
             n: job.task.to_string(),
@@ -314,6 +333,9 @@ impl Jobs {
             Completion::Recorded(result) => (true, result),
             Completion::AlreadyRecorded(result) => (false, result),
         };
+        if recorded {
+            crate::metrics::global().finished(&result.verdict);
+        }
         self.outcomes.publish(ticket, result);
         self.placement.finished(id);
         Ok(recorded)
@@ -323,11 +345,12 @@ impl Jobs {
     /// runs it again) and delivered to whoever waits for it; then its tester stops it. A
     /// balancer that is restarting misses the stop; its restart restarts the pool too, which
     /// stops it.
-    pub async fn cancel(&self, id: JobId) -> Result<(), String> {
-        let pending = self
-            .journal
-            .pending(id)
-            .map_err(|e| format!("cannot cancel job {id}: {e}"))?;
+    pub async fn cancel(&self, id: JobId) -> Result<(), CancelError> {
+        let journal_failed = |e: &dyn std::fmt::Display| CancelError {
+            why: CancelRefusal::Journal,
+            message: format!("cannot cancel job {id}: {e}"),
+        };
+        let pending = self.journal.pending(id).map_err(|e| journal_failed(&e))?;
         let Some(job) = pending else {
             return Err(self.not_in_flight(id));
         };
@@ -336,29 +359,48 @@ impl Jobs {
         let (result, ticket) = match self.journal.complete(id, Verdict::Cancelled, attempts) {
             Ok((Completion::Recorded(result), ticket)) => (result, ticket),
             Ok((Completion::AlreadyRecorded(_), _)) => return Err(self.not_in_flight(id)),
-            Err(e) => return Err(format!("cannot cancel job {id}: {e}")),
+            Err(e) => return Err(journal_failed(&e)),
         };
         self.journal
             .durable(ticket)
             .await
-            .map_err(|e| format!("job {id} is cancelled, but not yet durably: {e}"))?;
+            .map_err(|e| CancelError {
+                why: CancelRefusal::Journal,
+                message: format!("job {id} is cancelled, but not yet durably: {e}"),
+            })?;
         info!(job = id, event = "cancel", "job cancelled by a client");
+        crate::metrics::global().finished(&Verdict::Cancelled);
         self.outcomes.publish(ticket, result);
         self.placement.cancel(id);
         Ok(())
     }
 
-    fn not_in_flight(&self, id: JobId) -> String {
-        match self.journal.lookup(id) {
-            Ok(Lookup::Unknown) => format!("cannot cancel job {id}: there is no such job"),
-            Ok(Lookup::Pruned) => {
-                format!("cannot cancel job {id}: it finished long ago and was pruned")
-            }
-            Ok(_) => {
-                format!("cannot cancel job {id}: it has already finished (primed result {id})")
-            }
-            Err(e) => format!("cannot cancel job {id}: {e}"),
-        }
+    fn not_in_flight(&self, id: JobId) -> CancelError {
+        let (why, message) = match self.journal.lookup(id) {
+            Ok(Lookup::Unknown) => (
+                CancelRefusal::NoSuchJob,
+                format!("cannot cancel job {id}: there is no such job"),
+            ),
+            Ok(Lookup::Pruned) => (
+                CancelRefusal::Pruned,
+                format!("cannot cancel job {id}: it finished long ago and was pruned"),
+            ),
+            Ok(_) => (
+                CancelRefusal::Finished,
+                format!("cannot cancel job {id}: it has already finished (primed result {id})"),
+            ),
+            Err(e) => (
+                CancelRefusal::Journal,
+                format!("cannot cancel job {id}: {e}"),
+            ),
+        };
+        CancelError { why, message }
+    }
+
+    /// Stops delivering `id`'s answer to `waiter` (a wait that timed out); true if it was
+    /// still registered, false if the answer is already on its way to it.
+    pub fn stop_waiting(&self, id: JobId, waiter: &Waiter) -> bool {
+        self.outcomes.unwatch(id, waiter)
     }
 
     /// What other daemons did to a shared journal: jobs a standby accepted are placed (if this

@@ -127,8 +127,13 @@ fn run_flusher(shared: &Shared, flush: &FlushFn, pace: Duration) {
         }
         last_start = Some(Instant::now());
         // Read after the pause, so the writes made during it ride along.
-        let target = lock(&shared.pending).written;
+        let (target, since) = {
+            let pending = lock(&shared.pending);
+            (pending.written, pending.flushed)
+        };
+        let started = Instant::now();
         let outcome = flush();
+        crate::metrics::global().flushed(started.elapsed(), target - since);
         shared.progress.send_modify(|p| match outcome {
             Ok(()) => p.durable = target,
             Err(ref reason) => {

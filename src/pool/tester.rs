@@ -58,8 +58,23 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// When a job came to the tester and when it started.
+#[derive(Clone, Copy)]
+struct Timing {
+    waited: Duration,
+    started: Instant,
+}
+
+impl Timing {
+    /// Observes a finished run in the histograms of its size class.
+    fn ran(self, size: &'static str) {
+        crate::metrics::global().ran(size, self.waited, self.started.elapsed());
+    }
+}
+
 struct Running {
     job: Job,
+    timing: Timing,
     _cancel: CancelOnDrop,
     /// The big_job alarm, raised while a job over the threshold runs.
     _alarm: Option<AlarmGuard>,
@@ -69,7 +84,8 @@ pub struct TesterState {
     id: TesterId,
     name: String,
     ctx: PoolContext,
-    queue: VecDeque<Job>,
+    /// With when each job came, for the queue-wait histogram.
+    queue: VecDeque<(Job, Instant)>,
     /// Ids queued or running, so a job sent twice (placed, then replayed) is run once.
     held: HashSet<JobId>,
     running: Option<Running>,
@@ -78,7 +94,7 @@ pub struct TesterState {
 impl TesterState {
     fn enqueue(&mut self, job: Job) {
         if self.held.insert(job.id) {
-            self.queue.push_back(job);
+            self.queue.push_back((job, Instant::now()));
         }
     }
 
@@ -88,14 +104,19 @@ impl TesterState {
     fn work(&mut self, myself: &ActorRef<TesterMsg>) -> Result<(), ActorProcessingErr> {
         let deadline = Instant::now() + INLINE_SLICE;
         while self.running.is_none() {
-            let Some(mut job) = self.queue.pop_front() else {
+            let Some((mut job, came)) = self.queue.pop_front() else {
                 return Ok(());
             };
             if !self.ctx.activity.begin(self.id, job.id, job.attempts + 1) {
                 // Draining for shutdown: the job stays journaled and replays on the next start.
-                self.queue.push_front(job);
+                self.queue.push_front((job, came));
                 return Ok(());
             }
+            let started = Instant::now();
+            let timing = Timing {
+                waited: started.saturating_duration_since(came),
+                started,
+            };
             // Not journaled here (a write per job would cost a fifth of the journal's
             // throughput): a crash records the attempt that was running (see `exited`).
             job.attempts += 1;
@@ -106,9 +127,10 @@ impl TesterState {
                 Task::Test(Number::Small(n)) => {
                     debug!(actor = %self.name, job = job.id, attempt = job.attempts, "testing");
                     let prime = is_prime_u64(*n);
+                    timing.ran("u64");
                     self.finish(job, Verdict::tested(prime))?;
                 }
-                _ => self.spawn_blocking(job, myself),
+                _ => self.spawn_blocking(job, timing, myself),
             }
             if Instant::now() >= deadline && self.running.is_none() && !self.queue.is_empty() {
                 myself.send_message(TesterMsg::Continue)?;
@@ -118,7 +140,7 @@ impl TesterState {
         Ok(())
     }
 
-    fn spawn_blocking(&mut self, job: Job, myself: &ActorRef<TesterMsg>) {
+    fn spawn_blocking(&mut self, job: Job, timing: Timing, myself: &ActorRef<TesterMsg>) {
         // Decimal conversion of a big number is not free: once per job start.
         let digits = job.task.digits();
         info!(actor = %self.name, job = job.id, attempt = job.attempts, digits,
@@ -140,6 +162,7 @@ impl TesterState {
         let alarm = self.big_job_alarm(&job, digits);
         self.running = Some(Running {
             job,
+            timing,
             _cancel: CancelOnDrop(cancel),
             _alarm: alarm,
         });
@@ -177,7 +200,7 @@ impl TesterState {
         if self.running.take_if(|r| r.job.id == id).is_some() {
             self.ctx.activity.end(self.id);
         } else {
-            self.queue.retain(|job| job.id != id);
+            self.queue.retain(|(job, _)| job.id != id);
         }
         info!(actor = %self.name, job = id, event = "cancelled", "stopped a cancelled job");
     }
@@ -191,7 +214,12 @@ impl TesterState {
             return Ok(());
         };
         match verdict {
-            Ok(Ok(verdict)) => self.finish(running.job, verdict),
+            Ok(Ok(verdict)) => {
+                running
+                    .timing
+                    .ran(crate::metrics::size_class(&running.job.task));
+                self.finish(running.job, verdict)
+            }
             Ok(Err(Cancelled)) => {
                 self.ctx.activity.end(self.id);
                 Err(format!("job {id} was cancelled while its tester lived").into())

@@ -164,14 +164,14 @@ impl From<&JobResult> for Report {
 }
 
 /// Whether a daemon runs the jobs of its journal, or waits to take over a shared one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DaemonRole {
     Leader,
     Standby,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatusReport {
     pub role: DaemonRole,
     /// The daemon leading the shared journal, when this one is its standby (if etcd said).
@@ -188,7 +188,7 @@ pub struct StatusReport {
 }
 
 /// What the journal keeps of finished jobs, for `primed status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RetentionStatus {
     /// Finished jobs kept (answerable).
     pub kept: u64,
@@ -198,7 +198,7 @@ pub struct RetentionStatus {
     pub oldest_kept_ms: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TesterStatus {
     pub name: String,
     pub queued: u64,
@@ -207,7 +207,7 @@ pub struct TesterStatus {
     pub completed: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BalancerStatus {
     pub restarts: u64,
     /// False while the balancer is restarting; queues and loads then come from the journal.
@@ -215,7 +215,7 @@ pub struct BalancerStatus {
 }
 
 /// One in-flight job: `{"id":7,"n":"97","tester":"tester-3","attempts":1}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobInfo {
     pub id: JobId,
     pub n: String,

@@ -2,6 +2,7 @@
 //! protocol version, then length-prefixed frames holding bincode-encoded messages.
 
 mod frame;
+pub mod json;
 mod message;
 
 pub use frame::{

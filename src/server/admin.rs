@@ -71,7 +71,7 @@ pub async fn status(shared: &Shared) -> Response {
 }
 
 /// Which tester holds each job, as the balancer knows it (`None` everywhere while it is down).
-async fn holders(ids: Vec<JobId>) -> Vec<Option<TesterId>> {
+pub async fn holders(ids: Vec<JobId>) -> Vec<Option<TesterId>> {
     let count = ids.len();
     BALANCER_ACTOR
         .call(|reply| BalancerMsg::Holders(ids, reply), SNAPSHOT_TIMEOUT)
@@ -151,7 +151,7 @@ pub fn events(
 pub async fn cancel(ctx: &PoolContext, id: JobId) -> Response {
     match ctx.jobs.cancel(id).await {
         Ok(()) => Response::Cancelled { id },
-        Err(message) => Response::Failed { message },
+        Err(e) => Response::Failed { message: e.message },
     }
 }
 
@@ -202,22 +202,48 @@ pub async fn area(shape: Shape) -> Response {
     }
 }
 
+/// Why a kill was refused.
+#[derive(Debug)]
+pub enum KillRefusal {
+    /// No actor of that name exists in this tree.
+    Unknown(String),
+    /// It exists, but is being restarted, or did not stop in time.
+    Unavailable(String),
+}
+
+impl KillRefusal {
+    pub fn message(self) -> String {
+        match self {
+            KillRefusal::Unknown(message) | KillRefusal::Unavailable(message) => message,
+        }
+    }
+}
+
 /// Kills an actor abruptly, as Erlang's `exit(Pid, kill)`, and waits until it is gone.
 pub async fn kill(actor: &str, testers: u32) -> Response {
+    match kill_actor(actor, testers).await {
+        Ok(()) => Response::Killed {
+            actor: actor.to_string(),
+        },
+        Err(refusal) => Response::Failed {
+            message: refusal.message(),
+        },
+    }
+}
+
+pub async fn kill_actor(actor: &str, testers: u32) -> Result<(), KillRefusal> {
     let known = [BALANCER, AREA_SERVER].contains(&actor)
         || TesterId::from_name(actor).is_some_and(|t| t.0 <= testers);
     if !known {
-        return Response::Failed {
-            message: format!(
-                "unknown actor {actor:?}: expected {BALANCER}, {AREA_SERVER} or tester-1 … \
-                 tester-{testers}"
-            ),
-        };
+        return Err(KillRefusal::Unknown(format!(
+            "unknown actor {actor:?}: expected {BALANCER}, {AREA_SERVER} or tester-1 … \
+             tester-{testers}"
+        )));
     }
     let Some(cell) = actors::cell(actor) else {
-        return Response::Failed {
-            message: format!("{actor} is not running right now (it is being restarted)"),
-        };
+        return Err(KillRefusal::Unavailable(format!(
+            "{actor} is not running right now (it is being restarted)"
+        )));
     };
     warn!(
         actor,
@@ -225,12 +251,7 @@ pub async fn kill(actor: &str, testers: u32) -> Response {
         event = "kill",
         "killing actor"
     );
-    match cell.kill_and_wait(Some(KILL_TIMEOUT)).await {
-        Ok(()) => Response::Killed {
-            actor: actor.to_string(),
-        },
-        Err(e) => Response::Failed {
-            message: format!("{actor} did not stop within {KILL_TIMEOUT:?}: {e}"),
-        },
-    }
+    cell.kill_and_wait(Some(KILL_TIMEOUT)).await.map_err(|e| {
+        KillRefusal::Unavailable(format!("{actor} did not stop within {KILL_TIMEOUT:?}: {e}"))
+    })
 }

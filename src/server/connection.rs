@@ -119,7 +119,7 @@ async fn run(mut stream: UnixStream, shared: Arc<Shared>) -> Result<(), FrameErr
 
 /// Whether the peer may use the daemon, and if so whether it is privileged (the daemon's own
 /// user or root, who may take the connections held in reserve).
-fn check_peer(stream: &UnixStream, shared: &Shared) -> Result<bool, String> {
+pub(crate) fn check_peer(stream: &UnixStream, shared: &Shared) -> Result<bool, String> {
     let credentials = stream
         .peer_cred()
         .map_err(|e| format!("permission denied: cannot read peer credentials: {e}"))?;

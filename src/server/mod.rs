@@ -1,7 +1,7 @@
 //! The Unix-socket server: owning the socket path (lock, stale-socket removal, bind, mode),
 //! accepting connections until shutdown, and the state that connection handlers share.
 
-mod admin;
+pub(crate) mod admin;
 mod connection;
 mod limits;
 mod path;
@@ -21,7 +21,9 @@ use tracing::{info, warn};
 use crate::journal::Coordination;
 use crate::pool::PoolContext;
 
-pub use limits::{fit_connections, raise_nofile_limit, Limits, Slots};
+pub(crate) use connection::check_peer;
+pub(crate) use limits::accept_backoff;
+pub use limits::{fit_connections, raise_nofile_limit, Limits, LogBudget, Slot, Slots};
 pub use peer::PeerPolicy;
 
 #[derive(Debug, thiserror::Error)]
@@ -105,12 +107,23 @@ impl Listener {
         &self.path
     }
 
-    /// Accepts connections until `shutdown` completes; each runs in its own task. A failing
-    /// accept (out of descriptors, say) is retried after a growing pause, logged once a second.
+    /// Accepts the CLI's connections until `shutdown` completes.
     pub async fn serve(&self, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) {
-        tokio::pin!(shutdown);
         info!(socket = %self.path.display(), max_connections = shared.slots.cap(),
               event = "listening", "accepting connections");
+        self.serve_with(shared, shutdown, connection::admit).await
+    }
+
+    /// Accepts connections until `shutdown` completes, handing each to `admit` (which serves
+    /// it in a task of its own). A failing accept (out of descriptors, say) is retried after a
+    /// growing pause, logged once a second.
+    pub async fn serve_with(
+        &self,
+        shared: Arc<Shared>,
+        shutdown: impl Future<Output = ()>,
+        admit: impl Fn(tokio::net::UnixStream, &Arc<Shared>),
+    ) {
+        tokio::pin!(shutdown);
         let mut failures = 0;
         loop {
             let accepted = tokio::select! {
@@ -120,7 +133,7 @@ impl Listener {
             match accepted {
                 Ok((stream, _)) => {
                     failures = 0;
-                    connection::admit(stream, &shared);
+                    admit(stream, &shared);
                 }
                 Err(e) => {
                     if let Some(suppressed) = ACCEPT_ERRORS.allow(Instant::now()) {
