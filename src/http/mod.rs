@@ -66,7 +66,6 @@ pub struct Api {
 }
 
 static UNAUTHORIZED: LogBudget = LogBudget::new(Duration::from_secs(1));
-static PEERS_REFUSED: LogBudget = LogBudget::new(Duration::from_secs(1));
 static OVER_CAP: LogBudget = LogBudget::new(Duration::from_secs(1));
 
 /// The bound listeners, before serving: bound early so a bad path or address fails the start.
@@ -154,10 +153,8 @@ impl Listeners {
 fn admit_unix(stream: UnixStream, shared: &Arc<Shared>, api: &Arc<Api>, router: &Router) {
     let privileged = match server::check_peer(&stream, shared) {
         Ok(privileged) => privileged,
+        // Logged (rate-limited) by the check, as on the CLI's socket.
         Err(message) => {
-            if let Some(suppressed) = PEERS_REFUSED.allow(Instant::now()) {
-                debug!(suppressed, reason = %message, "refused an HTTP peer");
-            }
             drop(tokio::spawn(refuse(stream, StatusCode::FORBIDDEN, message)));
             return;
         }

@@ -18,6 +18,7 @@ mod disk_full;
 mod etcd;
 mod faults;
 mod hostile;
+mod http;
 mod known_answers;
 mod lifecycle;
 mod prime;

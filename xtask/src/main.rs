@@ -2,9 +2,9 @@
 //!
 //! - `cargo xtask test [ARGS]`: the whole test suite, the etcd tests included, on a machine
 //!   that has only the Rust toolchain. protoc comes from the `protoc-bin-vendored` crate and is
-//!   handed to the build through `PROTOC`; the etcd server is Debian's `etcd-server`, installed
-//!   (after an `apt-get update`) when this runs as root, and otherwise named in a message that
-//!   says what to install. Then it runs one `cargo test --features etcd ARGS`, so the
+//!   handed to the build through `PROTOC`; the etcd server and curl are Debian's `etcd-server`
+//!   and `curl`, installed (after an `apt-get update`) when this runs as root and they are
+//!   missing, and otherwise named in a message that says what to install. Then it runs one `cargo test --features etcd ARGS`, so the
 //!   dependency tree is built once and every test runs the same `primed` binary.
 //! - `cargo xtask protoc`: prints the protoc to use, for other cargo commands that build the
 //!   etcd feature (`PROTOC=$(cargo xtask protoc) cargo clippy --features etcd`).
@@ -40,7 +40,7 @@ fn protoc() -> Result<PathBuf, String> {
 
 fn test(args: Vec<String>) -> Result<ExitCode, String> {
     let protoc = protoc()?;
-    ensure_etcd()?;
+    ensure_tools()?;
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .args(["test", "--features", "etcd"])
@@ -71,18 +71,35 @@ fn is_root() -> bool {
         .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
 }
 
-/// The etcd server on PATH: there already, or Debian's package when we may install it.
-fn ensure_etcd() -> Result<(), String> {
-    if runs("etcd", &["--version"]) {
+/// What the tests run besides primed: the etcd server, and curl (the HTTP API's tests drive
+/// it as a user would). On PATH already, or Debian's packages when we may install them.
+fn ensure_tools() -> Result<(), String> {
+    let missing: Vec<(&str, &str)> = [("etcd", "etcd-server"), ("curl", "curl")]
+        .into_iter()
+        .filter(|(program, _)| !runs(program, &["--version"]))
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
-    let advice = "the etcd tests need the etcd server on PATH: install Debian's etcd-server \
-                  (sudo apt-get update && sudo apt-get install etcd-server) or an etcd release, \
-                  then run cargo xtask test again; plain `cargo test` runs everything else";
+    let packages: Vec<&str> = missing.iter().map(|(_, package)| *package).collect();
+    let advice = format!(
+        "the tests need {} on PATH: install Debian's {} (sudo apt-get update && sudo apt-get \
+         install {}), then run cargo xtask test again",
+        missing
+            .iter()
+            .map(|(p, _)| *p)
+            .collect::<Vec<_>>()
+            .join(" and "),
+        packages.join(" and "),
+        packages.join(" ")
+    );
     if !is_root() || !runs("apt-get", &["--version"]) {
-        return Err(advice.into());
+        return Err(advice);
     }
-    eprintln!("xtask: installing Debian's etcd-server for the etcd tests");
+    eprintln!(
+        "xtask: installing Debian's {} for the tests",
+        packages.join(" and ")
+    );
     let apt = |args: &[&str]| {
         Command::new("apt-get")
             .args(args)
@@ -90,10 +107,18 @@ fn ensure_etcd() -> Result<(), String> {
             .status()
             .is_ok_and(|s| s.success())
     };
-    let installed = apt(&["update", "-q"]) && apt(&["install", "-y", "-q", "etcd-server"]);
-    if installed && runs("etcd", &["--version"]) {
+    let install: Vec<&str> = ["install", "-y", "-q"]
+        .into_iter()
+        .chain(packages)
+        .collect();
+    let installed = apt(&["update", "-q"]) && apt(&install);
+    if installed
+        && missing
+            .iter()
+            .all(|(program, _)| runs(program, &["--version"]))
+    {
         Ok(())
     } else {
-        Err(format!("installing etcd-server failed; {advice}"))
+        Err(format!("installing failed; {advice}"))
     }
 }

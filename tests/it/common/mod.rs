@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod etcd;
+pub mod http;
 pub mod raw;
 
 use std::io::{BufRead, BufReader, Write};
