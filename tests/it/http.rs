@@ -442,3 +442,23 @@ fn ten_thousand_idle_connections_are_turned_away_or_timed_out_and_work_goes_on()
         "served again"
     );
 }
+
+/// The standard-library Python client (clients/python), its own tests run against this daemon.
+#[test]
+fn the_python_client_submits_waits_cancels_and_follows_events() {
+    let daemon = Daemon::start(2);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/python");
+    let out = Command::new("python3")
+        .args(["-m", "unittest", "-v", "test_primed_client"])
+        .current_dir(&dir)
+        .env("PRIMED_HTTP_SOCKET", daemon.http_socket())
+        .env_remove("PRIMED_URL")
+        .output()
+        .expect("python3 (cargo xtask test installs it if missing)");
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the Python client's tests failed:\n{report}"
+    );
+    assert!(report.contains("Ran 7 tests"), "{report}");
+}

@@ -2,8 +2,8 @@
 //!
 //! - `cargo xtask test [ARGS]`: the whole test suite, the etcd tests included, on a machine
 //!   that has only the Rust toolchain. protoc comes from the `protoc-bin-vendored` crate and is
-//!   handed to the build through `PROTOC`; the etcd server and curl are Debian's `etcd-server`
-//!   and `curl`, installed (after an `apt-get update`) when this runs as root and they are
+//!   handed to the build through `PROTOC`; the etcd server, curl and python3 are Debian's
+//!   `etcd-server`, `curl` and `python3`, installed (after an `apt-get update`) when this runs as root and they are
 //!   missing, and otherwise named in a message that says what to install. Then it runs one `cargo test --features etcd ARGS`, so the
 //!   dependency tree is built once and every test runs the same `primed` binary.
 //! - `cargo xtask protoc`: prints the protoc to use, for other cargo commands that build the
@@ -71,13 +71,17 @@ fn is_root() -> bool {
         .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
 }
 
-/// What the tests run besides primed: the etcd server, and curl (the HTTP API's tests drive
-/// it as a user would). On PATH already, or Debian's packages when we may install them.
+/// What the tests run besides primed: the etcd server, curl (the HTTP API's tests drive it as
+/// a user would) and python3 (the Python client's tests). On PATH already, or Debian's packages when we may install them.
 fn ensure_tools() -> Result<(), String> {
-    let missing: Vec<(&str, &str)> = [("etcd", "etcd-server"), ("curl", "curl")]
-        .into_iter()
-        .filter(|(program, _)| !runs(program, &["--version"]))
-        .collect();
+    let missing: Vec<(&str, &str)> = [
+        ("etcd", "etcd-server"),
+        ("curl", "curl"),
+        ("python3", "python3"),
+    ]
+    .into_iter()
+    .filter(|(program, _)| !runs(program, &["--version"]))
+    .collect();
     if missing.is_empty() {
         return Ok(());
     }
