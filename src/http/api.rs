@@ -20,7 +20,7 @@ use crate::job::{JobId, TesterId};
 use crate::jobs::{CancelRefusal, Submission};
 use crate::outcomes::Delivery;
 use crate::protocol::json::{ReportJson, TreeJson};
-use crate::protocol::{Accepted, JobInfo, Response, StatusReport, MAX_BATCH};
+use crate::protocol::{Accepted, JobInfo, Response, StatusReport};
 use crate::server::admin::{self, KillRefusal};
 
 /// The longest `?wait=true` may wait (a client wanting longer asks again).
@@ -30,22 +30,61 @@ const DEFAULT_WAIT_SECS: u64 = 30;
 pub const MAX_LIST: usize = 10_000;
 const DEFAULT_LIST: usize = 1000;
 
-/// `POST /v1/jobs`: `numbers` to test, or `make_prime` (exactly one of the two).
+/// `POST /v1/jobs`: numbers to test, or a prime to make.
 #[derive(Debug, Clone, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SubmitRequest {
-    /// Decimal integers (up to `limits.max_digits` digits; `0x…` hex too), at most 4096.
-    #[serde(default)]
-    pub numbers: Option<Vec<String>>,
-    #[serde(default)]
-    pub make_prime: Option<MakePrime>,
+#[serde(untagged)]
+pub enum SubmitRequest {
+    Numbers(NumbersRequest),
+    MakePrime(MakePrimeRequest),
 }
 
-/// "Make me a prime of this many digits."
+/// `{"numbers": ["97", "91"]}`
+#[derive(Debug, Clone, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NumbersRequest {
+    /// Integers in decimal (or `0x…` hex), of up to `limits.max_digits` digits (100,000 by
+    /// default). One primed will not test is answered in `errors`, the others are accepted.
+    #[schema(min_items = 1, max_items = 4096)]
+    pub numbers: Vec<String>,
+}
+
+/// `{"make_prime": {"digits": 40}}`
+#[derive(Debug, Clone, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MakePrimeRequest {
+    pub make_prime: MakePrime,
+}
+
+/// "Make me a prime of this many digits" (at most `limits.max_digits`).
 #[derive(Debug, Clone, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MakePrime {
+    #[schema(minimum = 1)]
     pub digits: u32,
+}
+
+impl SubmitRequest {
+    /// Which of the two forms a body is, by its keys, so that a wrong one is answered with
+    /// what is wrong in it rather than "matches no form".
+    fn parse(body: serde_json::Value) -> Result<SubmitRequest> {
+        let form = |e: serde_json::Error| ApiError::unprocessable(format!("{e}"));
+        let keys: Vec<&str> = body
+            .as_object()
+            .map(|o| o.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        match keys[..] {
+            ["numbers"] => serde_json::from_value(body)
+                .map(SubmitRequest::Numbers)
+                .map_err(form),
+            ["make_prime"] => serde_json::from_value(body)
+                .map(SubmitRequest::MakePrime)
+                .map_err(form),
+            _ => Err(ApiError::unprocessable(
+                "give an object with exactly one of numbers (a list of strings) or make_prime \
+                 ({\"digits\": N})",
+            )),
+        }
+    }
 }
 
 /// A job accepted and durable.
@@ -153,24 +192,37 @@ pub struct ActorPath {
 
 type Result<T> = std::result::Result<T, ApiError>;
 
+/// The API's integers are JSON's int64 (as its schema says, and as most languages read JSON):
+/// an id or time past that is refused rather than taken modulo something.
+pub fn in_range(value: u64) -> Result<()> {
+    match i64::try_from(value) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(ApiError::bad_request(format!(
+            "{value} is out of range: the API's integers are at most {}",
+            i64::MAX
+        ))),
+    }
+}
+
 /// Submit numbers to test, or a prime to make; answered once the jobs are durable.
 #[utoipa::path(post, path = "/v1/jobs", request_body = SubmitRequest,
     params(("Idempotency-Key" = Option<String>, Header,
         description = "A retry with the same key and body returns the same jobs (24 h)")),
     responses(
         (status = 200, description = "The jobs accepted (and inputs refused)", body = SubmitResponse),
-        (status = 400, description = "Not JSON, or neither or both of numbers and make_prime", body = ErrorJson),
+        (status = 400, description = "Not JSON, or a bad Idempotency-Key", body = ErrorJson),
         (status = 413, description = "A body over limits.max_frame_bytes", body = ErrorJson),
         (status = 415, description = "Not application/json", body = ErrorJson),
-        (status = 422, description = "No input primed will test, or a key reused for another body", body = ErrorJson),
+        (status = 422, description = "Not one of the two forms, more than 4096 numbers, none primed will test, or a key reused for another body", body = ErrorJson),
         (status = 503, description = "Busy, disk full, shutting down, or the journal failed", body = ErrorJson),
     ))]
 pub async fn submit(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,
-    body: std::result::Result<Json<SubmitRequest>, axum::extract::rejection::JsonRejection>,
+    body: std::result::Result<Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<SubmitResponse>> {
-    let Json(request) = body?;
+    let Json(body) = body?;
+    let request = SubmitRequest::parse(body)?;
     let Some(key) = headers.get("idempotency-key") else {
         return take_in(&api, request).await.map(Json);
     };
@@ -183,9 +235,10 @@ pub async fn submit(
     let key = String::from_utf8_lossy(key.as_bytes()).into_owned();
     let mut hasher = std::hash::DefaultHasher::new();
     request.hash(&mut hasher);
-    let weight = request.numbers.as_ref().map_or(16, |numbers| {
-        numbers.iter().map(|n| n.len() + 16).sum::<usize>()
-    });
+    let weight = match &request {
+        SubmitRequest::Numbers(r) => r.numbers.iter().map(|n| n.len() + 16).sum(),
+        SubmitRequest::MakePrime(_) => 16,
+    };
     let answer = lock(&api.idempotency)
         .claim(&key, hasher.finish(), weight, Instant::now())
         .map_err(ApiError::unprocessable)?;
@@ -203,31 +256,22 @@ pub type Keys = Mutex<Idempotency<SubmitResponse>>;
 
 fn submission(api: &Api, request: SubmitRequest) -> Result<Submission> {
     let jobs = &api.shared.ctx.jobs;
-    match (request.numbers, request.make_prime) {
-        (Some(numbers), None) if numbers.is_empty() => {
-            Err(ApiError::bad_request("numbers is empty: give at least one"))
+    match request {
+        SubmitRequest::Numbers(NumbersRequest { numbers }) if numbers.is_empty() => Err(
+            ApiError::unprocessable("numbers is empty: give at least one"),
+        ),
+        SubmitRequest::Numbers(NumbersRequest { numbers }) => {
+            jobs.submission(numbers).map_err(ApiError::unprocessable)
         }
-        (Some(numbers), None) => jobs.submission(numbers).map_err(ApiError::bad_request),
-        (None, Some(MakePrime { digits })) => Ok(jobs.make_prime(digits)),
-        _ => Err(ApiError::bad_request(
-            "give exactly one of numbers (a list) or make_prime ({\"digits\": N})",
-        )),
+        SubmitRequest::MakePrime(MakePrimeRequest {
+            make_prime: MakePrime { digits },
+        }) => Ok(jobs.make_prime(digits)),
     }
 }
 
 /// Through the intake exactly as a CLI connection's submission: admitted, journaled, and
 /// answered once durable.
 async fn take_in(api: &Api, request: SubmitRequest) -> Result<SubmitResponse> {
-    if request
-        .numbers
-        .as_ref()
-        .is_some_and(|n| n.len() > MAX_BATCH)
-    {
-        let count = request.numbers.as_ref().map_or(0, Vec::len);
-        return Err(ApiError::bad_request(format!(
-            "a submission of {count} numbers exceeds the maximum of {MAX_BATCH} per request"
-        )));
-    }
     let submission = submission(api, request)?;
     let jobs = &api.shared.ctx.jobs;
     let (out, mut answers) = mpsc::unbounded_channel();
@@ -283,6 +327,8 @@ pub async fn result(
 ) -> Result<Json<JobAnswer>> {
     let Path(JobPath { id }) = path?;
     let Query(query) = query?;
+    in_range(id)?;
+    in_range(query.timeout.unwrap_or(0))?;
     let jobs = &api.shared.ctx.jobs;
     if !query.wait {
         let response = jobs.answer(id, None).await;
@@ -330,6 +376,7 @@ fn answer(id: JobId, response: Option<Response>) -> Result<Json<JobAnswer>> {
 #[utoipa::path(delete, path = "/v1/jobs/{id}", params(JobPath),
     responses(
         (status = 200, description = "Cancelled", body = CancelledJson),
+        (status = 400, description = "Not a job id", body = ErrorJson),
         (status = 404, description = "No such job", body = ErrorJson),
         (status = 409, description = "It has already finished", body = ErrorJson),
         (status = 410, description = "It finished long ago and was pruned", body = ErrorJson),
@@ -340,6 +387,7 @@ pub async fn cancel(
     path: std::result::Result<Path<JobPath>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<CancelledJson>> {
     let Path(JobPath { id }) = path?;
+    in_range(id)?;
     match api.shared.ctx.jobs.cancel(id).await {
         Ok(()) => Ok(Json(CancelledJson {
             id,
@@ -366,6 +414,7 @@ pub async fn list(
     query: std::result::Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<JobList>> {
     let Query(query) = query?;
+    in_range(query.after.unwrap_or(0))?;
     let limit = query.limit.unwrap_or(DEFAULT_LIST).clamp(1, MAX_LIST);
     let from = query.after.map_or(0, |after| after.saturating_add(1));
     let mut entries = api.shared.ctx.jobs.in_flight_from(from);
@@ -437,8 +486,8 @@ pub async fn alarms(State(api): State<Arc<Api>>) -> Json<AlarmsJson> {
     responses(
         (status = 200, description = "Killed", body = KilledJson),
         (status = 404, description = "No actor of that name", body = ErrorJson),
-        (status = 409, description = "A standby: the leading daemon runs the tree", body = ErrorJson),
-        (status = 503, description = "Being restarted, or it did not stop in time", body = ErrorJson),
+        (status = 409, description = "Being restarted, or a standby (the leading daemon runs the tree)", body = ErrorJson),
+        (status = 503, description = "It did not stop in time", body = ErrorJson),
     ))]
 pub async fn kill(
     State(api): State<Arc<Api>>,
@@ -449,7 +498,8 @@ pub async fn kill(
     match admin::kill_actor(&name, api.shared.ctx.testers()).await {
         Ok(()) => Ok(Json(KilledJson { killed: name })),
         Err(KillRefusal::Unknown(message)) => Err(ApiError::not_found(message)),
-        Err(KillRefusal::Unavailable(message)) => Err(ApiError::unavailable(message)),
+        Err(KillRefusal::Restarting(message)) => Err(ApiError::conflict(message)),
+        Err(KillRefusal::Stuck(message)) => Err(ApiError::unavailable(message)),
     }
 }
 

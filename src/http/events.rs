@@ -43,6 +43,7 @@ pub async fn events(
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let Query(query) = query?;
+    super::api::in_range(query.since_ms.unwrap_or(0))?;
     let ctx = &api.shared.ctx;
     // Subscribed before the read, so that no event falls between the two.
     let live = ctx.events.subscribe();

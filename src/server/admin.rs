@@ -207,14 +207,18 @@ pub async fn area(shape: Shape) -> Response {
 pub enum KillRefusal {
     /// No actor of that name exists in this tree.
     Unknown(String),
-    /// It exists, but is being restarted, or did not stop in time.
-    Unavailable(String),
+    /// It exists, but is being restarted.
+    Restarting(String),
+    /// It did not stop in time.
+    Stuck(String),
 }
 
 impl KillRefusal {
     pub fn message(self) -> String {
         match self {
-            KillRefusal::Unknown(message) | KillRefusal::Unavailable(message) => message,
+            KillRefusal::Unknown(message)
+            | KillRefusal::Restarting(message)
+            | KillRefusal::Stuck(message) => message,
         }
     }
 }
@@ -241,7 +245,7 @@ pub async fn kill_actor(actor: &str, testers: u32) -> Result<(), KillRefusal> {
         )));
     }
     let Some(cell) = actors::cell(actor) else {
-        return Err(KillRefusal::Unavailable(format!(
+        return Err(KillRefusal::Restarting(format!(
             "{actor} is not running right now (it is being restarted)"
         )));
     };
@@ -252,6 +256,6 @@ pub async fn kill_actor(actor: &str, testers: u32) -> Result<(), KillRefusal> {
         "killing actor"
     );
     cell.kill_and_wait(Some(KILL_TIMEOUT)).await.map_err(|e| {
-        KillRefusal::Unavailable(format!("{actor} did not stop within {KILL_TIMEOUT:?}: {e}"))
+        KillRefusal::Stuck(format!("{actor} did not stop within {KILL_TIMEOUT:?}: {e}"))
     })
 }

@@ -6,6 +6,8 @@
 //!   `etcd-server`, `curl` and `python3`, installed (after an `apt-get update`) when this runs as root and they are
 //!   missing, and otherwise named in a message that says what to install. Then it runs one `cargo test --features etcd ARGS`, so the
 //!   dependency tree is built once and every test runs the same `primed` binary.
+//!   schemathesis (for the HTTP API's schema test) is installed from PyPI into a virtualenv
+//!   under target/ and named to the tests in `PRIMED_SCHEMATHESIS`.
 //! - `cargo xtask protoc`: prints the protoc to use, for other cargo commands that build the
 //!   etcd feature (`PROTOC=$(cargo xtask protoc) cargo clippy --features etcd`).
 
@@ -41,11 +43,13 @@ fn protoc() -> Result<PathBuf, String> {
 fn test(args: Vec<String>) -> Result<ExitCode, String> {
     let protoc = protoc()?;
     ensure_tools()?;
+    let schemathesis = ensure_schemathesis()?;
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .args(["test", "--features", "etcd"])
         .args(args)
         .env("PROTOC", protoc)
+        .env("PRIMED_SCHEMATHESIS", schemathesis)
         .status()
         .map_err(|e| format!("cannot run cargo test: {e}"))?;
     Ok(match status.code() {
@@ -53,6 +57,47 @@ fn test(args: Vec<String>) -> Result<ExitCode, String> {
         Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         None => ExitCode::FAILURE,
     })
+}
+
+/// The schemathesis release the API's schema test runs (from PyPI).
+const SCHEMATHESIS: &str = "schemathesis==4.32.5";
+
+/// schemathesis in a virtualenv of its own under target/ (made once, then reused): what the
+/// HTTP API's schema test runs against the daemon.
+fn ensure_schemathesis() -> Result<PathBuf, String> {
+    let target = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let venv = target.join("tools/schemathesis");
+    let st = venv.join("bin/schemathesis");
+    let marker = venv.join(SCHEMATHESIS);
+    if marker.exists() && runs(&st.to_string_lossy(), &["--version"]) {
+        return Ok(st);
+    }
+    eprintln!(
+        "xtask: installing {SCHEMATHESIS} from PyPI into {}",
+        venv.display()
+    );
+    let made = Command::new("python3")
+        .args(["-m", "venv", "--clear"])
+        .arg(&venv)
+        .status()
+        .is_ok_and(|s| s.success());
+    let pip = venv.join("bin/pip");
+    let installed = made
+        && Command::new(&pip)
+            .args(["install", "-q", "--disable-pip-version-check", SCHEMATHESIS])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !installed || !runs(&st.to_string_lossy(), &["--version"]) {
+        return Err(format!(
+            "cannot install {SCHEMATHESIS} into {} (python3 -m venv and pip, from PyPI): the \
+             HTTP API's schema test needs it",
+            venv.display()
+        ));
+    }
+    std::fs::write(&marker, "").map_err(|e| format!("cannot write {}: {e}", marker.display()))?;
+    Ok(st)
 }
 
 fn runs(program: &str, args: &[&str]) -> bool {
@@ -74,26 +119,25 @@ fn is_root() -> bool {
 /// What the tests run besides primed: the etcd server, curl (the HTTP API's tests drive it as
 /// a user would) and python3 (the Python client's tests). On PATH already, or Debian's packages when we may install them.
 fn ensure_tools() -> Result<(), String> {
-    let missing: Vec<(&str, &str)> = [
-        ("etcd", "etcd-server"),
-        ("curl", "curl"),
-        ("python3", "python3"),
-    ]
-    .into_iter()
-    .filter(|(program, _)| !runs(program, &["--version"]))
-    .collect();
+    // What to run to see a tool works, and Debian's package with it.
+    let tools: [(&str, &[&str], &str); 4] = [
+        ("etcd", &["--version"], "etcd-server"),
+        ("curl", &["--version"], "curl"),
+        ("python3", &["--version"], "python3"),
+        ("python3", &["-c", "import ensurepip, venv"], "python3-venv"),
+    ];
+    let missing: Vec<(&str, &str)> = tools
+        .into_iter()
+        .filter(|(program, args, _)| !runs(program, args))
+        .map(|(program, _, package)| (program, package))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
     let packages: Vec<&str> = missing.iter().map(|(_, package)| *package).collect();
     let advice = format!(
-        "the tests need {} on PATH: install Debian's {} (sudo apt-get update && sudo apt-get \
-         install {}), then run cargo xtask test again",
-        missing
-            .iter()
-            .map(|(p, _)| *p)
-            .collect::<Vec<_>>()
-            .join(" and "),
+        "the tests need Debian's {}: sudo apt-get update && sudo apt-get install {}, then \
+         cargo xtask test again",
         packages.join(" and "),
         packages.join(" ")
     );
@@ -116,11 +160,7 @@ fn ensure_tools() -> Result<(), String> {
         .chain(packages)
         .collect();
     let installed = apt(&["update", "-q"]) && apt(&install);
-    if installed
-        && missing
-            .iter()
-            .all(|(program, _)| runs(program, &["--version"]))
-    {
+    if installed && tools.iter().all(|(program, args, _)| runs(program, args)) {
         Ok(())
     } else {
         Err(format!("installing failed; {advice}"))
