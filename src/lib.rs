@@ -50,6 +50,11 @@
 //!   connections, operator requests.
 //! - [`client`]: the CLI's client commands, their arguments and output.
 //! - [`bench`]: `primed bench`, the load generator.
+//!
+//! The HTTP side:
+//! - [`http`]: the HTTP/JSON API on a socket of its own (and optionally TCP with a token):
+//!   the `/v1` endpoints over the same intake, the OpenAPI document, `/metrics`.
+//! - [`metrics`]: the Prometheus instruments that the code paths bump.
 
 pub mod actors;
 pub mod alarms;

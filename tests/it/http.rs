@@ -517,3 +517,50 @@ fn schemathesis_finds_no_server_error_and_no_response_the_schema_does_not_allow(
     assert!(report.contains("Tested: 11"), "{report}");
     assert!(daemon.curl("GET", "/v1/_ping", None, &[]).status == 200);
 }
+
+/// README's curl examples, run in order against a fresh daemon: each succeeds, and prints what
+/// README shows under it (exactly, or up to the first "…").
+#[test]
+fn readme_curl_examples_work() {
+    let readme = include_str!("../../README.md");
+    let block = readme
+        .split("<!-- the curl examples below are run by tests/it/http.rs")
+        .nth(1)
+        .and_then(|rest| rest.split("```sh\n").nth(1))
+        .and_then(|rest| rest.split("```").next())
+        .expect("README's curl examples");
+    let daemon = Daemon::start(2);
+    let lines: Vec<&str> = block.lines().collect();
+    let mut ran = 0;
+    for (i, line) in lines.iter().enumerate() {
+        if !line.starts_with("curl ") {
+            continue;
+        }
+        let out = Command::new("sh")
+            .args(["-c", line])
+            .env("SOCK", daemon.http_socket())
+            .output()
+            .expect("sh");
+        let printed = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(
+            out.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let shown = lines[i + 1]
+            .strip_prefix("# ")
+            .expect("the output shown under it");
+        match shown.split_once('…') {
+            Some((prefix, _)) => assert!(printed.starts_with(prefix), "{line}\n{printed}"),
+            None => match serde_json::from_str::<Value>(shown) {
+                Ok(json) => {
+                    let got = serde_json::from_str::<Value>(&printed).ok();
+                    assert_eq!(got, Some(json), "{line}");
+                }
+                Err(_) => assert_eq!(printed, shown, "{line}"),
+            },
+        }
+        ran += 1;
+    }
+    assert!(ran >= 8, "only {ran} examples found");
+}
