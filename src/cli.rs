@@ -145,6 +145,12 @@ pub struct BenchArgs {
     /// Data dir for --journal-only (a fresh directory; not one a daemon is using).
     #[arg(long, requires = "journal_only")]
     pub data_dir: Option<PathBuf>,
+    /// Through the HTTP API (its socket beside --socket) instead of the bincode protocol.
+    #[arg(long, conflicts_with = "journal_only")]
+    pub http: bool,
+    /// The HTTP API's socket, for --http (default: beside --socket, as `serve` puts it).
+    #[arg(long, value_name = "PATH", requires = "http")]
+    pub http_socket: Option<PathBuf>,
 }
 
 /// Grace for blocking computations at exit: their testers are gone, so they are cancelled.
@@ -244,8 +250,14 @@ fn man() -> u8 {
 }
 
 fn bench(runtime: &tokio::runtime::Runtime, args: BenchArgs) -> u8 {
+    let socket = args.opts.socket.unwrap_or_else(config::default_socket);
+    let http = args
+        .http
+        .then(|| config::http_socket(args.http_socket, &socket))
+        .flatten();
     let options = BenchOptions {
-        socket: args.opts.socket.unwrap_or_else(config::default_socket),
+        socket,
+        http,
         json: args.opts.json,
         jobs: args.jobs,
         connections: args.connections,

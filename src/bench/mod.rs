@@ -1,7 +1,9 @@
 //! `primed bench`: a load generator in the spirit of redis-benchmark. Against a running daemon
 //! it measures durable jobs per second and the latency of each job (submit to answer); with
-//! `--journal-only` it drives the journal alone, the ceiling the daemon is compared with.
+//! `--journal-only` it drives the journal alone, the ceiling the daemon is compared with; with
+//! `--http` it goes through the HTTP API instead of the bincode protocol.
 
+mod http;
 mod journal_only;
 mod latency;
 mod load;
@@ -32,6 +34,8 @@ pub struct BenchOptions {
     pub seed: u64,
     /// `Some(dir)`: journal only, in this data dir.
     pub journal_only: Option<PathBuf>,
+    /// `Some(socket)`: through the HTTP API on this socket instead of the bincode protocol.
+    pub http: Option<PathBuf>,
 }
 
 /// The one line `--json` prints.
@@ -94,8 +98,13 @@ async fn measure_daemon(
         .into_iter()
         .map(|batches| {
             let (socket, done) = (options.socket.clone(), Arc::clone(done));
-            let pipeline = options.pipeline;
-            tokio::spawn(async move { load::drive(&socket, batches, pipeline, done).await })
+            let (pipeline, http) = (options.pipeline, options.http.clone());
+            tokio::spawn(async move {
+                match http {
+                    Some(socket) => http::drive(&socket, batches, done).await,
+                    None => load::drive(&socket, batches, pipeline, done).await,
+                }
+            })
         })
         .collect();
     let mut measured = Vec::new();
@@ -147,9 +156,13 @@ fn report(
     if options.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
-        let what = match options.journal_only {
-            Some(_) => "journal only".to_string(),
-            None => format!("mix {:?}, {} connections", options.mix, options.connections),
+        let what = match (&options.journal_only, &options.http) {
+            (Some(_), _) => "journal only".to_string(),
+            (None, Some(_)) => format!(
+                "mix {:?}, {} HTTP connections",
+                options.mix, options.connections
+            ),
+            (None, None) => format!("mix {:?}, {} connections", options.mix, options.connections),
         };
         println!(
             "{jobs} jobs in {seconds:.2} s ({what}): {:.0} jobs/s; latency p50 {:.2} ms, \
