@@ -18,6 +18,7 @@ use super::Api;
 use crate::alarms::Alarm;
 use crate::job::{JobId, TesterId};
 use crate::jobs::{CancelRefusal, Submission};
+use crate::journal::Role;
 use crate::outcomes::Delivery;
 use crate::protocol::json::{ReportJson, TreeJson};
 use crate::protocol::{Accepted, JobInfo, Response, StatusReport};
@@ -378,7 +379,7 @@ fn answer(id: JobId, response: Option<Response>) -> Result<Json<JobAnswer>> {
         (status = 200, description = "Cancelled", body = CancelledJson),
         (status = 400, description = "Not a job id", body = ErrorJson),
         (status = 404, description = "No such job", body = ErrorJson),
-        (status = 409, description = "It has already finished", body = ErrorJson),
+        (status = 409, description = "It has already finished, or this daemon is a standby", body = ErrorJson),
         (status = 410, description = "It finished long ago and was pruned", body = ErrorJson),
         (status = 503, description = "The journal failed", body = ErrorJson),
     ))]
@@ -388,6 +389,12 @@ pub async fn cancel(
 ) -> Result<Json<CancelledJson>> {
     let Path(JobPath { id }) = path?;
     in_range(id)?;
+    if let Role::Standby { leader } = api.shared.coordination.role().await {
+        return Err(ApiError::conflict(format!(
+            "this daemon is a standby: cancel job {id} at the leading daemon ({})",
+            leader.as_deref().unwrap_or("unknown right now")
+        )));
+    }
     match api.shared.ctx.jobs.cancel(id).await {
         Ok(()) => Ok(Json(CancelledJson {
             id,

@@ -422,6 +422,31 @@ fn a_standby_serves_its_clients_and_the_leader_runs_their_jobs() {
         stderr.contains("standby") && stderr.contains(named),
         "{stderr}"
     );
+
+    // The standby's HTTP API: jobs in and answered, changes refused with where to go.
+    let body = serde_json::json!({"numbers": ["1000003"]}).to_string();
+    let accepted = standby.curl("POST", "/v1/jobs", Some(&body), &[]).json();
+    let id = accepted["jobs"][0]["id"].as_u64().expect("id");
+    let answer = standby.curl("GET", &format!("/v1/jobs/{id}?wait=true"), None, &[]);
+    assert_eq!(answer.json()["prime"], true, "{answer:?}");
+    for (method, path) in [
+        ("DELETE", format!("/v1/jobs/{}", blocker.id)),
+        ("GET", "/v1/tree".to_string()),
+        ("POST", "/v1/actors/tester-1/kill".to_string()),
+    ] {
+        let refused = standby.curl(method, &path, None, &[]);
+        assert_eq!(refused.status, 409, "{method} {path}: {refused:?}");
+        assert!(refused.error().contains(named), "{refused:?}");
+    }
+    assert_eq!(
+        standby.curl("GET", "/v1/status", None, &[]).json()["role"],
+        "standby"
+    );
+    let metrics = standby.curl("GET", "/metrics", None, &[]).body;
+    assert!(
+        metrics.lines().any(|l| l == "primed_journal_leader 0"),
+        "{metrics}"
+    );
 }
 
 /// Benchmark, not in CI: `FAILOVERS` (default 5) kill -9s of the leader, each followed by the

@@ -564,3 +564,16 @@ fn readme_curl_examples_work() {
     }
     assert!(ran >= 8, "only {ran} examples found");
 }
+
+#[test]
+fn a_busy_daemon_answers_503_with_retry_after() {
+    let daemon = Daemon::builder()
+        .testers(1)
+        .args(&["--max-in-flight", "1"])
+        .start();
+    let _blocker = crate::common::block_a_tester(&daemon);
+    let busy = daemon.curl("POST", "/v1/jobs", Some("{\"numbers\": [\"7\"]}"), &[]);
+    assert_eq!(busy.status, 503, "{busy:?}");
+    assert_eq!(busy.header("retry-after").as_deref(), Some("1"));
+    assert!(busy.error().contains("busy"), "{busy:?}");
+}

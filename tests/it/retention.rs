@@ -69,6 +69,16 @@ fn finished_jobs_beyond_the_policy_are_pruned_and_answered_as_pruned() {
     );
     let json = parse_lines(&daemon.cli(&["result", "--json", "1"]).stdout);
     assert_eq!(json[0]["pruned"], true, "{json:?}");
+    // The HTTP API says the same: 410, with the policy that let it go.
+    let gone = daemon.curl("GET", "/v1/jobs/1?wait=true", None, &[]);
+    assert_eq!(gone.status, 410, "{gone:?}");
+    assert_eq!(gone.json()["pruned"], true);
+    assert!(
+        gone.json()["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("1000")),
+        "{gone:?}"
+    );
     let unknown = daemon.cli(&["result", "999999999"]);
     assert_eq!(unknown.status.code(), Some(1), "{}", describe(&unknown));
     let waited = daemon.cli(&["result", "--wait", "2"]);

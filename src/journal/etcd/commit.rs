@@ -99,11 +99,16 @@ impl Committer {
     /// refused), retried while etcd is merely unavailable, for a while.
     async fn commit(&mut self, fence: Option<Compare>, ops: Vec<TxnOp>) -> Result<(), CommitError> {
         let started = Instant::now();
+        let writes = ops.len() as u64;
         loop {
             let txn = Txn::new().when(fence.clone().into_iter().collect::<Vec<_>>());
             let txn = txn.and_then(ops.clone());
             let error = match tokio::time::timeout(CALL_TIMEOUT, self.client.txn(txn)).await {
-                Ok(Ok(reply)) if reply.succeeded() => return Ok(()),
+                Ok(Ok(reply)) if reply.succeeded() => {
+                    // A transaction is what makes etcd's writes durable: its group commit.
+                    crate::metrics::global().flushed(started.elapsed(), writes);
+                    return Ok(());
+                }
                 Ok(Ok(_)) => return Err(CommitError::Deposed),
                 Ok(Err(e)) => e.to_string(),
                 Err(_) => format!("no answer from etcd within {CALL_TIMEOUT:?}"),
