@@ -66,6 +66,9 @@ pub enum Command {
     Events(EventsArgs),
     /// A live terminal view: testers' queues and loads, throughput, restarts, alarms (q quits).
     Top(ClientOpts),
+    /// Print the address of the observer, the live web page (with its token): the daemon
+    /// must serve a TCP listener (serve --http-listen 127.0.0.1:PORT).
+    Web(ClientOpts),
     /// Load generator: durable jobs/s and latency against a running daemon (or the journal alone).
     Bench(BenchArgs),
     /// Print a shell completion script: `primed completions bash > /etc/bash_completion.d/primed`.
@@ -201,6 +204,7 @@ async fn run_client(command: Command) -> Exit {
         Command::Kill(args) => client::kill(args).await,
         Command::Events(args) => client::events(args).await,
         Command::Top(opts) => client::top(opts).await,
+        Command::Web(opts) => client::web(opts).await,
         Command::Prime(args) => client::prime(args).await,
         Command::Cancel(args) => client::cancel(args).await,
     };

@@ -9,19 +9,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Body;
-use axum::http::{header, Method, Request, StatusCode};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
-use tokio::net::UnixStream;
+use axum::http::{Method, StatusCode};
 
 use super::latency::micros;
 use super::load::Measured;
-use crate::client::ClientError;
+use crate::client::{ClientError, Endpoint, HttpClient};
 use crate::http::api::{NumbersRequest, SubmitResponse};
-
-/// The most an answer may be (a batch's accepted jobs, or one job's answer).
-const MAX_ANSWER: usize = 64 << 20;
 
 fn failed(what: &str, e: impl std::fmt::Display) -> ClientError {
     ClientError::Unexpected(format!("{what}: {e}"))
@@ -33,23 +26,14 @@ pub async fn drive(
     batches: Vec<Vec<String>>,
     done: Arc<AtomicU64>,
 ) -> Result<Measured, ClientError> {
-    let stream = UnixStream::connect(socket)
-        .await
-        .map_err(|source| ClientError::Unreachable {
-            socket: socket.to_path_buf(),
-            source,
-        })?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| failed("HTTP handshake", e))?;
-    tokio::spawn(connection);
+    let mut client = HttpClient::connect(&Endpoint::new(socket.to_path_buf())).await?;
     let mut measured = Measured::default();
     for numbers in batches {
         let count = numbers.len() as u64;
         let at = Instant::now();
         let body = serde_json::to_vec(&NumbersRequest { numbers })
             .map_err(|e| failed("encoding a batch", e))?;
-        let (status, answer) = call(&mut sender, Method::POST, "/v1/jobs", body).await?;
+        let (status, answer) = client.call(Method::POST, "/v1/jobs", body).await?;
         if status != StatusCode::OK {
             measured.refused += count;
             continue;
@@ -59,40 +43,14 @@ pub async fn drive(
         measured.refused += accepted.errors.len() as u64;
         for job in accepted.jobs {
             let path = format!("/v1/jobs/{}?wait=true&timeout=300", job.id);
-            let (status, answer) = call(&mut sender, Method::GET, &path, Vec::new()).await?;
+            let (status, answer) = client.call(Method::GET, &path, Vec::new()).await?;
             if status != StatusCode::OK || answer.windows(7).any(|w| w == b"pending") {
-                return Err(failed(
-                    &format!("job {}", job.id),
-                    String::from_utf8_lossy(&answer),
-                ));
+                let answer = String::from_utf8_lossy(&answer);
+                return Err(failed(&format!("job {}", job.id), answer));
             }
             measured.latencies_us.push(micros(at.elapsed()));
             done.fetch_add(1, Ordering::Relaxed);
         }
     }
     Ok(measured)
-}
-
-async fn call(
-    sender: &mut SendRequest<Body>,
-    method: Method,
-    path: &str,
-    body: Vec<u8>,
-) -> Result<(StatusCode, axum::body::Bytes), ClientError> {
-    let request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(header::HOST, "primed")
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body))
-        .map_err(|e| failed("building a request", e))?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| failed(path, e))?;
-    let status = response.status();
-    let bytes = axum::body::to_bytes(Body::new(response.into_body()), MAX_ANSWER)
-        .await
-        .map_err(|e| failed(path, e))?;
-    Ok((status, bytes))
 }

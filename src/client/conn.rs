@@ -115,17 +115,7 @@ impl Connection {
     /// Connects, checks who serves the socket (before a byte is sent), and exchanges hellos,
     /// all within the endpoint's timeout.
     pub async fn connect(endpoint: &Endpoint) -> Result<Connection, ClientError> {
-        let connecting = Self::open(endpoint);
-        let mut stream = tokio::time::timeout(endpoint.timeout, connecting)
-            .await
-            .map_err(|_| endpoint.timed_out("did not take the connection"))??;
-        let credentials = stream
-            .peer_cred()
-            .map_err(|source| ClientError::Unreachable {
-                socket: endpoint.socket.clone(),
-                source,
-            })?;
-        endpoint.trusts(credentials.uid())?;
+        let mut stream = Self::open_trusted(endpoint).await?;
         let hellos = async {
             // A refused client is told why after the daemon's hello, and the socket closed:
             // our hello may then meet a broken pipe, but the reason is still there to read.
@@ -154,6 +144,23 @@ impl Connection {
             answer_timeout: Some(endpoint.timeout),
             socket: endpoint.socket.clone(),
         })
+    }
+
+    /// Connects within the endpoint's timeout and checks who serves the socket, before a byte
+    /// is sent: the CLI's socket, or the HTTP API's.
+    pub async fn open_trusted(endpoint: &Endpoint) -> Result<UnixStream, ClientError> {
+        let connecting = Self::open(endpoint);
+        let stream = tokio::time::timeout(endpoint.timeout, connecting)
+            .await
+            .map_err(|_| endpoint.timed_out("did not take the connection"))??;
+        let credentials = stream
+            .peer_cred()
+            .map_err(|source| ClientError::Unreachable {
+                socket: endpoint.socket.clone(),
+                source,
+            })?;
+        endpoint.trusts(credentials.uid())?;
+        Ok(stream)
     }
 
     /// The daemon's parting message on a connection it closed, if it left one.

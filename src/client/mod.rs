@@ -3,20 +3,24 @@
 
 pub mod args;
 mod conn;
+mod http;
 mod output;
 mod prime;
 mod progress;
 mod query;
 mod submit;
 mod top;
+mod web;
 
 use std::time::Duration;
 
 pub use conn::{ClientError, Connection, Endpoint};
+pub use http::HttpClient;
 pub use prime::{cancel, run as prime};
 pub use query::{alarms, area, events, jobs, kill, reload, results, status, tree};
 pub use submit::run as submit;
 pub use top::run as top;
+pub use web::run as web;
 
 use crate::config;
 use args::ClientOpts;

@@ -7,6 +7,7 @@
 //! - [`error`]: the one error shape and the status-code mapping;
 //! - [`idempotency`]: `Idempotency-Key` for submissions; [`token`]: the TCP listener's token;
 //! - [`openapi`]: the OpenAPI document, generated from the handlers;
+//! - [`web`]: the observer, a live web page of the tree and its work (`/`);
 //! - [`scrape`]: `/metrics`, the instruments and what is read at scrape time.
 //!
 //! Each connection is served by hyper's HTTP/1 with a header timeout (`limits.read_timeout`,
@@ -20,6 +21,7 @@ pub mod idempotency;
 pub mod openapi;
 pub mod scrape;
 pub mod token;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -63,6 +65,8 @@ pub struct Api {
     idempotency: api::Keys,
     /// HTTP connections open (apart from the CLI's), against `limits.max_connections`.
     slots: Arc<Slots>,
+    /// The observer's address with its token, when there is a TCP listener.
+    web_url: Option<String>,
 }
 
 static UNAUTHORIZED: LogBudget = LogBudget::new(Duration::from_secs(1));
@@ -119,7 +123,15 @@ impl Listeners {
     /// Serves until dropped; then it stops accepting (the socket file goes), while
     /// connections already open finish their requests until the daemon closes.
     pub async fn serve(self, shared: Arc<Shared>) {
+        let web_url = match (&self.tcp, &self.token) {
+            (Some(listener), Some(token)) => listener
+                .local_addr()
+                .ok()
+                .map(|addr| web::address(addr, token)),
+            _ => None,
+        };
         let api = Arc::new(Api {
+            web_url,
             slots: Slots::new(shared.limits.max_connections),
             shared: Arc::clone(&shared),
             token: self.token,
@@ -164,7 +176,9 @@ fn admit_unix(stream: UnixStream, shared: &Arc<Shared>, api: &Arc<Api>, router: 
 
 async fn accept_tcp(listener: &TcpListener, api: &Arc<Api>, router: &Router) {
     if let Ok(addr) = listener.local_addr() {
-        info!(%addr, event = "http_listening", "serving the HTTP API (bearer token)");
+        let observer = api.web_url.as_deref().unwrap_or("");
+        info!(%addr, observer, event = "http_listening",
+              "serving the HTTP API (bearer token) and the observer");
     }
     let mut failures = 0;
     loop {
@@ -296,6 +310,10 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/v1/_ping", get(api::ping).head(api::ping))
         .route("/v1/openapi.json", get(openapi::serve))
         .route("/metrics", get(metrics))
+        .route("/v1/web", get(web::url))
+        .route("/", get(web::index))
+        .route("/web/app.js", get(web::script))
+        .route("/web/style.css", get(web::style))
         .fallback(unknown_path)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -313,7 +331,9 @@ async fn api_version(mut response: Response) -> Response {
 
 async fn authorize(State(api): State<Arc<Api>>, request: Request, next: Next) -> Response {
     let over_tcp = request.extensions().get::<Transport>() == Some(&Transport::Tcp);
-    if over_tcp {
+    // The observer's own files hold no data: the page asks for the token itself.
+    let page = request.method() == Method::GET && web::ASSETS.contains(&request.uri().path());
+    if over_tcp && !page {
         let given = request
             .headers()
             .get(header::AUTHORIZATION)

@@ -22,7 +22,8 @@ use super::events;
     ),
     paths(
         api::submit, api::list, api::result, api::cancel, api::status, api::tree, api::alarms,
-        api::kill, api::reload, api::ping, events::events, super::metrics, serve
+        api::kill, api::reload, api::ping, events::events, super::metrics, serve,
+        super::web::url
     ),
     components(schemas(ErrorJson)),
     modifiers(&Bearer),

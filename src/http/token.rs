@@ -71,6 +71,11 @@ impl Token {
         }
     }
 
+    /// The token itself, for the observer's address (which carries it in its fragment).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
     /// Whether an `Authorization` header carries this token (`Bearer <token>`), compared in
     /// time that does not depend on where a guess goes wrong.
     pub fn admits(&self, authorization: Option<&[u8]>) -> bool {

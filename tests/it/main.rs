@@ -27,3 +27,4 @@ mod recovery;
 mod reload;
 mod retention;
 mod socket;
+mod web;

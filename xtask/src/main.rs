@@ -2,12 +2,13 @@
 //!
 //! - `cargo xtask test [ARGS]`: the whole test suite, the etcd tests included, on a machine
 //!   that has only the Rust toolchain. protoc comes from the `protoc-bin-vendored` crate and is
-//!   handed to the build through `PROTOC`; the etcd server, curl and python3 are Debian's
-//!   `etcd-server`, `curl` and `python3`, installed (after an `apt-get update`) when this runs as root and they are
-//!   missing, and otherwise named in a message that says what to install. Then it runs one `cargo test --features etcd ARGS`, so the
-//!   dependency tree is built once and every test runs the same `primed` binary.
-//!   schemathesis (for the HTTP API's schema test) is installed from PyPI into a virtualenv
-//!   under target/ and named to the tests in `PRIMED_SCHEMATHESIS`.
+//!   handed to the build through `PROTOC`. The etcd server, curl, python3 and Chromium come
+//!   from Debian's `etcd-server`, `curl`, `python3`, `python3-venv`, `chromium` and
+//!   `chromium-driver`, installed (after an `apt-get update`) when missing and this runs as
+//!   root, and otherwise named in a message that says what to install. schemathesis (for the
+//!   HTTP API's schema test) is installed from PyPI into a virtualenv under target/ and named
+//!   to the tests in `PRIMED_SCHEMATHESIS`. Then it runs one `cargo test --features etcd ARGS`,
+//!   so the dependency tree is built once and every test runs the same `primed` binary.
 //! - `cargo xtask protoc`: prints the protoc to use, for other cargo commands that build the
 //!   etcd feature (`PROTOC=$(cargo xtask protoc) cargo clippy --features etcd`).
 
@@ -117,14 +118,17 @@ fn is_root() -> bool {
 }
 
 /// What the tests run besides primed: the etcd server, curl (the HTTP API's tests drive it as
-/// a user would) and python3 (the Python client's tests). On PATH already, or Debian's packages when we may install them.
+/// a user would), python3 (the Python client's tests) and Chromium with its chromedriver (the
+/// observer's tests). On PATH already, or Debian's packages when we may install them.
 fn ensure_tools() -> Result<(), String> {
     // What to run to see a tool works, and Debian's package with it.
-    let tools: [(&str, &[&str], &str); 4] = [
+    let tools: [(&str, &[&str], &str); 6] = [
         ("etcd", &["--version"], "etcd-server"),
         ("curl", &["--version"], "curl"),
         ("python3", &["--version"], "python3"),
         ("python3", &["-c", "import ensurepip, venv"], "python3-venv"),
+        ("chromium", &["--version"], "chromium"),
+        ("chromedriver", &["--version"], "chromium-driver"),
     ];
     let missing: Vec<(&str, &str)> = tools
         .into_iter()
