@@ -82,6 +82,14 @@ fn the_observer_shows_the_tree_and_a_kill_from_it_and_answers_a_number() {
     );
     let errors = browser.console_errors();
     assert!(errors.is_empty(), "console errors: {errors:?}");
+
+    // At a phone's width it is one column, and nothing runs off the side.
+    browser.resize(390, 844);
+    browser.wait_until(
+        "the page to fit a phone's width",
+        PATIENCE,
+        "return document.documentElement.scrollWidth <= window.innerWidth",
+    );
 }
 
 #[test]
