@@ -112,12 +112,18 @@ pub struct SubmitResponse {
     pub errors: Vec<InputErrorJson>,
 }
 
-/// A job still in flight: `{"id":7,"status":"pending"}`.
+/// A job still in flight: `{"id":7,"status":"pending","submitted_ms":…,"faults":0}`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PendingJson {
     pub id: JobId,
     /// Always `pending`.
     pub status: String,
+    /// When it was accepted (ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitted_ms: Option<u64>,
+    /// Crashes of a tester while it ran this job so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faults: Option<u32>,
 }
 
 /// `GET /v1/jobs/{id}`: the answer, or that it is still pending.
@@ -333,7 +339,7 @@ pub async fn result(
     let jobs = &api.shared.ctx.jobs;
     if !query.wait {
         let response = jobs.answer(id, None).await;
-        return answer(id, response);
+        return answer(id, response).map(|a| detailed(&api, a));
     }
     let limit = Duration::from_secs(
         query
@@ -343,21 +349,46 @@ pub async fn result(
     );
     let (out, mut answers) = mpsc::unbounded_channel();
     if let Some(response) = jobs.answer(id, Some(&out)).await {
-        return answer(id, Some(response));
+        return answer(id, Some(response)).map(|a| detailed(&api, a));
     }
     let mut closing = api.shared.closing.clone();
-    tokio::select! {
-        delivery = answers.recv() => return answer(id, delivery.map(|d| d.response)),
-        () = tokio::time::sleep(limit) => {}
-        _ = closing.wait_for(|&closing| closing) => {}
-    }
-    // Not answered in time: stop waiting, unless the answer is already on its way.
-    if !jobs.stop_waiting(id, &out) {
-        if let Some(delivery) = answers.recv().await {
-            return answer(id, Some(delivery.response));
+    let response = tokio::select! {
+        delivery = answers.recv() => delivery.map(|d| d.response),
+        () = tokio::time::sleep(limit) => None,
+        _ = closing.wait_for(|&closing| closing) => None,
+    };
+    let response = match response {
+        Some(response) => response,
+        // Not answered in time: stop waiting, unless the answer is already on its way.
+        None if !jobs.stop_waiting(id, &out) => match answers.recv().await {
+            Some(delivery) => delivery.response,
+            None => Response::Pending { id },
+        },
+        None => Response::Pending { id },
+    };
+    answer(id, Some(response)).map(|a| detailed(&api, a))
+}
+
+/// The answer with the job's times and faults, from its record.
+fn detailed(api: &Api, Json(mut answer): Json<JobAnswer>) -> Json<JobAnswer> {
+    let id = match &answer {
+        JobAnswer::Done(report) => report.id,
+        JobAnswer::Pending(pending) => pending.id,
+    };
+    if let Ok(Some(timings)) = api.shared.ctx.jobs.timings(id) {
+        match &mut answer {
+            JobAnswer::Done(report) => {
+                report.submitted_ms = Some(timings.submitted_ms);
+                report.finished_ms = timings.finished_ms;
+                report.faults = Some(timings.faults);
+            }
+            JobAnswer::Pending(pending) => {
+                pending.submitted_ms = Some(timings.submitted_ms);
+                pending.faults = Some(timings.faults);
+            }
         }
     }
-    answer(id, Some(Response::Pending { id }))
+    Json(answer)
 }
 
 fn answer(id: JobId, response: Option<Response>) -> Result<Json<JobAnswer>> {
@@ -366,6 +397,8 @@ fn answer(id: JobId, response: Option<Response>) -> Result<Json<JobAnswer>> {
         Some(Response::Pending { id }) => Ok(Json(JobAnswer::Pending(PendingJson {
             id,
             status: "pending".to_string(),
+            submitted_ms: None,
+            faults: None,
         }))),
         Some(Response::Pruned { id, reason }) => Err(ApiError::pruned(id, reason)),
         Some(Response::Unknown { error, .. }) => Err(ApiError::not_found(error)),

@@ -449,6 +449,11 @@ impl Jobs {
         self.journal.counts()
     }
 
+    /// When `id` was accepted and finished, and its faults (a job's detail).
+    pub fn timings(&self, id: JobId) -> Result<Option<crate::journal::Timings>, JournalError> {
+        self.journal.timings(id)
+    }
+
     /// Why new jobs cannot be made durable right now, if so (a replicated journal without its
     /// quorum).
     pub fn unavailable(&self) -> Option<String> {

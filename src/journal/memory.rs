@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::record::{CompleteOnce, JobRecord};
-use super::{BoxFuture, Completion, Counts, InFlightIter, Journal, JournalError, Lookup, Ticket};
+use super::{
+    BoxFuture, Completion, Counts, InFlightIter, Journal, JournalError, Lookup, Ticket, Timings,
+};
 use crate::event::Event;
 use crate::job::{now_ms, InFlight, Job, JobId, Task, Verdict};
 
@@ -119,6 +121,10 @@ impl Journal for MemoryJournal {
             None => Lookup::Unknown,
             Some(record) => record.result(id).map_or(Lookup::Pending, Lookup::Done),
         })
+    }
+
+    fn timings(&self, id: JobId) -> Result<Option<Timings>, JournalError> {
+        Ok(self.state().jobs.get(&id).map(JobRecord::timings))
     }
 
     fn counts(&self) -> Counts {

@@ -112,6 +112,15 @@ pub enum JournalError {
 }
 
 /// What looking up a job id found.
+/// A job's times and faults, as its record keeps them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timings {
+    pub submitted_ms: u64,
+    pub finished_ms: Option<u64>,
+    /// Crashes of a tester while it ran this job.
+    pub faults: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
     Done(JobResult),
@@ -188,6 +197,10 @@ pub trait Journal: Send + Sync + 'static {
     }
 
     fn lookup(&self, id: JobId) -> Result<Lookup, JournalError>;
+
+    /// When `id` was accepted and finished, and how often it crashed its testers (for a job's
+    /// detail); `None` if there is no record of it.
+    fn timings(&self, id: JobId) -> Result<Option<Timings>, JournalError>;
 
     fn counts(&self) -> Counts;
 

@@ -143,6 +143,14 @@ impl JobRecord {
         })
     }
 
+    pub(crate) fn timings(&self) -> super::Timings {
+        super::Timings {
+            submitted_ms: self.submitted_ms,
+            finished_ms: self.outcome.as_ref().map(|o| o.completed_ms),
+            faults: self.faults,
+        }
+    }
+
     pub(crate) fn result(&self, id: JobId) -> Option<JobResult> {
         self.outcome.as_ref().map(|o| JobResult {
             id,

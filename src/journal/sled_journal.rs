@@ -38,7 +38,7 @@ use super::sled_prune::{self, PruneState};
 use super::window::DoneWindow;
 use super::{
     BoxFuture, Completion, Counts, GroupCommit, InFlightIter, Journal, JournalError, Lookup, Pass,
-    Retained, Ticket,
+    Retained, Ticket, Timings,
 };
 use crate::event::Event;
 use crate::job::{now_ms, InFlight, Job, JobId, Task, Verdict};
@@ -462,6 +462,10 @@ impl Journal for SledJournal {
                 }))
             });
         Box::new(jobs.filter_map(Result::transpose))
+    }
+
+    fn timings(&self, id: JobId) -> Result<Option<Timings>, JournalError> {
+        Ok(self.read_job(id)?.map(|record| record.timings()))
     }
 
     fn lookup(&self, id: JobId) -> Result<Lookup, JournalError> {

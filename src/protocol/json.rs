@@ -27,6 +27,14 @@ pub struct ReportJson {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub attempts: u32,
+    /// The job's detail (the HTTP API only): when it was accepted and finished (ms since the
+    /// epoch), and how often it crashed its testers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitted_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faults: Option<u32>,
 }
 
 /// What a number the tester found not prime is: 0 and 1 are neither prime nor composite.
@@ -55,6 +63,9 @@ impl From<&Report> for ReportJson {
                 && not_prime(&report.n) != "composite",
             error,
             attempts: report.attempts,
+            submitted_ms: None,
+            finished_ms: None,
+            faults: None,
         }
     }
 }

@@ -41,9 +41,20 @@ fn every_endpoint_answers_through_curl_on_the_unix_socket() {
     assert_eq!(answer["errors"][0]["index"], 2);
     assert_eq!(answer["errors"][0]["n"], "x1");
     let waited = daemon.curl("GET", &format!("/v1/jobs/{prime}?wait=true"), None, &[]);
-    assert_eq!(
-        waited.json(),
-        json!({"id": prime, "n": "97", "prime": true, "attempts": 1})
+    let waited = waited.json();
+    for (key, value) in [
+        ("id", json!(prime)),
+        ("n", json!("97")),
+        ("prime", json!(true)),
+        ("attempts", json!(1)),
+        ("faults", json!(0)),
+    ] {
+        assert_eq!(waited[key], value, "{key} in {waited}");
+    }
+    let (submitted, finished) = (&waited["submitted_ms"], &waited["finished_ms"]);
+    assert!(
+        submitted.as_u64().is_some() && finished.as_u64() >= submitted.as_u64(),
+        "{waited}"
     );
     let composite = daemon.curl("GET", &format!("/v1/jobs/{composite}?wait=true"), None, &[]);
     assert_eq!(composite.json()["prime"], false);
@@ -68,7 +79,13 @@ fn every_endpoint_answers_through_curl_on_the_unix_socket() {
         None,
         &[],
     );
-    assert_eq!(pending.json(), json!({"id": long, "status": "pending"}));
+    let pending = pending.json();
+    assert_eq!(pending["id"], long);
+    assert_eq!(pending["status"], "pending");
+    assert!(
+        pending["submitted_ms"].is_u64() && pending["faults"] == 0,
+        "{pending}"
+    );
     let cancelled = daemon.curl("DELETE", &format!("/v1/jobs/{long}"), None, &[]);
     assert_eq!(cancelled.json(), json!({"id": long, "cancelled": true}));
     let again = daemon.curl("DELETE", &format!("/v1/jobs/{long}"), None, &[]);

@@ -202,6 +202,10 @@ async function loadInFlight() {
     [el("li", {}, "none")]));
 }
 
+function when(ms) {
+  return ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 23) + " UTC" : "?";
+}
+
 function short(n) {
   return n.length > 40 ? `${n.slice(0, 18)}…${n.slice(-18)} (${n.length} digits)` : n;
 }
@@ -255,9 +259,14 @@ async function lookup(id) {
     const job = listed.ok && listed.value.jobs[0]?.id === id ? listed.value.jobs[0] : null;
     rows.push(["job", id], ["state", "in flight"]);
     if (job) rows.push(["number", short(job.n)], ["tester", job.tester || "none yet"], ["attempts", job.attempts]);
+    rows.push(["faults", a.faults ?? "?"], ["accepted", when(a.submitted_ms)]);
   } else {
     rows.push(["job", a.id], ["number", short(a.n || "")], ["verdict", describe(a).split(": ")[1]],
-      ["attempts", a.attempts]);
+      ["attempts", a.attempts], ["faults", a.faults ?? "?"], ["accepted", when(a.submitted_ms)],
+      ["finished", when(a.finished_ms)]);
+    if (a.submitted_ms && a.finished_ms) {
+      rows.push(["took", `${((a.finished_ms - a.submitted_ms) / 1000).toFixed(3)} s`]);
+    }
   }
   const list = el("dl", {}, rows.map(([k, v]) => [el("dt", {}, k), el("dd", {}, String(v))]));
   const cancelButton = reply.ok && a.status === "pending" ?

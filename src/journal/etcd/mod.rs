@@ -56,7 +56,7 @@ use store::{check_format, load, reserve_ids};
 use super::record::{CompleteOnce, JobRecord, StoredTask};
 use super::{
     BoxFuture, Completion, Coordination, Counts, Grant, InFlightIter, Journal, JournalError,
-    JournalOptions, Lookup, Pass, RemoteChanges, Retained, Role as DaemonRole, Ticket,
+    JournalOptions, Lookup, Pass, RemoteChanges, Retained, Role as DaemonRole, Ticket, Timings,
 };
 use crate::event::Event;
 use crate::job::{now_ms, InFlight, Job, JobId, Task, Verdict};
@@ -510,6 +510,13 @@ impl Journal for EtcdJournal {
             }
             chunk.pop_front().map(Ok)
         }))
+    }
+
+    fn timings(&self, id: JobId) -> Result<Option<Timings>, JournalError> {
+        Ok(lock(&self.state)
+            .jobs
+            .get(&id)
+            .map(|record| record.timings()))
     }
 
     fn lookup(&self, id: JobId) -> Result<Lookup, JournalError> {
