@@ -746,3 +746,36 @@ fn etcd_retention_soak() {
         println!("{line}");
     }
 }
+
+/// The observer on a standby says so, and names the daemon that leads (and runs the jobs).
+#[test]
+fn the_observer_on_a_standby_names_its_leader() {
+    let Pair {
+        tmp: _tmp,
+        cluster: _cluster,
+        leader,
+        standby,
+        ..
+    } = pair([1, 1], Some("[daemon]\nhttp_listen = \"127.0.0.1:0\"\n"));
+    standby.wait_for("the TCP listener", |l| l["event"] == "http_listening");
+    let out = standby.cli(&["web"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let browser = crate::common::browser::Browser::start();
+    browser.open(&url);
+    browser.wait_until(
+        "the standby's role and its leader",
+        std::time::Duration::from_secs(20),
+        "return document.getElementById('role').textContent.startsWith('standby of') \
+         && document.getElementById('tree').textContent.includes('a standby runs no tree')",
+    );
+    let cluster = browser.eval("return document.getElementById('cluster').textContent");
+    let cluster = cluster.as_str().unwrap_or_default();
+    assert!(
+        cluster.contains("this daemon: standby")
+            && cluster.contains(&leader.socket.display().to_string()),
+        "{cluster}"
+    );
+    let errors = browser.console_errors();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+}
