@@ -186,13 +186,20 @@ async fn occupy_a_tester(daemon: &Daemon, client: &mut Client) -> JobId {
 
 /// Waits (without sleeping) until a tester runs `id`.
 async fn running(daemon: &Daemon, id: JobId) -> TesterId {
+    running_as(daemon, id, 1).await
+}
+
+/// Waits (without sleeping) until a tester runs attempt `attempt` (or a later one) of `id`:
+/// after a kill, the killed tester's slot still shows the attempt it died in until its
+/// successor takes it over.
+async fn running_as(daemon: &Daemon, id: JobId, attempt: u32) -> TesterId {
     let activity = &daemon.ctx.activity;
     tokio::time::timeout(PATIENCE, async {
         loop {
             if let Some((tester, ..)) = activity
                 .running_jobs()
                 .into_iter()
-                .find(|&(_, job, _)| job == id)
+                .find(|&(_, job, running)| job == id && running >= attempt)
             {
                 return tester;
             }
@@ -204,16 +211,17 @@ async fn running(daemon: &Daemon, id: JobId) -> TesterId {
 }
 
 /// Kills `actor` while `long` holds the only tester and `queued` jobs wait behind it; once a
-/// tester runs `long` again, cancels it so the rest can run, and returns every report.
+/// tester runs attempt `again` of `long`, cancels it so the rest can run, and returns every
+/// report.
 async fn kill_then_release(
     daemon: &Daemon,
     client: &mut Client,
     actor: ractor::ActorCell,
-    long: JobId,
+    (long, again): (JobId, u32),
     queued: usize,
 ) -> HashMap<JobId, Report> {
     actor.kill_and_wait(Some(PATIENCE)).await.unwrap();
-    running(daemon, long).await;
+    running_as(daemon, long, again).await;
     daemon.jobs.cancel(long).await.unwrap();
     client.reports(queued + 1).await
 }
@@ -290,7 +298,7 @@ async fn a_crashed_tester_is_sent_its_jobs_again() {
     daemon.submit(&numbers, &client.out).await;
     let queued = client.accepted().await;
     let actor = pool::tester(tester).get().unwrap().get_cell();
-    let reports = kill_then_release(&daemon, &mut client, actor, long, queued.len()).await;
+    let reports = kill_then_release(&daemon, &mut client, actor, (long, 2), queued.len()).await;
     assert_eq!(
         verdicts(&reports, &queued),
         [PRIME, PRIME, PRIME, PRIME, COMPOSITE, COMPOSITE, COMPOSITE]
@@ -314,7 +322,8 @@ async fn a_crashed_balancer_places_the_journals_jobs_again() {
     daemon.submit(&COMPOSITES, &client.out).await;
     let queued = client.accepted().await;
     let actor = BALANCER_ACTOR.get().unwrap().get_cell();
-    let reports = kill_then_release(&daemon, &mut client, actor, long, queued.len()).await;
+    // A job stopped with its pool is not its fault: the same attempt may run again.
+    let reports = kill_then_release(&daemon, &mut client, actor, (long, 1), queued.len()).await;
     assert_eq!(
         verdicts(&reports, &queued),
         [COMPOSITE, COMPOSITE, COMPOSITE]
