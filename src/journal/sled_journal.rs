@@ -8,6 +8,7 @@
 //! | `M` `next_id`   | the next job id (u64)                                              |
 //! | `M` `low_water` | every job below this id is done (u64)                              |
 //! | `M` `format`    | the layout version of these records (u32)                          |
+//! | `M` `prune_floor`, `M` `pruned`, `M` `prune_intent` | where pruning stands (see `sled_prune`) |
 //!
 //! Accepting a batch of jobs is one atomic sled batch per 128 jobs (the records and the next
 //! id): a crash can keep a prefix of a large submission, which was not acknowledged, and
@@ -30,6 +31,8 @@ use super::integrity;
 use super::mark::Mark;
 use super::migrate;
 use super::record::{CompleteOnce, JobRecord, FORMAT};
+#[cfg(test)]
+use super::sled_keys::PRUNE_INTENT_KEY;
 use super::sled_keys::{
     be_u64, corrupt, decode, describe, encode, job_key, read_counter, storage, FORMAT_KEY,
     LOW_WATER_KEY, NEXT_ID_KEY,
@@ -79,6 +82,8 @@ pub struct SledJournal {
     window: Arc<Mutex<DoneWindow>>,
     /// The prune floor and what is kept below it; held for a whole pass (one at a time).
     prune: Mutex<PruneState>,
+    /// The floor as lookups see it (see `sled_prune`): they never wait for a pass.
+    visible_floor: Arc<AtomicU64>,
 }
 
 fn be_u32(key: &[u8], bytes: &[u8]) -> Result<u32, JournalError> {
@@ -260,9 +265,11 @@ impl SledJournal {
                 lock(&window).mark_done(id);
             }
         }
+        let visible_floor = prune.visible_floor();
         let prune = Mutex::new(prune);
         Ok(Self {
             prune,
+            visible_floor,
             tree,
             events,
             event_seq: AtomicU64::new(event_seq),
@@ -472,7 +479,7 @@ impl Journal for SledJournal {
         Ok(match self.read_job(id)? {
             Some(record) => record.result(id).map_or(Lookup::Pending, Lookup::Done),
             // Below the floor only what was kept apart has a record left.
-            None if id > 0 && id < lock(&self.prune).floor() => Lookup::Pruned,
+            None if id > 0 && id < self.visible_floor.load(Ordering::SeqCst) => Lookup::Pruned,
             None => Lookup::Unknown,
         })
     }
@@ -850,6 +857,65 @@ mod tests {
         assert_eq!(journal.lookup(10).unwrap(), Lookup::Pruned);
         let (next, _) = journal.accept(numbers(&[5])).unwrap();
         assert_eq!(next[0].id, 301, "ids are never reused");
+    }
+
+    #[tokio::test]
+    async fn a_pruning_chunk_cut_off_by_a_crash_is_finished_at_the_next_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let journal = open(dir.path());
+            let (jobs, _) = journal.accept(numbers(&[97; 300])).unwrap();
+            for job in jobs.iter().filter(|j| j.id != 30) {
+                journal.complete(job.id, Verdict::Prime, 1).unwrap();
+            }
+            // What a chunk from 1 to 101 leaves when cut off after 50 of its removals: the
+            // intent, ids 1..=51 gone but 30 (in flight, kept apart), the floor not moved.
+            let intent = super::sled_prune::tests::intent(1, 101, 0);
+            journal
+                .tree
+                .insert(super::PRUNE_INTENT_KEY, &intent)
+                .unwrap();
+            for id in (1..=51).filter(|&id| id != 30) {
+                journal.tree.remove(job_key(id)).unwrap();
+            }
+            journal.flush().unwrap();
+        }
+        let journal = open(dir.path());
+        assert_eq!(
+            journal.retained().pruned,
+            50,
+            "what the chunk removed is counted"
+        );
+        assert_eq!(journal.lookup(1).unwrap(), Lookup::Pruned);
+        assert_eq!(journal.lookup(51).unwrap(), Lookup::Pruned);
+        assert_eq!(
+            journal.lookup(30).unwrap(),
+            Lookup::Pending,
+            "in flight: kept"
+        );
+        assert!(
+            matches!(journal.lookup(52).unwrap(), Lookup::Done(_)),
+            "not reached by the removals: kept apart below the new floor"
+        );
+        let in_flight: Vec<JobId> = journal.in_flight().map(|e| e.unwrap().job.id).collect();
+        assert_eq!(in_flight, [30]);
+        assert_eq!(journal.counts().completed, 299);
+        let policy = Retention {
+            max_kept: 100,
+            ..Retention::DEFAULT
+        };
+        assert_eq!(prune_all(&journal, &policy, now_ms()), 149);
+        assert_eq!(journal.retained().kept, 100);
+        let mut done = 0;
+        for id in (1..=300).filter(|&id| id != 30) {
+            match journal.lookup(id).unwrap() {
+                Lookup::Done(_) => done += 1,
+                Lookup::Pruned => {}
+                other => panic!("job {id}: {other:?}"),
+            }
+        }
+        assert_eq!(done, 100, "as many answers as are kept");
+        assert_eq!(journal.lookup(30).unwrap(), Lookup::Pending);
     }
 
     #[tokio::test]

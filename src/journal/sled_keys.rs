@@ -14,6 +14,8 @@ pub(super) const FORMAT_KEY: &[u8] = b"Mformat";
 pub(super) const PRUNE_FLOOR_KEY: &[u8] = b"Mprune_floor";
 /// How many records were pruned, ever.
 pub(super) const PRUNED_KEY: &[u8] = b"Mpruned";
+/// Where the pruning chunk last begun ends, and the count before it (see `sled_prune`).
+pub(super) const PRUNE_INTENT_KEY: &[u8] = b"Mprune_intent";
 
 pub(super) fn job_key(id: JobId) -> [u8; 9] {
     let mut key = [JOB; 9];

@@ -1,20 +1,32 @@
-//! Pruning the sled journal: finished records deleted oldest id first, in batches that also
-//! move the prune floor, so a crash keeps the floor and the deletions together.
+//! Pruning the sled journal: finished records deleted oldest id first, the prune floor moving
+//! up behind them.
 //!
 //! Deleting in id order is deleting in the order sled wrote: whole segments of its log fall
 //! dead and are reused, so the data dir stops growing. (Measured with sled 0.34.7, 5,000,000
 //! jobs keeping the newest 1,000,000: 164 MB after 2 M, 143 MB after 4 M and 5 M. Dropping a
 //! tree per block of 65,536 ids instead grew 211 → 220 → 245 MB over the same run.)
 //!
+//! Deletions are single-key removes, not sled batches: a batch takes sled's global write lock
+//! and stalls every submission and completion while it runs (pruning in batches of 120 cost
+//! about a third of the daemon's throughput; single removes about a tenth). What a batch gave,
+//! the floor and the pruned count moving with the deletions, an intent gives instead: before
+//! a chunk's first removal, `M prune_intent` records where the chunk ends and the count before
+//! it; a chunk cut off by a crash is finished at the next open (what is missing of it was
+//! pruned, what is left is kept apart). The floor lookups see moves before the removals, so an
+//! id whose record is gone is always below it.
+//!
 //! Below the floor a record exists only if it was kept apart (in flight, or a failure kept
 //! longer): a missing record there was pruned. Those kept apart are looked at again by every
-//! pass, a few at a time.
+//! pass, a few at a time (their rare deletions stay in a batch with the count).
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use super::record::JobRecord;
 use super::sled_keys::{
-    decode, job_id, job_key, read_counter, storage, PRUNED_KEY, PRUNE_FLOOR_KEY,
+    be_u64, corrupt, decode, job_id, job_key, read_counter, storage, PRUNED_KEY, PRUNE_FLOOR_KEY,
+    PRUNE_INTENT_KEY,
 };
 use super::{JournalError, Pass, Retained};
 use crate::job::JobId;
@@ -23,9 +35,11 @@ use crate::retention::{Fate, Retention};
 /// Most records kept apart below the floor. Past it an unfinished job stops the pass instead:
 /// memory stays bounded, at the price of pruning waiting behind that many stuck jobs.
 const MAX_KEPT_APART: usize = 65_536;
-/// Deletions per sled batch (with the floor and the count, within the 128 that sled's memory
-/// accounting is kind to).
-const DELETES_PER_BATCH: usize = 120;
+/// Deletions per chunk: the floor and the count are written after each.
+const DELETES_PER_CHUNK: usize = 120;
+/// Deletions of records kept apart per sled batch (with the count, within the 128 that sled's
+/// memory accounting is kind to).
+const APART_PER_BATCH: u64 = 120;
 
 pub(super) struct PruneState {
     /// Every finished job below it is pruned, except those kept apart.
@@ -35,13 +49,70 @@ pub(super) struct PruneState {
     /// Where the look at those kept apart resumes.
     apart_cursor: JobId,
     oldest_kept_ms: Option<u64>,
+    /// The floor as lookups see it, read without waiting for a pass: at or above `floor`.
+    visible: Arc<AtomicU64>,
+}
+
+/// A chunk begun: deletions up to `to` (exclusive) from `from`, and the count before them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Intent {
+    from: JobId,
+    to: JobId,
+    pruned_before: u64,
+}
+
+impl Intent {
+    fn encode(&self) -> [u8; 24] {
+        let mut bytes = [0; 24];
+        bytes[..8].copy_from_slice(&self.from.to_be_bytes());
+        bytes[8..16].copy_from_slice(&self.to.to_be_bytes());
+        bytes[16..].copy_from_slice(&self.pruned_before.to_be_bytes());
+        bytes
+    }
+
+    fn read(tree: &sled::Tree) -> Result<Option<Intent>, JournalError> {
+        let Some(bytes) = tree
+            .get(PRUNE_INTENT_KEY)
+            .map_err(storage("read the pruning intent"))?
+        else {
+            return Ok(None);
+        };
+        let field = |at: usize| be_u64(PRUNE_INTENT_KEY, bytes.get(at..at + 8).unwrap_or(&[]));
+        let intent = Intent {
+            from: field(0)?,
+            to: field(8)?,
+            pruned_before: field(16)?,
+        };
+        if bytes.len() != 24 || intent.to < intent.from {
+            return Err(corrupt(PRUNE_INTENT_KEY, "not a pruning intent"));
+        }
+        Ok(Some(intent))
+    }
 }
 
 impl PruneState {
-    /// Reads the floor and the count, and which records below the floor are kept.
+    /// Reads the floor and the count (finishing a chunk a crash cut off), and which records
+    /// below the floor are kept.
     pub(super) fn load(tree: &sled::Tree) -> Result<PruneState, JournalError> {
-        let floor = read_counter(tree, PRUNE_FLOOR_KEY)?.max(1);
-        let pruned = read_counter(tree, PRUNED_KEY)?;
+        let mut floor = read_counter(tree, PRUNE_FLOOR_KEY)?.max(1);
+        let mut pruned = read_counter(tree, PRUNED_KEY)?;
+        if let Some(intent) = Intent::read(tree)?.filter(|intent| intent.to > floor) {
+            // The floor moves only as a chunk's last write: cut off, it is where the chunk began.
+            if intent.from != floor {
+                return Err(corrupt(
+                    PRUNE_INTENT_KEY,
+                    format!("a chunk from {} begun at floor {floor}", intent.from),
+                ));
+            }
+            let range = tree.range(job_key(floor)..job_key(intent.to));
+            let mut left = 0;
+            for key in range.keys() {
+                key.map_err(storage("finish an interrupted pruning"))?;
+                left += 1;
+            }
+            pruned = intent.pruned_before + (intent.to - floor) - left;
+            floor = intent.to;
+        }
         let mut kept_apart = BTreeSet::new();
         for key in tree.range(job_key(1)..job_key(floor)).keys() {
             let key = key.map_err(storage("read the records kept apart"))?;
@@ -53,11 +124,18 @@ impl PruneState {
             kept_apart,
             apart_cursor: 0,
             oldest_kept_ms: None,
+            visible: Arc::new(AtomicU64::new(floor)),
         })
     }
 
     pub(super) fn floor(&self) -> JobId {
         self.floor
+    }
+
+    /// The floor for lookups, which never wait for a pass: an id below it whose record is
+    /// missing was pruned.
+    pub(super) fn visible_floor(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.visible)
     }
 
     /// Whether `id`, below the floor, still has its record.
@@ -74,28 +152,55 @@ impl PruneState {
     }
 }
 
-/// The deletions of a pass not yet applied.
-struct Deletions {
-    batch: sled::Batch,
-    count: usize,
+/// The deletions of a chunk not yet made: ids from the floor up to `to`.
+struct Chunk {
+    ids: Vec<JobId>,
+    to: JobId,
 }
 
-impl Deletions {
-    fn new() -> Deletions {
-        Deletions {
-            batch: sled::Batch::default(),
-            count: 0,
+impl Chunk {
+    fn new(floor: JobId) -> Chunk {
+        Chunk {
+            ids: Vec::with_capacity(DELETES_PER_CHUNK),
+            to: floor,
         }
     }
 
-    /// Applies the deletions with the floor and the count they bring.
-    fn apply(&mut self, tree: &sled::Tree, state: &PruneState) -> Result<(), JournalError> {
-        let mut batch = std::mem::take(&mut self.batch);
-        batch.insert(PRUNE_FLOOR_KEY, &state.floor.to_be_bytes());
-        batch.insert(PRUNED_KEY, &state.pruned.to_be_bytes());
-        tree.apply_batch(batch).map_err(storage("prune"))?;
-        self.count = 0;
-        Ok(())
+    fn full(&self) -> bool {
+        self.ids.len() >= DELETES_PER_CHUNK
+    }
+
+    /// Makes the deletions and moves the floor to `to`: the intent first, then the floor
+    /// lookups see, the removals, and the count and the floor. Counts only what was there.
+    fn apply(&mut self, tree: &sled::Tree, state: &mut PruneState) -> Result<u64, JournalError> {
+        if self.to <= state.floor {
+            return Ok(0);
+        }
+        let intent = Intent {
+            from: state.floor,
+            to: self.to,
+            pruned_before: state.pruned,
+        };
+        tree.insert(PRUNE_INTENT_KEY, &intent.encode())
+            .map_err(storage("prune"))?;
+        state.visible.fetch_max(self.to, Ordering::SeqCst);
+        let mut removed = 0;
+        for id in self.ids.drain(..) {
+            if tree
+                .remove(job_key(id))
+                .map_err(storage("prune"))?
+                .is_some()
+            {
+                removed += 1;
+            }
+        }
+        state.pruned += removed;
+        state.floor = self.to;
+        tree.insert(PRUNED_KEY, &state.pruned.to_be_bytes())
+            .map_err(storage("prune"))?;
+        tree.insert(PRUNE_FLOOR_KEY, &state.floor.to_be_bytes())
+            .map_err(storage("prune"))?;
+        Ok(removed)
     }
 }
 
@@ -114,32 +219,8 @@ pub(super) fn pass(
         kept: completed.saturating_sub(state.pruned),
         pruned: 0,
     };
-    let mut deletions = Deletions::new();
-    let mut examined = 0;
-    // Those kept apart: a slice of them per pass, resuming where the last pass stopped.
-    let apart: Vec<JobId> = state
-        .kept_apart
-        .range(state.apart_cursor..)
-        .take(budget / 8 + 1)
-        .copied()
-        .collect();
-    state.apart_cursor = apart.last().map_or(0, |&id| id + 1);
-    for id in apart {
-        examined += 1;
-        let key = job_key(id);
-        let Some(bytes) = tree.get(key).map_err(storage("read a record kept apart"))? else {
-            state.kept_apart.remove(&id);
-            continue;
-        };
-        let record: JobRecord = decode(&key, &bytes)?;
-        if let Some(outcome) = &record.outcome {
-            let over = tally.over(policy);
-            if policy.fate(&outcome.verdict, outcome.completed_ms, now_ms, over) == Fate::Prune {
-                tally.prune(state, &mut deletions, &key);
-                state.kept_apart.remove(&id);
-            }
-        }
-    }
+    let mut examined = prune_kept_apart(tree, state, &mut tally, policy, now_ms, budget)?;
+    let mut chunk = Chunk::new(state.floor);
     // Too many kept, and every job below the low-water mark is finished: those go whatever
     // they are, without reading them (the common case under steady work).
     let excess = tally.kept.saturating_sub(policy.max_kept);
@@ -148,15 +229,15 @@ pub(super) fn pass(
         .min(budget.saturating_sub(examined) as u64);
     for id in state.floor..state.floor + blind {
         examined += 1;
-        tally.prune(state, &mut deletions, &job_key(id));
-        state.floor = id + 1;
-        if deletions.count >= DELETES_PER_BATCH {
-            deletions.apply(tree, state)?;
+        tally.prune(&mut chunk, id);
+        chunk.to = id + 1;
+        if chunk.full() {
+            tally.applied(chunk.apply(tree, state)?);
         }
     }
     let mut stopped = false;
     let mut oldest = None;
-    for entry in tree.range(job_key(state.floor)..job_key(next_id)) {
+    for entry in tree.range(job_key(chunk.to)..job_key(next_id)) {
         if examined >= budget {
             break;
         }
@@ -188,16 +269,14 @@ pub(super) fn pass(
             Fate::KeepApart => {
                 state.kept_apart.insert(id);
             }
-            Fate::Prune => tally.prune(state, &mut deletions, &key),
+            Fate::Prune => tally.prune(&mut chunk, id),
         }
-        state.floor = id + 1;
-        if deletions.count >= DELETES_PER_BATCH {
-            deletions.apply(tree, state)?;
+        chunk.to = id + 1;
+        if chunk.full() {
+            tally.applied(chunk.apply(tree, state)?);
         }
     }
-    if deletions.count > 0 {
-        deletions.apply(tree, state)?;
-    }
+    tally.applied(chunk.apply(tree, state)?);
     if oldest.is_some() || tally.kept == 0 {
         state.oldest_kept_ms = oldest;
     }
@@ -205,6 +284,68 @@ pub(super) fn pass(
         pruned: tally.pruned,
         more: !stopped && examined >= budget,
     })
+}
+
+/// Those kept apart that may go now, a slice of them per pass resuming where the last pass
+/// stopped: deleted in a batch with the count (the floor does not move). Returns how many it
+/// looked at.
+fn prune_kept_apart(
+    tree: &sled::Tree,
+    state: &mut PruneState,
+    tally: &mut Tally,
+    policy: &Retention,
+    now_ms: u64,
+    budget: usize,
+) -> Result<usize, JournalError> {
+    let apart: Vec<JobId> = state
+        .kept_apart
+        .range(state.apart_cursor..)
+        .take(budget / 8 + 1)
+        .copied()
+        .collect();
+    state.apart_cursor = apart.last().map_or(0, |&id| id + 1);
+    let mut batch = sled::Batch::default();
+    let mut in_batch: u64 = 0;
+    for &id in &apart {
+        let key = job_key(id);
+        let Some(bytes) = tree.get(key).map_err(storage("read a record kept apart"))? else {
+            state.kept_apart.remove(&id);
+            continue;
+        };
+        let record: JobRecord = decode(&key, &bytes)?;
+        let Some(outcome) = &record.outcome else {
+            continue;
+        };
+        let over = tally.over(policy);
+        if policy.fate(&outcome.verdict, outcome.completed_ms, now_ms, over) == Fate::Prune {
+            batch.remove(&key);
+            in_batch += 1;
+            state.kept_apart.remove(&id);
+            tally.kept = tally.kept.saturating_sub(1);
+            if in_batch >= APART_PER_BATCH {
+                apply_apart(tree, state, tally, std::mem::take(&mut batch), in_batch)?;
+                in_batch = 0;
+            }
+        }
+    }
+    if in_batch > 0 {
+        apply_apart(tree, state, tally, batch, in_batch)?;
+    }
+    Ok(apart.len())
+}
+
+fn apply_apart(
+    tree: &sled::Tree,
+    state: &mut PruneState,
+    tally: &mut Tally,
+    mut batch: sled::Batch,
+    count: u64,
+) -> Result<(), JournalError> {
+    batch.insert(PRUNED_KEY, &(state.pruned + count).to_be_bytes());
+    tree.apply_batch(batch).map_err(storage("prune"))?;
+    state.pruned += count;
+    tally.pruned += count;
+    Ok(())
 }
 
 /// A pass's running count of what is kept and what it pruned.
@@ -218,11 +359,27 @@ impl Tally {
         self.kept > policy.max_kept
     }
 
-    fn prune(&mut self, state: &mut PruneState, deletions: &mut Deletions, key: &[u8]) {
-        deletions.batch.remove(key);
-        deletions.count += 1;
-        state.pruned += 1;
+    /// `id` is to go with `chunk`: counted as gone from the kept ones at once, so that the
+    /// pass knows when enough went.
+    fn prune(&mut self, chunk: &mut Chunk, id: JobId) {
+        chunk.ids.push(id);
         self.kept = self.kept.saturating_sub(1);
-        self.pruned += 1;
+    }
+
+    fn applied(&mut self, removed: u64) {
+        self.pruned += removed;
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    /// An intent's bytes, for a test to leave one as a cut-off chunk would.
+    pub fn intent(from: u64, to: u64, pruned_before: u64) -> [u8; 24] {
+        super::Intent {
+            from,
+            to,
+            pruned_before,
+        }
+        .encode()
     }
 }
