@@ -1,7 +1,8 @@
 //! The pruner: the background chore that applies the retention policy, one small pass at a
 //! time on the blocking pool, so that it never stalls submissions or completions. Passes run
-//! back to back while there is more to prune (so pruning keeps up with any rate of work), and
-//! one a second otherwise.
+//! back to back while there is more to prune (so pruning keeps up with any rate of work), 100 ms
+//! apart while work keeps finishing (so the count stays below `max_kept`, see
+//! `Retention::count_target`), and one a second otherwise.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +17,9 @@ const LOG_EVERY: Duration = Duration::from_secs(1);
 
 /// The pause between passes that found nothing more to do.
 const PAUSE: Duration = Duration::from_secs(1);
+/// The pause after a pass that pruned and caught up: work is finishing, and more will be due
+/// soon.
+const BUSY_PAUSE: Duration = Duration::from_millis(100);
 /// The pause after a pass that failed (a full disk, say): it is retried, and logged at most
 /// this often.
 const FAILED_PAUSE: Duration = Duration::from_secs(10);
@@ -42,6 +46,7 @@ pub async fn run(jobs: Arc<Jobs>, mut closing: watch::Receiver<bool>) {
                 if pass.more {
                     Duration::ZERO
                 } else {
+                    // Caught up: say what went, at most once a second.
                     let due = logged.is_none_or(|at| at.elapsed() >= LOG_EVERY);
                     if since_logged > 0 && due {
                         logged = Some(Instant::now());
@@ -55,7 +60,11 @@ pub async fn run(jobs: Arc<Jobs>, mut closing: watch::Receiver<bool>) {
                         );
                         since_logged = 0;
                     }
-                    PAUSE
+                    if pass.pruned > 0 {
+                        BUSY_PAUSE
+                    } else {
+                        PAUSE
+                    }
                 }
             }
             Ok(Err(e)) => {

@@ -223,7 +223,7 @@ pub(super) fn pass(
     let mut chunk = Chunk::new(state.floor);
     // Too many kept, and every job below the low-water mark is finished: those go whatever
     // they are, without reading them (the common case under steady work).
-    let excess = tally.kept.saturating_sub(policy.max_kept);
+    let excess = tally.kept.saturating_sub(policy.count_target());
     let blind = excess
         .min(low_water.saturating_sub(state.floor))
         .min(budget.saturating_sub(examined) as u64);
@@ -356,7 +356,7 @@ struct Tally {
 
 impl Tally {
     fn over(&self, policy: &Retention) -> bool {
-        self.kept > policy.max_kept
+        self.kept > policy.count_target()
     }
 
     /// `id` is to go with `chunk`: counted as gone from the kept ones at once, so that the

@@ -62,7 +62,7 @@ impl State {
             let Some(outcome) = &record.outcome else {
                 continue;
             };
-            let over = kept > policy.max_kept;
+            let over = kept > policy.count_target();
             let fresh = outcome.completed_ms.saturating_add(GRACE_MS) > now_ms;
             let fate = policy.fate(&outcome.verdict, outcome.completed_ms, now_ms, over);
             if fate == Fate::Prune && !fresh {
