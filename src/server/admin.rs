@@ -79,10 +79,20 @@ pub async fn holders(ids: Vec<JobId>) -> Vec<Option<TesterId>> {
         .unwrap_or_else(|| vec![None; count])
 }
 
-/// Streams the in-flight list in chunks, so a long list never sits whole in one frame.
-pub async fn jobs(ctx: &PoolContext, mut send: impl FnMut(Response)) {
+/// Streams the in-flight list in chunks, so a long list never sits whole in one frame, and
+/// waits for `room` before each chunk after the first, so a million jobs in flight are not
+/// queued whole for a client that reads slowly.
+pub async fn jobs<F: std::future::Future<Output = ()>>(
+    ctx: &PoolContext,
+    mut send: impl FnMut(Response),
+    room: impl Fn() -> F,
+) {
     let mut entries = ctx.jobs.in_flight();
+    let mut first = true;
     loop {
+        if !std::mem::take(&mut first) {
+            room().await;
+        }
         let mut chunk = Vec::with_capacity(JOBS_CHUNK);
         for entry in entries.by_ref().take(JOBS_CHUNK) {
             match entry {

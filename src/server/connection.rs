@@ -324,7 +324,14 @@ impl Connection {
                 let alarms = self.shared.ctx.alarms.active();
                 self.send(Response::Alarms { alarms }, 0)
             }
-            Request::Jobs => admin::jobs(&self.shared.ctx, |r| self.send(r, 0)).await,
+            Request::Jobs => {
+                admin::jobs(
+                    &self.shared.ctx,
+                    |r| self.send(r, 0),
+                    || self.backlog.room(),
+                )
+                .await
+            }
             Request::Kill { actor } => {
                 self.send(admin::kill(&actor, self.shared.ctx.testers()).await, 0)
             }

@@ -158,3 +158,27 @@ fn a_cancelled_job_answers_its_waiting_check_with_an_error() {
     );
     assert!(waited.stdout.is_empty());
 }
+
+#[test]
+fn a_long_in_flight_list_comes_whole_in_chunks() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut daemon = Daemon::builder().dir(tmp.path()).testers(1).start();
+    // The only tester is held by a make-prime, so everything submitted after it waits.
+    let mut client = daemon.spawn_cli(&["prime", "--digits", "5000"]);
+    let id = crate::common::accepted_id(&mut client);
+    daemon.wait_for("the make-prime job starts", |l| {
+        l["event"] == "job_start" && l["job"] == id
+    });
+    let numbers: String = (0..2500)
+        .map(|i| format!("{}\n", 1_000_003 + 2 * i))
+        .collect();
+    let out = daemon.cli_stdin(&["submit"], Some(numbers.as_bytes()));
+    assert!(out.status.success(), "{}", describe(&out));
+    // Three chunks of at most 1,000, each sent once the connection's queue has room.
+    let listed = daemon.json(&["jobs"]);
+    let mut ids: Vec<u64> = listed.iter().filter_map(|j| j["id"].as_u64()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 2501, "every job in flight, once");
+    let _ = client.kill();
+}
