@@ -8,7 +8,7 @@
 //! | `M` `next_id`   | the next job id (u64)                                              |
 //! | `M` `low_water` | every job below this id is done (u64)                              |
 //! | `M` `format`    | the layout version of these records (u32)                          |
-//! | `M` `prune_floor`, `M` `pruned`, `M` `prune_intent` | where pruning stands (see `sled_prune`) |
+//! | `M` `prune_floor`, `M` `prune_intent` | where pruning stands (see `sled_prune`)    |
 //!
 //! Accepting jobs writes their records one key at a time and then the next id, every 128 jobs:
 //! a crash can keep a prefix of a large submission, which was not acknowledged, and whose jobs
@@ -914,7 +914,7 @@ mod tests {
             }
             // What a chunk from 1 to 101 leaves when cut off after 50 of its removals: the
             // intent, ids 1..=51 gone but 30 (in flight, kept apart), the floor not moved.
-            let intent = super::sled_prune::tests::intent(1, 101, 0);
+            let intent = super::sled_prune::tests::intent(1, 101);
             journal
                 .tree
                 .insert(super::PRUNE_INTENT_KEY, &intent)

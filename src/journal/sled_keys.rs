@@ -12,9 +12,8 @@ pub(super) const LOW_WATER_KEY: &[u8] = b"Mlow_water";
 pub(super) const FORMAT_KEY: &[u8] = b"Mformat";
 /// Every finished job below this id is pruned (those still kept below it are kept apart).
 pub(super) const PRUNE_FLOOR_KEY: &[u8] = b"Mprune_floor";
-/// How many records were pruned, ever.
-pub(super) const PRUNED_KEY: &[u8] = b"Mpruned";
-/// Where the pruning chunk last begun ends, and the count before it (see `sled_prune`).
+/// Where the pruning chunk last begun ends (see `sled_prune`). (Journals pruned by earlier
+/// versions also hold `Mpruned`, a count now derived from the floor, and ignored.)
 pub(super) const PRUNE_INTENT_KEY: &[u8] = b"Mprune_intent";
 
 pub(super) fn job_key(id: JobId) -> [u8; 9] {

@@ -6,18 +6,19 @@
 //! jobs keeping the newest 1,000,000: 164 MB after 2 M, 143 MB after 4 M and 5 M. Dropping a
 //! tree per block of 65,536 ids instead grew 211 → 220 → 245 MB over the same run.)
 //!
+//! Below the floor a record exists only if it was kept apart (in flight, or a failure kept
+//! longer): a missing record there was pruned, so the pruned count is the ids below the floor
+//! less those kept apart, counted at open. Those kept apart are looked at again by every pass, a
+//! few at a time.
+//!
 //! Deletions are single-key removes, not sled batches: a batch takes sled's global write lock
 //! and stalls every submission and completion while it runs (pruning in batches of 120 cost
-//! about a third of the daemon's throughput; single removes about a tenth). What a batch gave,
-//! the floor and the pruned count moving with the deletions, an intent gives instead: before
-//! a chunk's first removal, `M prune_intent` records where the chunk ends and the count before
-//! it; a chunk cut off by a crash is finished at the next open (what is missing of it was
-//! pruned, what is left is kept apart). The floor lookups see moves before the removals, so an
-//! id whose record is gone is always below it.
-//!
-//! Below the floor a record exists only if it was kept apart (in flight, or a failure kept
-//! longer): a missing record there was pruned. Those kept apart are looked at again by every
-//! pass, a few at a time (their rare deletions stay in a batch with the count).
+//! about a third of the daemon's throughput; single removes about a fifth). What a batch gave,
+//! the floor moving with the deletions, an intent gives instead: before a chunk's first
+//! removal, `M prune_intent` records where the chunk ends; a chunk cut off by a crash is
+//! finished at the next open (what is missing of it was pruned, what is left is kept apart).
+//! The floor lookups see moves before the removals, so an id whose record is gone is always
+//! below it.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +26,7 @@ use std::sync::Arc;
 
 use super::record::JobRecord;
 use super::sled_keys::{
-    be_u64, corrupt, decode, job_id, job_key, read_counter, storage, PRUNED_KEY, PRUNE_FLOOR_KEY,
+    be_u64, corrupt, decode, job_id, job_key, read_counter, storage, PRUNE_FLOOR_KEY,
     PRUNE_INTENT_KEY,
 };
 use super::{JournalError, Pass, Retained};
@@ -35,11 +36,8 @@ use crate::retention::{Fate, Retention};
 /// Most records kept apart below the floor. Past it an unfinished job stops the pass instead:
 /// memory stays bounded, at the price of pruning waiting behind that many stuck jobs.
 const MAX_KEPT_APART: usize = 65_536;
-/// Deletions per chunk: the floor and the count are written after each.
+/// Deletions per chunk: the floor is written after each.
 const DELETES_PER_CHUNK: usize = 120;
-/// Deletions of records kept apart per sled batch (with the count, within the 128 that sled's
-/// memory accounting is kind to).
-const APART_PER_BATCH: u64 = 120;
 
 pub(super) struct PruneState {
     /// Every finished job below it is pruned, except those kept apart.
@@ -53,20 +51,18 @@ pub(super) struct PruneState {
     visible: Arc<AtomicU64>,
 }
 
-/// A chunk begun: deletions up to `to` (exclusive) from `from`, and the count before them.
+/// A chunk begun: deletions from the floor `from` up to `to` (exclusive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Intent {
     from: JobId,
     to: JobId,
-    pruned_before: u64,
 }
 
 impl Intent {
-    fn encode(&self) -> [u8; 24] {
-        let mut bytes = [0; 24];
+    fn encode(&self) -> [u8; 16] {
+        let mut bytes = [0; 16];
         bytes[..8].copy_from_slice(&self.from.to_be_bytes());
-        bytes[8..16].copy_from_slice(&self.to.to_be_bytes());
-        bytes[16..].copy_from_slice(&self.pruned_before.to_be_bytes());
+        bytes[8..].copy_from_slice(&self.to.to_be_bytes());
         bytes
     }
 
@@ -81,9 +77,8 @@ impl Intent {
         let intent = Intent {
             from: field(0)?,
             to: field(8)?,
-            pruned_before: field(16)?,
         };
-        if bytes.len() != 24 || intent.to < intent.from {
+        if bytes.len() != 16 || intent.to < intent.from {
             return Err(corrupt(PRUNE_INTENT_KEY, "not a pruning intent"));
         }
         Ok(Some(intent))
@@ -91,11 +86,10 @@ impl Intent {
 }
 
 impl PruneState {
-    /// Reads the floor and the count (finishing a chunk a crash cut off), and which records
-    /// below the floor are kept.
+    /// Reads the floor (finishing a chunk a crash cut off), which records below it are kept,
+    /// and so the count.
     pub(super) fn load(tree: &sled::Tree) -> Result<PruneState, JournalError> {
         let mut floor = read_counter(tree, PRUNE_FLOOR_KEY)?.max(1);
-        let mut pruned = read_counter(tree, PRUNED_KEY)?;
         if let Some(intent) = Intent::read(tree)?.filter(|intent| intent.to > floor) {
             // The floor moves only as a chunk's last write: cut off, it is where the chunk began.
             if intent.from != floor {
@@ -104,13 +98,6 @@ impl PruneState {
                     format!("a chunk from {} begun at floor {floor}", intent.from),
                 ));
             }
-            let range = tree.range(job_key(floor)..job_key(intent.to));
-            let mut left = 0;
-            for key in range.keys() {
-                key.map_err(storage("finish an interrupted pruning"))?;
-                left += 1;
-            }
-            pruned = intent.pruned_before + (intent.to - floor) - left;
             floor = intent.to;
         }
         let mut kept_apart = BTreeSet::new();
@@ -120,7 +107,8 @@ impl PruneState {
         }
         Ok(PruneState {
             floor,
-            pruned,
+            // Every id below the floor had a record; those without one were pruned.
+            pruned: floor - 1 - kept_apart.len() as u64,
             kept_apart,
             apart_cursor: 0,
             oldest_kept_ms: None,
@@ -171,7 +159,7 @@ impl Chunk {
     }
 
     /// Makes the deletions and moves the floor to `to`: the intent first, then the floor
-    /// lookups see, the removals, and the count and the floor. Counts only what was there.
+    /// lookups see, the removals, and the floor. Counts only what was there.
     fn apply(&mut self, tree: &sled::Tree, state: &mut PruneState) -> Result<u64, JournalError> {
         if self.to <= state.floor {
             return Ok(0);
@@ -179,7 +167,6 @@ impl Chunk {
         let intent = Intent {
             from: state.floor,
             to: self.to,
-            pruned_before: state.pruned,
         };
         tree.insert(PRUNE_INTENT_KEY, &intent.encode())
             .map_err(storage("prune"))?;
@@ -196,8 +183,6 @@ impl Chunk {
         }
         state.pruned += removed;
         state.floor = self.to;
-        tree.insert(PRUNED_KEY, &state.pruned.to_be_bytes())
-            .map_err(storage("prune"))?;
         tree.insert(PRUNE_FLOOR_KEY, &state.floor.to_be_bytes())
             .map_err(storage("prune"))?;
         Ok(removed)
@@ -287,8 +272,8 @@ pub(super) fn pass(
 }
 
 /// Those kept apart that may go now, a slice of them per pass resuming where the last pass
-/// stopped: deleted in a batch with the count (the floor does not move). Returns how many it
-/// looked at.
+/// stopped (below the floor, a record gone is counted as pruned at open, whenever it went).
+/// Returns how many it looked at.
 fn prune_kept_apart(
     tree: &sled::Tree,
     state: &mut PruneState,
@@ -304,8 +289,6 @@ fn prune_kept_apart(
         .copied()
         .collect();
     state.apart_cursor = apart.last().map_or(0, |&id| id + 1);
-    let mut batch = sled::Batch::default();
-    let mut in_batch: u64 = 0;
     for &id in &apart {
         let key = job_key(id);
         let Some(bytes) = tree.get(key).map_err(storage("read a record kept apart"))? else {
@@ -318,34 +301,14 @@ fn prune_kept_apart(
         };
         let over = tally.over(policy);
         if policy.fate(&outcome.verdict, outcome.completed_ms, now_ms, over) == Fate::Prune {
-            batch.remove(&key);
-            in_batch += 1;
+            tree.remove(key).map_err(storage("prune"))?;
             state.kept_apart.remove(&id);
+            state.pruned += 1;
             tally.kept = tally.kept.saturating_sub(1);
-            if in_batch >= APART_PER_BATCH {
-                apply_apart(tree, state, tally, std::mem::take(&mut batch), in_batch)?;
-                in_batch = 0;
-            }
+            tally.pruned += 1;
         }
     }
-    if in_batch > 0 {
-        apply_apart(tree, state, tally, batch, in_batch)?;
-    }
     Ok(apart.len())
-}
-
-fn apply_apart(
-    tree: &sled::Tree,
-    state: &mut PruneState,
-    tally: &mut Tally,
-    mut batch: sled::Batch,
-    count: u64,
-) -> Result<(), JournalError> {
-    batch.insert(PRUNED_KEY, &(state.pruned + count).to_be_bytes());
-    tree.apply_batch(batch).map_err(storage("prune"))?;
-    state.pruned += count;
-    tally.pruned += count;
-    Ok(())
 }
 
 /// A pass's running count of what is kept and what it pruned.
@@ -374,12 +337,7 @@ impl Tally {
 #[cfg(test)]
 pub(super) mod tests {
     /// An intent's bytes, for a test to leave one as a cut-off chunk would.
-    pub fn intent(from: u64, to: u64, pruned_before: u64) -> [u8; 24] {
-        super::Intent {
-            from,
-            to,
-            pruned_before,
-        }
-        .encode()
+    pub fn intent(from: u64, to: u64) -> [u8; 16] {
+        super::Intent { from, to }.encode()
     }
 }

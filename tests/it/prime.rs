@@ -162,7 +162,7 @@ fn a_cancelled_job_answers_its_waiting_check_with_an_error() {
 #[test]
 fn a_long_in_flight_list_comes_whole_in_chunks() {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let mut daemon = Daemon::builder().dir(tmp.path()).testers(1).start();
+    let daemon = Daemon::builder().dir(tmp.path()).testers(1).start();
     // The only tester is held by a make-prime, so everything submitted after it waits.
     let mut client = daemon.spawn_cli(&["prime", "--digits", "5000"]);
     let id = crate::common::accepted_id(&mut client);
