@@ -32,8 +32,6 @@ use super::integrity;
 use super::mark::Mark;
 use super::migrate;
 use super::record::{CompleteOnce, JobRecord, FORMAT};
-#[cfg(test)]
-use super::sled_keys::PRUNE_INTENT_KEY;
 use super::sled_keys::{
     be_u64, corrupt, decode, describe, encode, job_key, read_counter, storage, FORMAT_KEY,
     LOW_WATER_KEY, NEXT_ID_KEY,
@@ -914,11 +912,7 @@ mod tests {
             }
             // What a chunk from 1 to 101 leaves when cut off after 50 of its removals: the
             // intent, ids 1..=51 gone but 30 (in flight, kept apart), the floor not moved.
-            let intent = super::sled_prune::tests::intent(1, 101);
-            journal
-                .tree
-                .insert(super::PRUNE_INTENT_KEY, &intent)
-                .unwrap();
+            super::sled_prune::tests::leave_intent(&journal.tree, 1, 101);
             for id in (1..=51).filter(|&id| id != 30) {
                 journal.tree.remove(job_key(id)).unwrap();
             }

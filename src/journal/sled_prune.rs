@@ -336,8 +336,9 @@ impl Tally {
 
 #[cfg(test)]
 pub(super) mod tests {
-    /// An intent's bytes, for a test to leave one as a cut-off chunk would.
-    pub fn intent(from: u64, to: u64) -> [u8; 16] {
-        super::Intent { from, to }.encode()
+    /// Leaves an intent as a chunk cut off by a crash would.
+    pub fn leave_intent(tree: &sled::Tree, from: u64, to: u64) {
+        let intent = super::Intent { from, to }.encode();
+        tree.insert(super::PRUNE_INTENT_KEY, &intent).unwrap();
     }
 }
