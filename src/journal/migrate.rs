@@ -8,12 +8,21 @@
 //! instead: job records are rewritten in sled batches of [`CHUNK`], each batch also storing
 //! the id migration has reached, and a crash midway resumes from there. Events are rewritten
 //! in one batch; the format key is stamped last, in the batch that drops the progress key.
+//!
+//! Format 4 → 5: job records moved from the `journal` tree into the trees of their blocks of
+//! ids, or into `apart` if below the prune floor (they were kept apart there; see
+//! `sled_records`). A pruning chunk that a crash cut off is finished first, as format 4 did at
+//! open. Copies are idempotent, so a crash midway starts over; the format is stamped after the
+//! copies and before the originals are removed (a format-5 open removes any left).
 
 use serde::{Deserialize, Serialize};
 
-use super::record::FORMAT;
 use super::record::{JobRecord, Outcome, StoredTask};
-use super::sled_keys::{encode, job_key, storage, FORMAT_KEY};
+use super::sled_keys::{
+    be_u64, encode, job_key, read_counter, storage, FORMAT_KEY, PRUNE_FLOOR_KEY, PRUNE_INTENT_KEY,
+    SLED_FORMAT,
+};
+use super::sled_records::Records;
 use super::JournalError;
 use crate::event::{Event, EventKind};
 use crate::job::JobId;
@@ -115,9 +124,60 @@ fn migrate_jobs(jobs: &sled::Tree) -> Result<u64, JournalError> {
         }
     }
     batch.remove(PROGRESS_KEY);
-    batch.insert(FORMAT_KEY, &FORMAT.to_be_bytes());
+    batch.insert(FORMAT_KEY, &4u32.to_be_bytes());
     jobs.apply_batch(batch).map_err(storage("migrate"))?;
     Ok(rewritten)
+}
+
+/// Format 4's prune floor, with a chunk a crash cut off finished: format 4 wrote where a chunk
+/// ends (`from`, `to`) before its deletions, and moved the floor after them.
+fn floor_4(meta: &sled::Tree) -> Result<JobId, JournalError> {
+    let floor = read_counter(meta, PRUNE_FLOOR_KEY)?.max(1);
+    let Some(bytes) = meta
+        .get(PRUNE_INTENT_KEY)
+        .map_err(storage("read the pruning intent"))?
+    else {
+        return Ok(floor);
+    };
+    let field = |at: usize| be_u64(PRUNE_INTENT_KEY, bytes.get(at..at + 8).unwrap_or(&[]));
+    let (from, to) = (field(0)?, field(8)?);
+    if bytes.len() != 16 || to < from || (to > floor && from != floor) {
+        return Err(super::sled_keys::corrupt(
+            PRUNE_INTENT_KEY,
+            "not a pruning intent at its floor",
+        ));
+    }
+    Ok(floor.max(to))
+}
+
+/// Format 4 to 5; returns the job records moved.
+pub fn from_4(db: &sled::Db, meta: &sled::Tree) -> Result<u64, JournalError> {
+    let floor = floor_4(meta)?;
+    let records = Records::open(db, floor)?;
+    let mut moved = 0;
+    for entry in meta.range(job_key(0)..=job_key(JobId::MAX)) {
+        let (key, value) = entry.map_err(storage("read for migration"))?;
+        records.migrate_in(job_id(&key)?, value)?;
+        moved += 1;
+    }
+    meta.insert(PRUNE_FLOOR_KEY, &floor.to_be_bytes())
+        .map_err(storage("migrate"))?;
+    meta.remove(PRUNE_INTENT_KEY).map_err(storage("migrate"))?;
+    meta.insert(FORMAT_KEY, &SLED_FORMAT.to_be_bytes())
+        .map_err(storage("migrate"))?;
+    db.flush().map_err(storage("flush the migration"))?;
+    remove_moved(meta)?;
+    Ok(moved)
+}
+
+/// Removes the job records left in the `journal` tree by a migration from format 4 (all of
+/// them copied before the format said 5).
+pub fn remove_moved(meta: &sled::Tree) -> Result<(), JournalError> {
+    for key in meta.range(job_key(0)..=job_key(JobId::MAX)).keys() {
+        let key = key.map_err(storage("read moved records"))?;
+        meta.remove(key).map_err(storage("remove moved records"))?;
+    }
+    Ok(())
 }
 
 /// Format 3 to 4; returns the job records rewritten. Events go first: once the jobs are done
@@ -279,5 +339,81 @@ mod tests {
             "{pending:?}"
         );
         assert_eq!(journal.events(0).unwrap().len(), 1);
+    }
+
+    /// A format-4 journal of 300 jobs, as the last version left it when a crash cut off a
+    /// pruning chunk from 101 to 201 after its removals up to 150: below 101 only jobs 30 (in
+    /// flight) and 40 (cancelled) kept apart, 120 in flight and kept in the chunk. All done
+    /// but 30, 120 and 250.
+    fn write_v4(dir: &std::path::Path) {
+        let db = unthreaded(dir);
+        let tree = db.open_tree("journal").unwrap();
+        let kept = |id: u64| id >= 151 || [30, 40, 120].contains(&id);
+        for id in (1..=300u64).filter(|&id| kept(id)) {
+            let mut record = JobRecord::accepted(&Task::Test(Number::Small(id)), 5);
+            if ![30, 120, 250].contains(&id) {
+                let verdict = if id == 40 {
+                    Verdict::Cancelled
+                } else {
+                    Verdict::Composite
+                };
+                record.outcome = Some(Outcome {
+                    verdict,
+                    attempts: 1,
+                    completed_ms: 9,
+                });
+            }
+            tree.insert(job_key(id), encode(&record).unwrap()).unwrap();
+        }
+        tree.insert(b"Mnext_id", &301u64.to_be_bytes()).unwrap();
+        tree.insert(b"Mlow_water", &30u64.to_be_bytes()).unwrap();
+        tree.insert(FORMAT_KEY, &4u32.to_be_bytes()).unwrap();
+        tree.insert(PRUNE_FLOOR_KEY, &101u64.to_be_bytes()).unwrap();
+        let mut intent = [0; 16];
+        intent[..8].copy_from_slice(&101u64.to_be_bytes());
+        intent[8..].copy_from_slice(&201u64.to_be_bytes());
+        tree.insert(PRUNE_INTENT_KEY, &intent).unwrap();
+        db.flush().unwrap();
+        std::fs::write(dir.join("primed.mark"), "next_id 301\n").unwrap();
+    }
+
+    fn assert_as_written_by_v4(journal: &SledJournal) {
+        let pending: Vec<JobId> = journal.in_flight().map(|j| j.unwrap().job.id).collect();
+        assert_eq!(pending, [30, 120, 250]);
+        assert_eq!(journal.lookup(1).unwrap(), Lookup::Pruned);
+        assert_eq!(journal.lookup(150).unwrap(), Lookup::Pruned);
+        for id in [40, 151, 201, 300] {
+            assert!(
+                matches!(journal.lookup(id).unwrap(), Lookup::Done(_)),
+                "{id}"
+            );
+        }
+        assert_eq!(journal.lookup(301).unwrap(), Lookup::Unknown);
+        // Below the new floor, 201: all but 30, 40, 120 and 151..=200 were pruned.
+        assert_eq!(journal.retained().pruned, 200 - 53);
+        assert_eq!(journal.counts().completed, 297);
+    }
+
+    #[test]
+    fn a_format_4_journal_moves_into_blocks_finishing_a_cut_off_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        write_v4(dir.path());
+        let journal = reopen(dir.path());
+        assert_as_written_by_v4(&journal);
+        journal.flush().unwrap();
+        drop(journal);
+        let db = unthreaded(dir.path());
+        let tree = db.open_tree("journal").unwrap();
+        let format = tree.get(FORMAT_KEY).unwrap().unwrap();
+        assert_eq!(format.as_ref(), SLED_FORMAT.to_be_bytes());
+        assert_eq!(tree.get(PRUNE_INTENT_KEY).unwrap(), None);
+        let left = tree.range(job_key(0)..=job_key(JobId::MAX)).count();
+        assert_eq!(left, 0, "the originals are removed");
+        // As if a migration had been cut off after its stamp: originals still there.
+        tree.insert(job_key(250), b"stale".to_vec()).unwrap();
+        db.flush().unwrap();
+        drop((tree, db));
+        let journal = reopen(dir.path());
+        assert_as_written_by_v4(&journal);
     }
 }

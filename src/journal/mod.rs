@@ -24,6 +24,7 @@ mod record;
 mod sled_journal;
 mod sled_keys;
 mod sled_prune;
+mod sled_records;
 mod window;
 
 use std::path::PathBuf;

@@ -1,14 +1,16 @@
 //! The sled backend of the journal.
 //!
-//! Keys are a one-byte kind followed by big-endian integers, so that they sort numerically:
+//! A job's record (`J` and its id: the job's number, submit time, attempts, faults, and outcome
+//! once done) is in the tree of its block of ids, or in `apart` (see `sled_records`). The
+//! `journal` tree holds the rest; its keys are a one-byte kind followed by big-endian integers,
+//! so that they sort numerically:
 //!
 //! | key             | value                                                              |
 //! |-----------------|--------------------------------------------------------------------|
-//! | `J` job id      | the job: number, submit time, attempts, faults, outcome once done  |
 //! | `M` `next_id`   | the next job id (u64)                                              |
 //! | `M` `low_water` | every job below this id is done (u64)                              |
 //! | `M` `format`    | the layout version of these records (u32)                          |
-//! | `M` `prune_floor`, `M` `prune_intent` | where pruning stands (see `sled_prune`)    |
+//! | `M` `prune_floor` | below it, finished jobs are pruned (see `sled_prune`)            |
 //!
 //! Accepting jobs writes their records one key at a time and then the next id, every 128 jobs:
 //! a crash can keep a prefix of a large submission, which was not acknowledged, and whose jobs
@@ -31,12 +33,13 @@ use tracing::info;
 use super::integrity;
 use super::mark::Mark;
 use super::migrate;
-use super::record::{CompleteOnce, JobRecord, FORMAT};
+use super::record::{CompleteOnce, JobRecord};
 use super::sled_keys::{
     be_u64, corrupt, decode, describe, encode, job_key, read_counter, storage, FORMAT_KEY,
-    LOW_WATER_KEY, NEXT_ID_KEY,
+    LOW_WATER_KEY, NEXT_ID_KEY, SLED_FORMAT,
 };
 use super::sled_prune::{self, PruneState};
+use super::sled_records::{self, Records};
 use super::window::DoneWindow;
 use super::{
     BoxFuture, Completion, Counts, GroupCommit, InFlightIter, Journal, JournalError, Lookup, Pass,
@@ -63,7 +66,10 @@ pub struct JournalOptions {
 }
 
 pub struct SledJournal {
+    /// The `journal` tree: the counters and the format.
     tree: sled::Tree,
+    /// The job records.
+    records: Arc<Records>,
     /// The event log: `at_ms` and a sequence number, both big-endian, to an encoded event.
     events: sled::Tree,
     event_seq: AtomicU64,
@@ -74,15 +80,11 @@ pub struct SledJournal {
     commits: GroupCommit,
     /// Held while allocating ids, so ids are written in order.
     next_id: Mutex<JobId>,
-    /// Held while rewriting a record, so that reading it and writing it back are one step.
-    completing: Mutex<()>,
     /// Which ids are done (the low-water mark), and how many are not: shared with the
     /// flusher, which stores the mark.
     window: Arc<Mutex<DoneWindow>>,
-    /// The prune floor and what is kept below it; held for a whole pass (one at a time).
+    /// Where pruning stands; held for a whole pass (one at a time).
     prune: Mutex<PruneState>,
-    /// The floor as lookups see it (see `sled_prune`): they never wait for a pass.
-    visible_floor: Arc<AtomicU64>,
 }
 
 fn be_u32(key: &[u8], bytes: &[u8]) -> Result<u32, JournalError> {
@@ -133,16 +135,31 @@ fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db, JournalError> {
     }
 }
 
-/// Removes the records a crash left above the next id: written by an accept cut off before it
-/// moved the next id, so never acknowledged (an acknowledgement waits for a flush after it), and
-/// their ids are given out again.
-fn drop_unaccepted(tree: &sled::Tree, next_id: JobId) -> Result<(), JournalError> {
-    for key in tree.range(job_key(next_id)..=job_key(JobId::MAX)).keys() {
-        let key = key.map_err(storage("read records past the next id"))?;
-        tree.remove(key)
-            .map_err(storage("drop records past the next id"))?;
+/// Opens the job records, refusing a journal that lost a block of them.
+fn open_records(
+    dir: &Path,
+    db: &sled::Db,
+    tree: &sled::Tree,
+    next_id: JobId,
+) -> Result<Records, JournalError> {
+    let records = Records::open(db, sled_prune::stored_floor(tree)?)?;
+    let needed = sled_records::needed_blocks(records.floor(), next_id);
+    let missing = records.missing_blocks(needed);
+    if let Some(first) = missing.first() {
+        return Err(JournalError::Damaged {
+            path: dir.to_path_buf(),
+            reason: format!(
+                "{} block(s) of job records are missing, the first of ids from {}",
+                missing.len(),
+                first * sled_records::BLOCK_IDS
+            ),
+        });
     }
-    Ok(())
+    // Records a crash left from the next id on: written by an accept cut off before it moved
+    // the next id, so never acknowledged (an acknowledgement waits for a flush after it), and
+    // their ids are given out again.
+    records.drop_from(next_id)?;
+    Ok(records)
 }
 
 /// The event log of a journal no daemon has open (`primed events --data-dir`), at or after
@@ -169,6 +186,7 @@ pub fn stored_events(dir: &Path, since_ms: u64) -> Result<Vec<Event>, JournalErr
 /// [`migrate`]); stamps a new journal with ours.
 fn check_format(
     dir: &Path,
+    db: &sled::Db,
     tree: &sled::Tree,
     events: &sled::Tree,
     marked: u64,
@@ -192,31 +210,39 @@ fn check_format(
             })
         }
         None => {
-            tree.insert(FORMAT_KEY, &FORMAT.to_be_bytes())
+            tree.insert(FORMAT_KEY, &SLED_FORMAT.to_be_bytes())
                 .map_err(storage("write format"))?;
-            FORMAT
+            SLED_FORMAT
         }
     };
     if found == 3 {
         let jobs = migrate::from_3(tree, events)?;
         tree.flush().map_err(storage("flush the migration"))?;
-        info!(
-            from = found,
-            to = FORMAT,
-            jobs,
-            event = "journal_migrated",
-            "journal upgraded to this version's format"
-        );
+        migrated(3, 4, jobs);
+    }
+    if found == 3 || found == 4 {
+        migrated(4, SLED_FORMAT, migrate::from_4(db, tree)?);
         return Ok(());
     }
-    if found != FORMAT {
+    if found != SLED_FORMAT {
         return Err(JournalError::Format {
             path: dir.to_path_buf(),
             found,
-            expected: FORMAT,
+            expected: SLED_FORMAT,
         });
     }
-    Ok(())
+    // What an interrupted migration from format 4 left.
+    migrate::remove_moved(tree)
+}
+
+fn migrated(from: u32, to: u32, jobs: u64) {
+    info!(
+        from,
+        to,
+        jobs,
+        event = "journal_migrated",
+        "journal upgraded to this version's format"
+    );
 }
 
 fn count_events(events: &sled::Tree) -> Result<u64, JournalError> {
@@ -249,13 +275,13 @@ impl SledJournal {
             Some((key, _)) if key.len() == 16 => be_u64(&key, &key[8..])? + 1,
             _ => 0,
         };
-        check_format(dir, &tree, &events, marked)?;
+        check_format(dir, &db, &tree, &events, marked)?;
         let event_count = count_events(&events)?;
         // A journal without its `M` keys has never accepted a job: ids start at 1.
         let next_id = read_counter(&tree, NEXT_ID_KEY)?.max(1);
         let low_water = read_counter(&tree, LOW_WATER_KEY)?.clamp(1, next_id);
         integrity::check_complete(dir, marked, next_id)?;
-        drop_unaccepted(&tree, next_id)?;
+        let records = Arc::new(open_records(dir, &db, &tree, next_id)?);
         // The format stamp or a migration, and whatever a killed daemon left in the page
         // cache, made durable before the mark may cover it.
         db.flush().map_err(|e| open_error(dir, e))?;
@@ -270,18 +296,16 @@ impl SledJournal {
         // Which of the jobs from the mark on are done is learnt as the replay reads them.
         let window = Arc::new(Mutex::new(DoneWindow::new(low_water, next_id)));
         let commits = start_flusher(dir, &tree, &window, &stable)?;
-        let prune = PruneState::load(&tree)?;
+        let prune = Mutex::new(PruneState::load(&records));
         // Pruned ids are done, and the replay will not read them: the window learns it here.
-        for id in low_water..prune.floor().min(next_id) {
-            if !prune.is_kept(id) {
+        for id in low_water..records.floor().min(next_id) {
+            if !records.is_apart(id) {
                 lock(&window).mark_done(id);
             }
         }
-        let visible_floor = prune.visible_floor();
-        let prune = Mutex::new(prune);
         Ok(Self {
             prune,
-            visible_floor,
+            records,
             tree,
             events,
             event_seq: AtomicU64::new(event_seq),
@@ -291,14 +315,13 @@ impl SledJournal {
             stable,
             commits,
             next_id: Mutex::new(next_id),
-            completing: Mutex::new(()),
             window,
         })
     }
 
     fn read_job(&self, id: JobId) -> Result<Option<JobRecord>, JournalError> {
         let key = job_key(id);
-        match self.tree.get(key).map_err(storage("read job"))? {
+        match self.records.get(id)? {
             Some(bytes) => decode(&key, &bytes).map(Some),
             None => Ok(None),
         }
@@ -311,17 +334,17 @@ impl SledJournal {
         what: &'static str,
         change: impl FnOnce(&mut JobRecord) -> Option<R>,
     ) -> Result<Option<R>, JournalError> {
-        let _completing = lock(&self.completing);
-        let Some(mut record) = self.read_job(id)? else {
-            return Err(corrupt(&job_key(id), format!("{what}: no such job")));
-        };
-        let Some(changed) = change(&mut record) else {
-            return Ok(None);
-        };
-        self.tree
-            .insert(job_key(id), encode(&record)?)
-            .map_err(storage(what))?;
-        Ok(Some(changed))
+        let key = job_key(id);
+        self.records.rewrite(id, |stored| {
+            let Some(bytes) = stored else {
+                return Err(corrupt(&key, format!("{what}: no such job")));
+            };
+            let mut record: JobRecord = decode(&key, &bytes)?;
+            let Some(changed) = change(&mut record) else {
+                return Ok(None);
+            };
+            Ok(Some((changed, encode(&record)?)))
+        })
     }
 }
 
@@ -412,9 +435,7 @@ impl Journal for SledJournal {
             let (first, before) = (*next_id, jobs.len());
             for (id, task) in (first..).zip(tasks.by_ref().take(ACCEPT_CHUNK)) {
                 let record = JobRecord::accepted(&task, submitted_ms);
-                self.tree
-                    .insert(job_key(id), encode(&record)?)
-                    .map_err(storage("accept"))?;
+                self.records.accept(id, encode(&record)?)?;
                 jobs.push(Job {
                     id,
                     task,
@@ -468,22 +489,18 @@ impl Journal for SledJournal {
     fn in_flight_from(&self, from: JobId) -> InFlightIter {
         let low_water = lock(&self.window).base();
         let window = Arc::clone(&self.window);
-        let jobs = self
-            .tree
-            .range(job_key(low_water.max(from))..=job_key(JobId::MAX))
-            .map(move |entry| {
-                let (key, value) = entry.map_err(storage("scan jobs"))?;
-                let id = be_u64(&key, &key[1..])?;
-                let record: JobRecord = decode(&key, &value)?;
-                if record.outcome.is_some() {
-                    // Done before a restart: the window learns it here.
-                    lock(&window).mark_done(id);
-                }
-                Ok(record.pending(id).map(|job| InFlight {
-                    job,
-                    submitted_ms: record.submitted_ms,
-                }))
-            });
+        let jobs = self.records.scan(low_water.max(from)).map(move |entry| {
+            let (id, value) = entry?;
+            let record: JobRecord = decode(&job_key(id), &value)?;
+            if record.outcome.is_some() {
+                // Done before a restart: the window learns it here.
+                lock(&window).mark_done(id);
+            }
+            Ok(record.pending(id).map(|job| InFlight {
+                job,
+                submitted_ms: record.submitted_ms,
+            }))
+        });
         Box::new(jobs.filter_map(Result::transpose))
     }
 
@@ -495,7 +512,7 @@ impl Journal for SledJournal {
         Ok(match self.read_job(id)? {
             Some(record) => record.result(id).map_or(Lookup::Pending, Lookup::Done),
             // Below the floor only what was kept apart has a record left.
-            None if id > 0 && id < self.visible_floor.load(Ordering::SeqCst) => Lookup::Pruned,
+            None if id > 0 && id < self.records.floor() => Lookup::Pruned,
             None => Lookup::Unknown,
         })
     }
@@ -505,14 +522,14 @@ impl Journal for SledJournal {
         let next_id = *lock(&self.next_id);
         let low_water = lock(&self.window).base();
         let completed = self.counts().completed;
-        let pass = sled_prune::pass(
-            &self.tree,
-            &mut state,
-            (next_id, low_water, completed),
-            policy,
-            now_ms,
-            budget,
-        )?;
+        let ground = sled_prune::Ground {
+            meta: &self.tree,
+            records: &self.records,
+            next_id,
+            low_water,
+            completed,
+        };
+        let pass = sled_prune::pass(ground, &mut state, policy, now_ms, budget)?;
         if pass.pruned > 0 {
             // Durable with the next flush; a crash before it only brings records back.
             self.commits.record();
@@ -800,7 +817,7 @@ mod tests {
                 refused,
                 Err(JournalError::Format {
                     found: 9,
-                    expected: FORMAT,
+                    expected: SLED_FORMAT,
                     ..
                 })
             ),
@@ -886,8 +903,8 @@ mod tests {
             for id in [11, 12] {
                 let record = JobRecord::accepted(&Task::Test(Number::Small(4)), 0);
                 journal
-                    .tree
-                    .insert(job_key(id), encode(&record).unwrap())
+                    .records
+                    .accept(id, encode(&record).unwrap())
                     .unwrap();
             }
             journal.flush().unwrap();
@@ -902,60 +919,110 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_pruning_chunk_cut_off_by_a_crash_is_finished_at_the_next_open() {
+    async fn a_move_apart_cut_off_before_the_floor_leaves_one_record_that_wins() {
         let dir = tempfile::tempdir().unwrap();
         {
             let journal = open(dir.path());
-            let (jobs, _) = journal.accept(numbers(&[97; 300])).unwrap();
-            for job in jobs.iter().filter(|j| j.id != 30) {
-                journal.complete(job.id, Verdict::Prime, 1).unwrap();
+            journal.accept(numbers(&[97; 300])).unwrap();
+            for id in (1..=300).filter(|&id| id != 30) {
+                journal.complete(id, Verdict::Prime, 1).unwrap();
             }
-            // What a chunk from 1 to 101 leaves when cut off after 50 of its removals: the
-            // intent, ids 1..=51 gone but 30 (in flight, kept apart), the floor not moved.
-            super::sled_prune::tests::leave_intent(&journal.tree, 1, 101);
-            for id in (1..=51).filter(|&id| id != 30) {
-                journal.tree.remove(job_key(id)).unwrap();
-            }
+            // A pass moved job 30 apart and was cut off before its floor moved.
+            journal.records.keep_apart(30).unwrap();
+            journal.record_attempt(30, 2).unwrap();
             journal.flush().unwrap();
         }
         let journal = open(dir.path());
-        assert_eq!(
-            journal.retained().pruned,
-            50,
-            "what the chunk removed is counted"
-        );
-        assert_eq!(journal.lookup(1).unwrap(), Lookup::Pruned);
-        assert_eq!(journal.lookup(51).unwrap(), Lookup::Pruned);
-        assert_eq!(
-            journal.lookup(30).unwrap(),
-            Lookup::Pending,
-            "in flight: kept"
-        );
-        assert!(
-            matches!(journal.lookup(52).unwrap(), Lookup::Done(_)),
-            "not reached by the removals: kept apart below the new floor"
-        );
-        let in_flight: Vec<JobId> = journal.in_flight().map(|e| e.unwrap().job.id).collect();
-        assert_eq!(in_flight, [30]);
+        let in_flight: Vec<(JobId, u32)> = journal
+            .in_flight()
+            .map(|e| e.map(|f| (f.job.id, f.job.attempts)).unwrap())
+            .collect();
+        assert_eq!(in_flight, [(30, 2)], "once, as moved");
         assert_eq!(journal.counts().completed, 299);
         let policy = Retention {
             max_kept: 100,
             ..Retention::DEFAULT
         };
-        assert_eq!(prune_all(&journal, &policy, now_ms()), 152);
+        assert_eq!(prune_all(&journal, &policy, now_ms()), 202);
         assert_eq!(journal.retained().kept, 97);
-        let mut done = 0;
-        for id in (1..=300).filter(|&id| id != 30) {
-            match journal.lookup(id).unwrap() {
-                Lookup::Done(_) => done += 1,
-                Lookup::Pruned => {}
-                other => panic!("job {id}: {other:?}"),
-            }
-        }
-        assert_eq!(done, 97, "as many answers as are kept");
         assert_eq!(journal.lookup(30).unwrap(), Lookup::Pending);
+        assert_eq!(journal.lookup(29).unwrap(), Lookup::Pruned);
+        journal.complete(30, Verdict::Prime, 2).unwrap();
+        journal.flush().unwrap();
+        drop(journal);
+        let journal = open(dir.path());
+        assert!(matches!(journal.lookup(30).unwrap(), Lookup::Done(_)));
+        assert_eq!(journal.retained().pruned, 202);
+        assert_eq!(journal.in_flight().count(), 0);
     }
 
+    /// The names of the block trees `journal` has.
+    fn block_trees(journal: &SledJournal) -> Vec<String> {
+        let names = journal.stable.db.tree_names();
+        let names = names
+            .iter()
+            .map(|n| String::from_utf8_lossy(n).into_owned());
+        names.filter(|n| n.starts_with("jobs-")).collect()
+    }
+
+    #[tokio::test]
+    async fn pruning_past_a_block_drops_its_tree_and_keeps_what_must_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let total = 2 * sled_records::BLOCK_IDS + 100;
+        let policy = Retention {
+            max_kept: 64,
+            ..Retention::DEFAULT
+        };
+        {
+            let journal = open(dir.path());
+            journal.accept(numbers(&vec![97; total as usize])).unwrap();
+            for id in (1..=total).filter(|&id| id != 7) {
+                let verdict = if id == 8 {
+                    Verdict::Cancelled
+                } else {
+                    Verdict::Prime
+                };
+                journal.complete(id, verdict, 1).unwrap();
+            }
+            assert_eq!(block_trees(&journal).len(), 3);
+            let pruned = prune_all(&journal, &policy, now_ms());
+            assert_eq!(pruned, total - 1 - 62, "all but 62 kept and job 7");
+            assert_eq!(block_trees(&journal), [sled_records::block_name(2)]);
+            assert_eq!(journal.lookup(7).unwrap(), Lookup::Pending, "in flight");
+            assert_eq!(journal.lookup(8).unwrap(), Lookup::Pruned, "over the count");
+            assert_eq!(journal.lookup(total - 62).unwrap(), Lookup::Pruned);
+            assert!(matches!(journal.lookup(total).unwrap(), Lookup::Done(_)));
+            journal.flush().unwrap();
+        }
+        let journal = open(dir.path());
+        let in_flight: Vec<JobId> = journal.in_flight().map(|e| e.unwrap().job.id).collect();
+        assert_eq!(in_flight, [7], "kept apart, and replayed");
+        assert_eq!(journal.counts().completed, total - 1);
+        assert_eq!(journal.retained().pruned, total - 1 - 62);
+        journal.complete(7, Verdict::Prime, 1).unwrap();
+        assert_eq!(prune_all(&journal, &policy, now_ms()), 1);
+        assert_eq!(journal.lookup(7).unwrap(), Lookup::Pruned);
+        assert_eq!(journal.retained().kept, 62);
+    }
+
+    #[tokio::test]
+    async fn a_journal_that_lost_a_block_of_records_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let journal = open(dir.path());
+            let (_, ticket) = journal.accept(numbers(&[1, 2, 3])).unwrap();
+            journal.durable(ticket).await.unwrap();
+            let db = &journal.stable.db;
+            assert!(db.drop_tree(sled_records::block_name(0)).unwrap());
+            journal.flush().unwrap();
+        }
+        match try_open(dir.path()) {
+            Err(JournalError::Damaged { reason, .. }) => {
+                assert!(reason.contains("ids from 0"), "{reason}")
+            }
+            other => panic!("a journal without its block opened: {:?}", other.err()),
+        }
+    }
     #[tokio::test]
     async fn answers_go_after_their_period_and_failures_after_theirs() {
         let dir = tempfile::tempdir().unwrap();

@@ -10,10 +10,12 @@ pub(super) const JOB: u8 = b'J';
 pub(super) const NEXT_ID_KEY: &[u8] = b"Mnext_id";
 pub(super) const LOW_WATER_KEY: &[u8] = b"Mlow_water";
 pub(super) const FORMAT_KEY: &[u8] = b"Mformat";
+/// The sled journal's layout: its records in format 4 (`record::FORMAT`), in block trees.
+pub(super) const SLED_FORMAT: u32 = 5;
 /// Every finished job below this id is pruned (those still kept below it are kept apart).
 pub(super) const PRUNE_FLOOR_KEY: &[u8] = b"Mprune_floor";
-/// Where the pruning chunk last begun ends (see `sled_prune`). (Journals pruned by earlier
-/// versions also hold `Mpruned`, a count now derived from the floor, and ignored.)
+/// Format 4's record of where its pruning chunk last begun ends (read by the migration).
+/// (Format 4 journals pruned by earlier versions also hold `Mpruned`, ignored.)
 pub(super) const PRUNE_INTENT_KEY: &[u8] = b"Mprune_intent";
 
 pub(super) fn job_key(id: JobId) -> [u8; 9] {
