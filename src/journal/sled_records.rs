@@ -28,8 +28,9 @@ use super::sled_keys::{corrupt, job_id, job_key, storage};
 use super::JournalError;
 use crate::job::JobId;
 
-/// Ids in one block's tree.
-pub(super) const BLOCK_IDS: u64 = 1 << 16;
+/// Ids in one block's tree: small enough that what waits in a block whose floor has not
+/// passed its end is little against `max_kept`, large enough that a tree is dropped rarely.
+pub(super) const BLOCK_IDS: u64 = 1 << 14;
 const BLOCK_PREFIX: &str = "jobs-";
 const APART_TREE: &str = "apart";
 
