@@ -1,8 +1,8 @@
 //! The retention policy: how long, and how many, finished jobs are kept before they are pruned.
 //! Pure rules; the journal applies them in small background passes (`Journal::prune`).
 //!
-//! Jobs are pruned oldest id first, so that what is deleted is what was written first (sled
-//! then frees whole segments of its log, and the data dir stops growing). A pass walks from
+//! Jobs are pruned oldest id first, so that what goes is what was written first (the sled
+//! journal then drops whole trees of old ids, etcd's compaction whole revisions). A pass walks from
 //! the prune floor up: a finished job goes once it is past its period, or at once while more
 //! finished jobs are kept than `max_kept` allows; a job that must stay (in flight, or
 //! quarantined or cancelled and still within `failures`) is stepped past and kept apart, and

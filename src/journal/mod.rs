@@ -134,7 +134,7 @@ pub enum Lookup {
 /// What one pruning pass did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pass {
-    /// Records deleted.
+    /// Jobs pruned (their records deleted, or left to a block dropped whole).
     pub pruned: u64,
     /// Whether it stopped at its budget with more to look at (run the next one soon).
     pub more: bool,
@@ -230,7 +230,7 @@ pub trait Journal: Send + Sync + 'static {
         None
     }
 
-    /// One pruning pass: deletes finished jobs that `policy` lets go, oldest first, looking
+    /// One pruning pass: prunes the finished jobs that `policy` lets go, oldest first, looking
     /// at most at `budget` records. Blocking (it writes). A backend that does not prune keeps
     /// everything.
     fn prune(
