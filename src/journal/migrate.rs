@@ -12,8 +12,9 @@
 //! Format 4 → 5: job records moved from the `journal` tree into the trees of their blocks of
 //! ids, or into `apart` if below the prune floor (they were kept apart there; see
 //! `sled_records`). A pruning chunk that a crash cut off is finished first, as format 4 did at
-//! open. Copies are idempotent, so a crash midway starts over; the format is stamped after the
-//! copies and before the originals are removed (a format-5 open removes any left).
+//! open. A crash midway starts over from the originals (what was copied is cleared first: the
+//! older primed may have run on them since); the format is stamped after the copies and
+//! before the originals are removed (a format-5 open removes any left).
 
 use serde::{Deserialize, Serialize};
 
@@ -153,6 +154,7 @@ fn floor_4(meta: &sled::Tree) -> Result<JobId, JournalError> {
 /// Format 4 to 5; returns the job records moved.
 pub fn from_4(db: &sled::Db, meta: &sled::Tree) -> Result<u64, JournalError> {
     let floor = floor_4(meta)?;
+    Records::clear(db)?;
     let records = Records::open(db, floor)?;
     let mut moved = 0;
     for entry in meta.range(job_key(0)..=job_key(JobId::MAX)) {
@@ -415,5 +417,41 @@ mod tests {
         drop((tree, db));
         let journal = reopen(dir.path());
         assert_as_written_by_v4(&journal);
+    }
+
+    #[test]
+    fn a_migration_cut_off_then_run_by_the_older_primed_starts_over_from_its_originals() {
+        let dir = tempfile::tempdir().unwrap();
+        write_v4(dir.path());
+        {
+            // A first migration copied job 250 (then in flight) apart and to its block, and
+            // was cut off; the older primed then ran and finished it.
+            let db = unthreaded(dir.path());
+            let stale = encode(&JobRecord::accepted(&Task::Test(Number::Small(250)), 5)).unwrap();
+            let apart = db.open_tree("apart").unwrap();
+            apart.insert(job_key(250), stale.clone()).unwrap();
+            let block = db
+                .open_tree(crate::journal::sled_records::block_name(0))
+                .unwrap();
+            block.insert(job_key(260), stale).unwrap();
+            let tree = db.open_tree("journal").unwrap();
+            let mut done: JobRecord = crate::journal::record::decode(
+                || "250".into(),
+                &tree.get(job_key(250)).unwrap().unwrap(),
+            )
+            .unwrap();
+            done.outcome = Some(Outcome {
+                verdict: Verdict::Prime,
+                attempts: 1,
+                completed_ms: 10,
+            });
+            tree.insert(job_key(250), encode(&done).unwrap()).unwrap();
+            db.flush().unwrap();
+        }
+        let journal = reopen(dir.path());
+        let pending: Vec<JobId> = journal.in_flight().map(|j| j.unwrap().job.id).collect();
+        assert_eq!(pending, [30, 120], "250 finished since: not run again");
+        assert!(matches!(journal.lookup(250).unwrap(), Lookup::Done(_)));
+        assert!(matches!(journal.lookup(260).unwrap(), Lookup::Done(_)));
     }
 }

@@ -94,12 +94,13 @@ impl Chunk {
         }
         meta.insert(PRUNE_FLOOR_KEY, &self.to.to_be_bytes())
             .map_err(storage("prune"))?;
-        records.raise_floor(self.to)?;
+        records.raise_floor(self.to);
+        let pruned = std::mem::take(&mut self.pruned);
+        state.pruned += pruned;
+        records.drop_passed()?;
         for id in self.release.drain(..) {
             records.release(id)?;
         }
-        let pruned = std::mem::take(&mut self.pruned);
-        state.pruned += pruned;
         Ok(pruned)
     }
 }
@@ -172,7 +173,9 @@ pub(super) fn pass(
             }
         };
         let fate = match fate {
-            Fate::KeepApart if records.apart_count() >= MAX_KEPT_APART => Fate::Stop,
+            Fate::KeepApart if !records.is_apart(id) && records.apart_count() >= MAX_KEPT_APART => {
+                Fate::Stop
+            }
             fate => fate,
         };
         match fate {

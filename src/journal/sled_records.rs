@@ -145,20 +145,28 @@ impl Records {
     }
 
     /// The stored record of `id`, wherever it is; none if it was pruned or never written.
+    ///
+    /// Takes no lock, so a pass may move the record and drop its block meanwhile: the floor is
+    /// read first, and a block copy found gone is looked for in `apart` again (a move comes
+    /// before the floor passes the record, and the floor before its block is dropped).
     pub(super) fn get(&self, id: JobId) -> Result<Option<IVec>, JournalError> {
         let key = job_key(id);
+        let floor = self.floor();
         if self.is_apart(id) {
             return self.apart.get(key).map_err(storage("read job"));
         }
-        if id < self.floor() {
+        if id < floor {
             return Ok(None);
         }
-        let Some(tree) = self.block(id) else {
-            return Ok(None);
+        let copy = match self.block(id).map(|tree| tree.get(key)) {
+            Some(Err(e)) if dropped(&e) => None,
+            Some(read) => read.map_err(storage("read job"))?,
+            None => None,
         };
-        match tree.get(key) {
-            Err(e) if dropped(&e) => Ok(None),
-            read => read.map_err(storage("read job")),
+        match copy {
+            Some(bytes) => Ok(Some(bytes)),
+            None if self.is_apart(id) => self.apart.get(key).map_err(storage("read job")),
+            None => Ok(None),
         }
     }
 
@@ -183,6 +191,18 @@ impl Records {
             .map_err(storage("make a block"))?;
         blocks.insert(block, tree.clone());
         Ok(tree)
+    }
+
+    /// Drops every block and empties `apart`: what a migration cut off had copied, which the
+    /// older primed may have changed since.
+    pub(super) fn clear(db: &sled::Db) -> Result<(), JournalError> {
+        for name in db.tree_names() {
+            if parse_block(&name).is_some() {
+                db.drop_tree(&name).map_err(storage("migrate"))?;
+            }
+        }
+        let apart = db.open_tree(APART_TREE).map_err(storage("migrate"))?;
+        apart.clear().map_err(storage("migrate"))
     }
 
     /// Copies in a record of a format-4 journal: to `apart` below the floor (it was kept
@@ -262,6 +282,8 @@ impl Records {
 
     /// Deletes a record kept apart: it is pruned.
     pub(super) fn release(&self, id: JobId) -> Result<(), JournalError> {
+        // Not while a rewrite (a fault recorded late, say) could write the record back.
+        let _rewriting = lock(&self.rewriting);
         write(&self.apart_ids).remove(&id);
         self.apart
             .remove(job_key(id))
@@ -269,9 +291,13 @@ impl Records {
         Ok(())
     }
 
-    /// Moves the floor up to `floor` (already stored) and drops the blocks now wholly below it.
-    pub(super) fn raise_floor(&self, floor: JobId) -> Result<(), JournalError> {
+    /// Moves the floor up to `floor` (already stored).
+    pub(super) fn raise_floor(&self, floor: JobId) {
         self.floor.fetch_max(floor, Ordering::SeqCst);
+    }
+
+    /// Drops the blocks wholly below the floor.
+    pub(super) fn drop_passed(&self) -> Result<(), JournalError> {
         let live = first_live_block(self.floor());
         let passed: Vec<u64> = read(&self.blocks).range(..live).map(|(&b, _)| b).collect();
         for block in passed {
@@ -401,6 +427,9 @@ impl Scan {
             }
             let a = self.peek_apart()?;
             let b = self.peek_block()?;
+            // Read before the counter again: a floor that passed a record kept apart came
+            // after its move, which the counter then shows.
+            let floor = self.records.floor();
             if self.records.moves.load(Ordering::SeqCst) != moves {
                 continue;
             }
@@ -421,7 +450,7 @@ impl Scan {
             }
             // A block's copy (one moved since is read from `apart`, as the counter said): one
             // below the floor was pruned.
-            if id >= self.records.floor() {
+            if id >= floor {
                 return Ok(Some((id, value)));
             }
         }
@@ -473,7 +502,8 @@ mod tests {
         let mut scan = records.scan(0);
         assert_eq!(scan.next().unwrap().unwrap().0, 3);
         records.keep_apart(5).unwrap();
-        records.raise_floor(2 * BLOCK_IDS).unwrap();
+        records.raise_floor(2 * BLOCK_IDS);
+        records.drop_passed().unwrap();
         let rest: Vec<JobId> = scan.map(|e| e.unwrap().0).collect();
         assert_eq!(rest, [5, BLOCK_IDS + 9, 2 * BLOCK_IDS + 1]);
         assert_eq!(records.get(3).unwrap(), None, "pruned");
