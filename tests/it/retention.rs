@@ -92,10 +92,12 @@ fn finished_jobs_beyond_the_policy_are_pruned_and_answered_as_pruned() {
     let pruned = status["retention"]["pruned"].as_u64().expect("pruned");
     assert!(pruned >= 4 * ROUND - 1000 - 4096, "{status}");
     eprintln!("data dir after each round of {ROUND}: {sizes:?}");
-    // Past the first rounds the data dir stops growing: the last two rounds add less than half
-    // of what the first one took (without pruning each round adds about as much again).
+    // Past the first rounds the data dir stops growing: the last two rounds add less than the
+    // first one took (without pruning each round adds about as much again, so two would add
+    // twice that; with it they add 0.3-0.5 of it: blocks of ids go whole, and sled grows its
+    // file a segment at a time).
     assert!(
-        sizes[3].saturating_sub(sizes[1]) < sizes[0] / 2,
+        sizes[3].saturating_sub(sizes[1]) < sizes[0],
         "data dir sizes by round: {sizes:?}"
     );
     drop(daemon);
