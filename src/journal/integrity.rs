@@ -132,6 +132,16 @@ fn refuse_if_open(dir: &Path) -> Result<Option<fs::File>, JournalError> {
     }
 }
 
+/// Gets an existing journal ready to be read by a command while no daemon runs on it:
+/// refused while one does, and rid of snapshots sled never finished, as a daemon's open is.
+pub fn ready_to_read(dir: &Path) -> Result<(), JournalError> {
+    let _probe = refuse_if_open(dir)?;
+    drop_unfinished_snapshots(dir).map_err(|e| JournalError::Open {
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
 /// Removes `snap.*.generating` files: snapshots sled began and never renamed into place.
 pub fn drop_unfinished_snapshots(dir: &Path) -> io::Result<()> {
     for entry in fs::read_dir(dir)? {

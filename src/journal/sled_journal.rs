@@ -171,6 +171,7 @@ pub fn stored_events(dir: &Path, since_ms: u64) -> Result<Vec<Event>, JournalErr
             reason: "there is no journal here".into(),
         });
     }
+    integrity::ready_to_read(dir)?;
     let db = open_db(dir, 16 << 20)?;
     let events = db.open_tree("events").map_err(|e| open_error(dir, e))?;
     events
